@@ -1,0 +1,63 @@
+"""Choosing the device, and the CUDA settings that make the optimisation fast."""
+
+from __future__ import annotations
+
+import torch
+
+from engine.errors import SettingsError
+
+
+def cuda_device_count() -> int:
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+def _mps_available() -> bool:
+    backend = getattr(torch.backends, "mps", None)
+    return bool(backend and backend.is_available())
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """``auto`` picks CUDA, then Apple's MPS, then the CPU; explicit names are checked."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda", torch.cuda.current_device())
+        if _mps_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name == "cpu":
+        return torch.device("cpu")
+    if name == "mps":
+        if not _mps_available():
+            raise SettingsError("device: mps was asked for, but this machine has no Apple GPU.")
+        return torch.device("mps")
+    if name.startswith("cuda"):
+        count = cuda_device_count()
+        if count == 0:
+            raise SettingsError(
+                f"device: {name} was asked for, but PyTorch sees no CUDA GPU here. "
+                "Use --device cpu, or install a CUDA build of torch."
+            )
+        index = int(name.split(":", 1)[1]) if ":" in name else 0
+        if index >= count:
+            raise SettingsError(f"device: {name} does not exist; this machine has {count} GPU(s).")
+        return torch.device("cuda", index)
+    raise SettingsError("device: must be auto, cpu, cuda, cuda:N or mps.")
+
+
+def configure_cuda(precision: str) -> None:
+    """Process-wide CUDA flags. Worker processes own their process, so setting them is safe.
+
+    cudnn.benchmark picks the fastest convolution algorithm per input shape; the shapes of one
+    job repeat for hundreds of steps, so the one-off search pays for itself at once.
+    """
+    torch.backends.cudnn.benchmark = True
+    tf32 = precision in ("auto", "tf32", "bf16")
+    torch.backends.cuda.matmul.allow_tf32 = tf32
+    torch.backends.cudnn.allow_tf32 = tf32
+
+
+def effective_precision(precision: str, device: torch.device) -> str:
+    """What ``auto`` means on a device: TF32 on CUDA, fp32 elsewhere. bf16 needs CUDA."""
+    if device.type != "cuda":
+        return "fp32"
+    return "tf32" if precision == "auto" else precision

@@ -1,0 +1,30 @@
+"""Every error the engine raises on purpose, each with a message a user can act on.
+
+Callers (the CLI, the worker pool, the bot) show ``str(error)`` to people as it is, so
+messages are one plain sentence or two, with no internals in them.
+"""
+
+from __future__ import annotations
+
+
+class EngineError(Exception):
+    """Base of the engine's user-facing errors."""
+
+
+class ImageError(EngineError, ValueError):
+    """An input image was refused: not an image, corrupt, too large, or of an unsupported kind."""
+
+
+class SettingsError(EngineError, ValueError):
+    """A setting is out of range or unknown."""
+
+
+class WeightsError(EngineError):
+    """The network weights could not be loaded (missing, offline, or not a VGG19 state dict)."""
+
+
+class Cancelled(EngineError):
+    """The caller's cancel check asked the optimisation to stop."""
+
+    def __init__(self, message: str = "The job was cancelled.") -> None:
+        super().__init__(message)

@@ -1,0 +1,37 @@
+"""Coarse-to-fine: the sizes a job is optimised at, and how its steps are shared among them.
+
+Gatys et al. (2017) showed that high-resolution results keep their large-scale structure
+only if optimised at a low resolution first; each larger scale starts from the upsampled
+result of the one before. Scales grow by √2, as in crowsonkb's style-transfer-pytorch.
+"""
+
+from __future__ import annotations
+
+import math
+
+
+def pyramid_sizes(size: int, min_scale: int, enabled: bool = True) -> list[int]:
+    """Longest sides from coarse to fine, ending at ``size``."""
+    if not enabled or size <= min_scale:
+        return [size]
+    sizes = [size]
+    while (smaller := round(sizes[-1] / math.sqrt(2))) >= min_scale:
+        sizes.append(smaller)
+    return sizes[::-1]
+
+
+def split_steps(total: int, scales: int) -> list[int]:
+    """Shares ``total`` steps among the scales: equal parts, the remainder to the finest.
+
+    The pyramid is cut from the coarse end when there are fewer steps than scales, so the
+    returned list may be shorter than ``scales``; every entry is at least 1.
+    """
+    scales = max(1, min(scales, total))
+    base, extra = divmod(total, scales)
+    return [base] * (scales - 1) + [base + extra]
+
+
+def scaled_size(width: int, height: int, longest: int) -> tuple[int, int]:
+    """(width, height) with the longest side set to ``longest``, keeping the aspect ratio."""
+    factor = longest / max(width, height)
+    return max(1, round(width * factor)), max(1, round(height * factor))

@@ -1,0 +1,198 @@
+"""stylize(): the optimisation, determinism, colours, blends, pyramid, progress and cancel."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from PIL import Image
+
+from engine.colors import luminance, match_histogram, rgb_to_yiq
+from engine.errors import Cancelled, SettingsError
+from engine.network import VGGEncoder, load_network
+from engine.progress import Progress
+from engine.pyramid import pyramid_sizes, scaled_size, split_steps
+from engine.settings import StylizeSettings
+from engine.transfer import _Run, stylize
+from tests.engine_fixtures import content_image, style_image
+
+
+@pytest.fixture(scope="module")
+def net() -> VGGEncoder:
+    return load_network("random:0", "cpu")
+
+
+def settings(**changes: object) -> StylizeSettings:
+    base = {"size": 64, "steps": 10, "seed": 1, "weights": "random:0", "device": "cpu"}
+    return StylizeSettings(**{**base, **changes})  # type: ignore[arg-type]
+
+
+def pixels(image: Image.Image) -> torch.Tensor:
+    data = torch.frombuffer(bytearray(image.tobytes()), dtype=torch.uint8)
+    return data.view(image.height, image.width, 3).permute(2, 0, 1).unsqueeze(0).float() / 255
+
+
+@pytest.mark.parametrize("optimizer", ["lbfgs", "adam"])
+def test_total_loss_falls_by_more_than_half_in_20_steps(net: VGGEncoder, optimizer: str) -> None:
+    seen: list[Progress] = []
+    stylize(
+        content_image(), [style_image()], settings(steps=20, optimizer=optimizer),
+        on_progress=seen.append, network=net,
+    )  # fmt: skip
+    assert seen[-1].total_loss < 0.5 * seen[0].total_loss
+    assert seen[-1].style_loss < seen[0].style_loss
+
+
+def test_without_style_the_result_approaches_the_content_features(net: VGGEncoder) -> None:
+    seen: list[Progress] = []
+    stylize(
+        content_image(), [style_image()], settings(steps=30, init="noise", style_weight=0.0),
+        on_progress=seen.append, network=net,
+    )  # fmt: skip
+    assert seen[-1].style_loss == 0
+    assert seen[-1].content_loss < 0.25 * seen[0].content_loss
+
+
+def test_output_size_follows_the_content_aspect(net: VGGEncoder) -> None:
+    out = stylize(content_image(96, 64), [style_image()], settings(steps=2), network=net)
+    assert out.size == (64, 43) == scaled_size(96, 64, 64)
+    assert out.mode == "RGB"
+    assert out.info["stylize:seed"] == "1"
+
+
+def test_same_seed_is_bit_identical_and_noise_init_depends_on_it(net: VGGEncoder) -> None:
+    run = lambda **kw: stylize(  # noqa: E731
+        content_image(), [style_image()], settings(steps=5, init="noise", **kw), network=net
+    ).tobytes()
+    assert run(seed=3) == run(seed=3)
+    assert run(seed=3) != run(seed=4)
+
+
+def test_unset_seed_is_drawn_and_reported(net: VGGEncoder) -> None:
+    out = stylize(content_image(), [style_image()], settings(steps=1, seed=None), network=net)
+    assert out.info["stylize:seed"].isdigit()
+
+
+def test_progress_sees_every_step_in_order_and_previews_on_request(net: VGGEncoder) -> None:
+    seen: list[Progress] = []
+    stylize(
+        content_image(), [style_image()], settings(steps=6, preview_every=3, preview_size=32),
+        on_progress=seen.append, network=net,
+    )  # fmt: skip
+    assert [p.step for p in seen] == [1, 2, 3, 4, 5, 6]
+    assert all(p.total == 6 for p in seen)
+    previews = [p.step for p in seen if p.preview is not None]
+    assert previews == [3, 6]
+    assert max(seen[2].preview.size) == 32  # type: ignore[union-attr]
+    assert seen[-1].eta == 0 and seen[0].eta > 0
+
+
+def test_render_preview_on_demand(net: VGGEncoder) -> None:
+    sizes: list[tuple[int, int]] = []
+    stylize(
+        content_image(), [style_image()], settings(steps=2),
+        on_progress=lambda p: sizes.append(p.render_preview(20).size), network=net,  # type: ignore[misc]
+    )  # fmt: skip
+    assert sizes == [(20, 13), (20, 13)]
+
+
+def test_cancel_stops_within_one_step(net: VGGEncoder) -> None:
+    seen: list[int] = []
+    checks = iter([False, False, False, True])
+    with pytest.raises(Cancelled):
+        stylize(
+            content_image(), [style_image()], settings(steps=50),
+            on_progress=lambda p: seen.append(p.step), cancel=lambda: next(checks), network=net,
+        )  # fmt: skip
+    assert seen == [1, 2, 3]
+
+
+def test_blend_weights_one_zero_equal_the_single_style(net: VGGEncoder) -> None:
+    single = stylize(content_image(), [style_image(seed=1)], settings(steps=4), network=net)
+    blended = stylize(
+        content_image(), [style_image(seed=1), style_image(seed=2, palette="warm")],
+        settings(steps=4, style_weights=(1.0, 0.0)), network=net,
+    )  # fmt: skip
+    assert single.tobytes() == blended.tobytes()
+
+
+def test_style_weights_must_match_styles(net: VGGEncoder) -> None:
+    with pytest.raises(SettingsError, match="one weight per style"):
+        stylize(content_image(), [style_image()], settings(style_weights=(1.0, 2.0)), network=net)
+
+
+def test_style_scale_changes_the_style_targets(net: VGGEncoder) -> None:
+    content = pixels(content_image().resize((64, 43)))
+    style = style_image(96)
+    grams = []
+    for scale in (1.0, 0.5):
+        run = _Run(net, settings(style_scale=scale).resolved(), 0.0, None, None)
+        targets = run._targets(content, [run._style_tensor(style, 64, content)], [1.0])
+        grams.append(targets.style["relu3_1"])
+    assert not torch.allclose(grams[0], grams[1], rtol=0.05)
+
+
+def _chroma_error(out: Image.Image, content: Image.Image) -> float:
+    a, b = rgb_to_yiq(pixels(out))[:, 1:], rgb_to_yiq(pixels(content.resize(out.size)))[:, 1:]
+    return (a - b).abs().mean().item()
+
+
+def test_luminance_mode_keeps_the_content_chroma(net: VGGEncoder) -> None:
+    content, style = content_image(), style_image(palette="warm")
+    plain = stylize(content, [style], settings(steps=10, init="noise"), network=net)
+    kept = stylize(content, [style], settings(steps=10, init="noise", preserve_colors="luminance"), network=net)
+    assert _chroma_error(kept, content) < 0.02
+    assert _chroma_error(kept, content) < 0.25 * _chroma_error(plain, content)
+
+
+def test_histogram_mode_moves_the_colours_towards_the_content(net: VGGEncoder) -> None:
+    content, style = content_image(), style_image(palette="warm")
+    plain = stylize(content, [style], settings(steps=8), network=net)
+    matched = stylize(content, [style], settings(steps=8, preserve_colors="histogram"), network=net)
+    assert _chroma_error(matched, content) < _chroma_error(plain, content)
+
+
+def test_match_histogram_gives_the_content_mean_and_covariance() -> None:
+    g = torch.Generator().manual_seed(0)
+    content = torch.rand(1, 3, 20, 20, generator=g) * 0.5 + 0.25
+    style = (torch.rand(1, 3, 20, 20, generator=g) * 0.3).clamp(0, 1)
+    matched = match_histogram(style, content)
+    flat_m, flat_c = matched[0].reshape(3, -1), content[0].reshape(3, -1)
+    torch.testing.assert_close(flat_m.mean(1), flat_c.mean(1), atol=0.02, rtol=0)
+    torch.testing.assert_close(torch.cov(flat_m), torch.cov(flat_c), atol=0.01, rtol=0)
+    assert luminance(matched).shape == (1, 1, 20, 20)
+
+
+def test_pyramid_sizes_and_steps() -> None:
+    assert pyramid_sizes(512, 512) == [512]
+    assert pyramid_sizes(1024, 512) == [512, 724, 1024]
+    assert pyramid_sizes(1024, 512, enabled=False) == [1024]
+    assert split_steps(10, 3) == [3, 3, 4]
+    assert split_steps(2, 3) == [1, 1]
+
+
+def test_coarse_to_fine_runs_every_scale_and_grows(net: VGGEncoder) -> None:
+    seen: list[Progress] = []
+    out = stylize(
+        content_image(), [style_image()], settings(steps=9, min_scale=32),
+        on_progress=seen.append, network=net,
+    )  # fmt: skip
+    assert [p.scale for p in seen] == [0] * 3 + [1] * 3 + [2] * 3
+    assert [p.size for p in seen[::3]] == [(32, 21), (45, 30), (64, 43)]
+    assert out.size == (64, 43)
+
+
+@pytest.mark.parametrize("init", ["content", "noise", "style"])
+def test_every_init_runs(net: VGGEncoder, init: str) -> None:
+    out = stylize(content_image(), [style_image()], settings(steps=2, init=init), network=net)
+    assert out.size == (64, 43)
+
+
+def test_pixels_stay_in_range(net: VGGEncoder) -> None:
+    seen: list[float] = []
+
+    def check(p: Progress) -> None:
+        image = p.render_preview(64)  # type: ignore[misc]
+        seen.append(min(image.getextrema()[0]))
+
+    out = stylize(content_image(), [style_image()], settings(steps=3, strength=10), on_progress=check, network=net)
+    assert out.getextrema()[0][1] <= 255 and seen
