@@ -32,21 +32,78 @@ def build_parser() -> argparse.ArgumentParser:
         "(Gatys, Ecker & Bethge's neural style transfer).",
     )
     p.add_argument("content", metavar="CONTENT", type=Path, help="the photo to repaint")
-    p.add_argument("styles", metavar="STYLE", type=Path, nargs="+", help="painting(s) to take the style from")
-    p.add_argument("-o", "--output", metavar="OUT", type=Path, required=True, help="where to save the result (.png, .jpg or .webp)")
-    p.add_argument("--size", metavar="PX", type=int, default=defaults.size, help="longest side of the result (default %(default)s)")
-    p.add_argument("--steps", metavar="N", type=int, default=defaults.steps, help="optimisation steps (default %(default)s)")
-    p.add_argument("--strength", metavar="X", type=float, default=defaults.strength, help="style vs content, 1 = balanced (default %(default)s)")
-    p.add_argument("--style-weights", metavar="W", type=float, nargs="+", help="blend weights, one per style image")
-    p.add_argument("--style-scale", metavar="X", type=float, default=defaults.style_scale, help="style image size relative to the output (default %(default)s)")
+    p.add_argument(
+        "styles", metavar="STYLE", type=Path, nargs="+", help="painting(s) to take the style from"
+    )
+    p.add_argument(
+        "-o",
+        "--output",
+        metavar="OUT",
+        type=Path,
+        required=True,
+        help="where to save the result (.png, .jpg or .webp)",
+    )
+    p.add_argument(
+        "--size",
+        metavar="PX",
+        type=int,
+        default=defaults.size,
+        help="longest side of the result (default %(default)s)",
+    )
+    p.add_argument(
+        "--steps",
+        metavar="N",
+        type=int,
+        default=defaults.steps,
+        help="optimisation steps (default %(default)s)",
+    )
+    p.add_argument(
+        "--strength",
+        metavar="X",
+        type=float,
+        default=defaults.strength,
+        help="style vs content, 1 = balanced (default %(default)s)",
+    )
+    p.add_argument(
+        "--style-weights",
+        metavar="W",
+        type=float,
+        nargs="+",
+        help="blend weights, one per style image",
+    )
+    p.add_argument(
+        "--style-scale",
+        metavar="X",
+        type=float,
+        default=defaults.style_scale,
+        help="style image size relative to the output (default %(default)s)",
+    )
     p.add_argument("--preserve-colors", choices=COLOR_MODES, help="keep the content's colours")
-    p.add_argument("--init", choices=INITS, default=defaults.init, help="start from (default %(default)s)")
-    p.add_argument("--optimizer", choices=OPTIMIZERS, default=defaults.optimizer, help="(default %(default)s)")
-    p.add_argument("--pooling", choices=POOLINGS, default=defaults.pooling, help="(default %(default)s)")
-    p.add_argument("--seed", metavar="N", type=int, help="for a reproducible result (default: random, printed)")
-    p.add_argument("--device", default=defaults.device, help="auto, cpu, cuda, cuda:N or mps (default %(default)s)")
-    p.add_argument("--weights", default=defaults.weights, help="imagenet, random, random:SEED or a .pth path (default %(default)s)")
-    p.add_argument("--precision", choices=PRECISIONS, default=defaults.precision, help="(default %(default)s)")
+    p.add_argument(
+        "--init", choices=INITS, default=defaults.init, help="start from (default %(default)s)"
+    )
+    p.add_argument(
+        "--optimizer", choices=OPTIMIZERS, default=defaults.optimizer, help="(default %(default)s)"
+    )
+    p.add_argument(
+        "--pooling", choices=POOLINGS, default=defaults.pooling, help="(default %(default)s)"
+    )
+    p.add_argument(
+        "--seed", metavar="N", type=int, help="for a reproducible result (default: random, printed)"
+    )
+    p.add_argument(
+        "--device",
+        default=defaults.device,
+        help="auto, cpu, cuda, cuda:N or mps (default %(default)s)",
+    )
+    p.add_argument(
+        "--weights",
+        default=defaults.weights,
+        help="imagenet, random, random:SEED or a .pth path (default %(default)s)",
+    )
+    p.add_argument(
+        "--precision", choices=PRECISIONS, default=defaults.precision, help="(default %(default)s)"
+    )
     return p  # fmt: skip
 
 

@@ -40,7 +40,7 @@ def luminance(image: torch.Tensor) -> torch.Tensor:
 
 
 def match_luminance(style_y: torch.Tensor, content_y: torch.Tensor) -> torch.Tensor:
-    """Shifts and scales the style's luminance to the content's mean and std (eq. 1 of the paper)."""
+    """Matches the style luminance to the content's mean and std (eq. 1 of the paper)."""
     s_mean, s_std = style_y.mean(), style_y.std().clamp_min(1e-5)
     c_mean, c_std = content_y.mean(), content_y.std()
     return ((style_y - s_mean) / s_std * c_std + c_mean).clamp(0, 1)

@@ -23,7 +23,5 @@ DEEPEST_ALLOWED = "relu5_1"
 
 # Selectable layers: every conv and relu up to DEEPEST_ALLOWED.
 SELECTABLE_LAYERS: tuple[str, ...] = tuple(
-    name
-    for name in VGG19_LAYERS[: LAYER_INDEX[DEEPEST_ALLOWED] + 1]
-    if not name.startswith("pool")
+    name for name in VGG19_LAYERS[: LAYER_INDEX[DEEPEST_ALLOWED] + 1] if not name.startswith("pool")
 )

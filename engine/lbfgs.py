@@ -53,10 +53,8 @@ class LBFGS:
     def _remember(self, y: torch.Tensor, s: torch.Tensor) -> None:
         ys = torch.dot(y, s)
         accept = ys > 1e-10
-        if len(self._order) == self.history:
-            slot = self._order.pop(0)
-        else:
-            slot = len(self._order)
+        full = len(self._order) == self.history
+        slot = self._order.pop(0) if full else len(self._order)
         self._order.append(slot)
         self._s[slot].copy_(s)
         self._y[slot].copy_(y)

@@ -45,7 +45,9 @@ def style_loss(features: torch.Tensor, target_gram: torch.Tensor) -> torch.Tenso
 def blend_grams(grams: list[torch.Tensor], weights: list[float]) -> torch.Tensor:
     """The target Gram of several styles: their weighted mean."""
     total = float(sum(weights))
-    blended = sum((g * (w / total) for g, w in zip(grams, weights) if w > 0), torch.zeros_like(grams[0]))
+    blended = sum(
+        (g * (w / total) for g, w in zip(grams, weights) if w > 0), torch.zeros_like(grams[0])
+    )
     return blended
 
 

@@ -121,7 +121,7 @@ def random_state(seed: int) -> dict[str, torch.Tensor]:
 
 
 def imagenet_cache_path() -> Path:
-    """Where torch keeps downloaded weights: $TORCH_HOME/hub/checkpoints (default ~/.cache/torch)."""
+    """Where torch keeps downloads: $TORCH_HOME/hub/checkpoints (default ~/.cache/torch)."""
     return Path(torch.hub.get_dir()) / "checkpoints" / IMAGENET_FILE
 
 
@@ -149,15 +149,17 @@ def _download(url: str, path: Path) -> None:
     """Downloads to a temporary file, checks the hash, then moves it in place atomically."""
     path.parent.mkdir(parents=True, exist_ok=True)
     digest = hashlib.sha256()
-    with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as response:  # noqa: S310
-        with tempfile.NamedTemporaryFile(dir=path.parent, delete=False) as tmp:
-            try:
-                while chunk := response.read(1 << 20):
-                    digest.update(chunk)
-                    tmp.write(chunk)
-            except BaseException:
-                os.unlink(tmp.name)
-                raise
+    with (
+        urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as response,
+        tempfile.NamedTemporaryFile(dir=path.parent, delete=False) as tmp,
+    ):
+        try:
+            while chunk := response.read(1 << 20):
+                digest.update(chunk)
+                tmp.write(chunk)
+        except BaseException:
+            os.unlink(tmp.name)
+            raise
     if not digest.hexdigest().startswith(IMAGENET_SHA256_PREFIX):
         os.unlink(tmp.name)
         raise OSError("the download was corrupt (hash mismatch)")
@@ -179,7 +181,9 @@ def _load_state_file(path: Path) -> Mapping[str, torch.Tensor]:
     if not isinstance(state, Mapping):
         raise WeightsError(f"{path} does not hold a state dict.")
     # A full torchvision VGG19 names the convolutions "features.N"; a features-only one "N".
-    features = {k.removeprefix("features."): v for k, v in state.items() if not k.startswith("classifier.")}
+    features = {
+        k.removeprefix("features."): v for k, v in state.items() if not k.startswith("classifier.")
+    }
     return features
 
 

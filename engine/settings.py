@@ -120,7 +120,9 @@ class StylizeSettings:
             _fail("pooling", f"must be one of {', '.join(POOLINGS)}.")
         if self.preserve_colors is not None and self.preserve_colors not in COLOR_MODES:
             _fail("preserve colors", f"must be one of {', '.join(COLOR_MODES)}, or off.")
-        if self.seed is not None and (not isinstance(self.seed, int) or not 0 <= self.seed <= MAX_SEED):
+        if self.seed is not None and (
+            not isinstance(self.seed, int) or not 0 <= self.seed <= MAX_SEED
+        ):
             _fail("seed", f"must be a whole number from 0 to {MAX_SEED}.")
         if not isinstance(self.device, str) or not _DEVICE_RE.match(self.device):
             _fail("device", "must be auto, cpu, cuda, cuda:N or mps.")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -170,7 +170,9 @@ class _Run:
         if self.s.init == "content":
             return content.clone()
         if self.s.init == "style":
-            return F.interpolate(style, size=content.shape[-2:], mode="bilinear", align_corners=False)
+            return F.interpolate(
+                style, size=content.shape[-2:], mode="bilinear", align_corners=False
+            )
         noise = torch.randn(content.shape, generator=self.generator) * 0.15 + 0.5
         return noise.clamp(0, 1).to(self.device)
 

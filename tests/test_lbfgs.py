@@ -10,7 +10,9 @@ from engine.lbfgs import LBFGS
 def _problem() -> tuple[torch.Tensor, torch.Tensor]:
     g = torch.Generator().manual_seed(0)
     a = torch.randn(12, 12, generator=g, dtype=torch.float64)
-    return a @ a.T + 0.5 * torch.eye(12, dtype=torch.float64), torch.randn(12, generator=g, dtype=torch.float64)
+    return a @ a.T + 0.5 * torch.eye(12, dtype=torch.float64), torch.randn(
+        12, generator=g, dtype=torch.float64
+    )
 
 
 def _loss(x: torch.Tensor, q: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -23,7 +25,9 @@ def test_matches_torch_lbfgs_step_for_step() -> None:
     ours = torch.zeros(12, dtype=torch.float64, requires_grad=True)
     theirs = torch.zeros(12, dtype=torch.float64, requires_grad=True)
     opt = LBFGS(ours, history=5)
-    reference = torch.optim.LBFGS([theirs], lr=1, max_iter=1, history_size=5, tolerance_grad=0, tolerance_change=0)
+    reference = torch.optim.LBFGS(
+        [theirs], lr=1, max_iter=1, history_size=5, tolerance_grad=0, tolerance_change=0
+    )
 
     def closure() -> torch.Tensor:
         reference.zero_grad()

@@ -60,7 +60,7 @@ def test_output_size_follows_the_content_aspect(net: VGGEncoder) -> None:
 
 
 def test_same_seed_is_bit_identical_and_noise_init_depends_on_it(net: VGGEncoder) -> None:
-    run = lambda **kw: stylize(  # noqa: E731
+    run = lambda **kw: stylize(
         content_image(), [style_image()], settings(steps=5, init="noise", **kw), network=net
     ).tobytes()
     assert run(seed=3) == run(seed=3)
@@ -139,7 +139,9 @@ def _chroma_error(out: Image.Image, content: Image.Image) -> float:
 def test_luminance_mode_keeps_the_content_chroma(net: VGGEncoder) -> None:
     content, style = content_image(), style_image(palette="warm")
     plain = stylize(content, [style], settings(steps=10, init="noise"), network=net)
-    kept = stylize(content, [style], settings(steps=10, init="noise", preserve_colors="luminance"), network=net)
+    kept = stylize(
+        content, [style], settings(steps=10, init="noise", preserve_colors="luminance"), network=net
+    )
     assert _chroma_error(kept, content) < 0.02
     assert _chroma_error(kept, content) < 0.25 * _chroma_error(plain, content)
 
@@ -194,5 +196,11 @@ def test_pixels_stay_in_range(net: VGGEncoder) -> None:
         image = p.render_preview(64)  # type: ignore[misc]
         seen.append(min(image.getextrema()[0]))
 
-    out = stylize(content_image(), [style_image()], settings(steps=3, strength=10), on_progress=check, network=net)
+    out = stylize(
+        content_image(),
+        [style_image()],
+        settings(steps=3, strength=10),
+        on_progress=check,
+        network=net,
+    )
     assert out.getextrema()[0][1] <= 255 and seen

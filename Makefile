@@ -1,0 +1,37 @@
+# `make run` and `make test` set everything up on first use (a virtualenv in .venv).
+PYTHON ?= python3
+VENV ?= .venv
+# torch and torchvision: the newest release in pyproject.toml's range by default; pin a
+# build for your GPU with e.g. make TORCH="torch==2.14.1 torchvision==0.29.1".
+TORCH ?= torch torchvision
+WEIGHTS ?= imagenet
+PY := $(VENV)/bin/python
+
+.PHONY: run test demo bench lint clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install $(TORCH)
+	$(PY) -m pip install --quiet -e ".[test]"
+	touch $@
+
+run: $(VENV)/.installed  ## start the Discord bot (reads .env)
+	$(VENV)/bin/stylize-bot
+
+test: $(VENV)/.installed  ## the test suite, on the CPU
+	$(PY) -m pytest
+
+demo: $(VENV)/.installed  ## repaint the sample photo with the CLI
+	$(VENV)/bin/stylize samples/content.png samples/style.png -o out/demo.png \
+		--size 256 --steps 200 --weights $(WEIGHTS)
+
+bench: $(VENV)/.installed  ## engine benchmark on this machine's best device
+	$(PY) benchmarks/engine_bench.py
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+clean:
+	rm -rf $(VENV) out

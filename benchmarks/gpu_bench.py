@@ -1,0 +1,315 @@
+"""GPU benchmark: the fast path against a naive baseline, precision parity, memory, throughput.
+
+Everything in one run, on one device, so the ratios compare like with like:
+1. the default job (L-BFGS, default settings) at --size px for --steps steps: optimisation
+   wall time, and job time with image decode and PNG encode;
+2. the same job done naively, as the well-known PyTorch tutorial does it: the whole VGG19
+   feature stack, fp32, NCHW, no cudnn.benchmark, style targets recomputed every step,
+   torch.optim.LBFGS;
+3. achieved TFLOP/s, against the card's dense TF32 and BF16 peaks;
+4. the final loss of tf32 and bf16 runs against fp32, all evaluated in fp32;
+5. peak memory at growing sizes, and the largest size that fits 24 GB and 80 GB;
+6. jobs per minute through the worker pool with 1, 4 and 8 jobs submitted at once.
+Weights are random (this machine may be offline): the time of a step does not depend on them.
+
+    python benchmarks/gpu_bench.py [--device cuda] [--size 512] [--steps 500] [--out DIR]
+Runs on the CPU too, at small sizes, to check the script itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from benchmarks.engine_bench import vgg_flops  # noqa: E402
+from engine.images import encode_image, load_image  # noqa: E402
+from engine.layers import LAYER_INDEX, VGG19_LAYERS  # noqa: E402
+from engine.losses import gram_matrix  # noqa: E402
+from engine.network import load_network, random_state  # noqa: E402
+from engine.settings import StylizeSettings  # noqa: E402
+from engine.transfer import _Run, stylize  # noqa: E402
+
+# Dense (no sparsity) peaks, TFLOP/s, from NVIDIA's data sheets.
+PEAKS = {
+    "H100 SXM": {"tf32": 494.7, "bf16": 989.4},
+    "H100 PCIe": {"tf32": 378.0, "bf16": 756.0},
+    "H100 NVL": {"tf32": 417.5, "bf16": 835.0},
+    "H200": {"tf32": 494.7, "bf16": 989.4},
+}
+
+
+def peaks_for(name: str) -> dict[str, float] | None:
+    if "H200" in name:
+        return PEAKS["H200"]
+    if "H100" in name:
+        for key in ("PCIe", "NVL"):
+            if key in name:
+                return PEAKS[f"H100 {key}"]
+        return PEAKS["H100 SXM"]
+    return None
+
+
+def sample_images(size: int) -> tuple[Image.Image, Image.Image]:
+    from engine.samples import make_content, make_style
+
+    return make_content(size), make_style(size)
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def fast_job(net, content, style, settings: StylizeSettings) -> tuple[float, Image.Image]:  # type: ignore[no-untyped-def]
+    sync(net.device)
+    t0 = time.perf_counter()
+    out = stylize(content, [style], settings, network=net)
+    sync(net.device)
+    return time.perf_counter() - t0, out
+
+
+def naive_job(
+    content: Image.Image, style: Image.Image, size: int, steps: int, device: torch.device
+) -> float:
+    """The tutorial's way: whole feature stack, fp32 NCHW, targets recomputed every step."""
+    torch.backends.cudnn.benchmark = False
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_tf32 = False
+    layers = torch.nn.Sequential()
+    state = random_state(0)
+    channels = 3
+    for i, name in enumerate(VGG19_LAYERS):
+        if name.startswith("conv"):
+            conv = torch.nn.Conv2d(channels, min(64 * 2 ** (int(name[4]) - 1), 512), 3, padding=1)
+            if f"{i}.weight" in state:  # conv5_2 and later keep their default random init
+                conv.weight.data.copy_(state[f"{i}.weight"])
+            channels = conv.out_channels
+            layers.append(conv)
+        elif name.startswith("relu"):
+            layers.append(torch.nn.ReLU(inplace=False))
+        else:
+            layers.append(torch.nn.MaxPool2d(2, 2))
+    layers = layers.to(device).eval().requires_grad_(False)
+    mean = torch.tensor([0.485, 0.456, 0.406], device=device).view(1, 3, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225], device=device).view(1, 3, 1, 1)
+    style_ids = [LAYER_INDEX[n] for n in ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")]
+    content_id = LAYER_INDEX["relu4_2"]
+
+    def tensor(image: Image.Image) -> torch.Tensor:
+        data = torch.frombuffer(bytearray(image.resize((size, size)).tobytes()), dtype=torch.uint8)
+        return (
+            data.view(size, size, 3).permute(2, 0, 1)[None].float().div(255).contiguous().to(device)
+        )
+
+    def feats(x: torch.Tensor) -> list[torch.Tensor]:
+        out, h = [], (x - mean) / std
+        for layer in layers:  # the whole stack, as the tutorial's model copy runs
+            h = layer(h)
+            out.append(h)
+        return out
+
+    c, s = tensor(content), tensor(style)
+    content_target = feats(c)[content_id].detach()
+    x = c.clone().requires_grad_(True)
+    opt = torch.optim.LBFGS([x], max_iter=1, history_size=100)
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        with torch.no_grad():
+            style_feats = feats(s)  # recomputed every step
+        f = feats(x)
+        loss = F.mse_loss(f[content_id], content_target)
+        for i in style_ids:
+            loss = loss + 1e3 * F.mse_loss(gram_matrix(f[i]), gram_matrix(style_feats[i]))
+        loss.backward()
+        return loss
+
+    sync(device)
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        opt.step(closure)
+        with torch.no_grad():
+            x.clamp_(0, 1)
+    sync(device)
+    elapsed = time.perf_counter() - t0
+    torch.backends.cudnn.benchmark = True
+    return elapsed
+
+
+def fp32_loss(net, content, style, image: Image.Image, settings: StylizeSettings) -> float:  # type: ignore[no-untyped-def]
+    run = _Run(net, settings.replace(precision="fp32"), 0.0, None, None)
+    content_t = run._tensor(content, image.size)
+    targets = run._targets(content_t, [run._style_tensor(style, max(image.size), content_t)], [1.0])
+    with torch.no_grad():
+        return float(sum(p.item() for p in run._losses(run._tensor(image), targets)))
+
+
+def memory_sweep(net, content, style, sizes: list[int], device: torch.device) -> list[dict]:  # type: ignore[no-untyped-def]
+    rows = []
+    for size in sizes:
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+            torch.cuda.reset_peak_memory_stats(device)
+        settings = StylizeSettings(size=size, steps=20 * max(1, len(_scales(size))), seed=0)
+        try:
+            seconds, _ = fast_job(net, content, style, settings)
+            peak = (
+                torch.cuda.max_memory_allocated(device) / 2**30
+                if device.type == "cuda"
+                else float("nan")
+            )
+            rows.append(
+                {"size": size, "peak_gib": peak, "seconds": seconds, "steps": settings.steps}
+            )
+        except torch.OutOfMemoryError:
+            rows.append({"size": size, "peak_gib": None, "oom": True})
+            torch.cuda.empty_cache()
+        print(f"memory {rows[-1]}", flush=True)
+    return rows
+
+
+def _scales(size: int) -> list[int]:
+    from engine.pyramid import pyramid_sizes
+
+    return pyramid_sizes(size, StylizeSettings().min_scale)
+
+
+def largest_fit(rows: list[dict], budget_gib: float) -> int | None:
+    """Extrapolates peak memory linearly in pixels from the two largest measured sizes."""
+    ok = [r for r in rows if r.get("peak_gib")]
+    if len(ok) < 2:
+        return None
+    a, b = ok[-2], ok[-1]
+    per_px = (b["peak_gib"] - a["peak_gib"]) / (b["size"] ** 2 - a["size"] ** 2)
+    base = b["peak_gib"] - per_px * b["size"] ** 2
+    return int(((budget_gib - base) / per_px) ** 0.5) if per_px > 0 else None
+
+
+async def pool_throughput(size: int, steps: int, counts: list[int], device: str) -> list[dict]:
+    from engine.jobs import Job
+    from engine.pool import EnginePool
+
+    content, style = sample_images(size)
+    data = [encode_image(im).data for im in (content, style)]
+    rows = []
+    async with EnginePool(workers=1, device=device, weights="random:0") as pool:
+        warm = pool.submit(Job(data[0], (data[1],), StylizeSettings(size=size, steps=5, seed=0)))
+        await warm.wait()
+        for count in counts:
+            t0 = time.perf_counter()
+            handles = [
+                pool.submit(
+                    Job(data[0], (data[1],), StylizeSettings(size=size, steps=steps, seed=i))
+                )
+                for i in range(count)
+            ]
+            results = await asyncio.gather(*(h.wait() for h in handles))
+            elapsed = time.perf_counter() - t0
+            done = sum(type(r).__name__ == "Done" for r in results)
+            rows.append(
+                {
+                    "jobs": count,
+                    "done": done,
+                    "seconds": elapsed,
+                    "jobs_per_min": done / elapsed * 60,
+                }
+            )
+            print(f"pool {rows[-1]}", flush=True)
+    return rows
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description="GPU benchmark of the engine")
+    p.add_argument("--device", default="cuda")
+    p.add_argument("--size", type=int, default=512)
+    p.add_argument("--steps", type=int, default=500)
+    p.add_argument("--memory-sizes", type=int, nargs="*", default=[512, 1024, 2048, 4096])
+    p.add_argument("--pool-counts", type=int, nargs="*", default=[1, 4, 8])
+    p.add_argument("--skip", nargs="*", default=[], choices=["naive", "parity", "memory", "pool"])
+    p.add_argument("--out", type=Path, default=Path("."))
+    args = p.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    net = load_network("random:0", args.device)
+    device = net.device
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+    report: dict = {
+        "device": name,
+        "torch": torch.__version__,
+        "size": args.size,
+        "steps": args.steps,
+    }
+    print(f"device {name}, torch {torch.__version__}", flush=True)
+    content, style = sample_images(args.size)
+    settings = StylizeSettings(size=args.size, steps=args.steps, seed=0)
+
+    fast_job(net, content, style, settings.replace(steps=10))  # warm-up: cudnn autotuning
+    seconds, result = fast_job(net, content, style, settings)
+    report["fast_s"] = seconds
+    flops = 2 * vgg_flops(*result.size) * args.steps
+    report["tflops"] = flops / seconds / 1e12
+    peaks = peaks_for(name)
+    if peaks:
+        report["fraction_of_tf32_peak"] = report["tflops"] / peaks["tf32"]
+        report["fraction_of_bf16_peak"] = report["tflops"] / peaks["bf16"]
+    print(
+        f"fast {args.size}px {args.steps} steps: {seconds:.3f} s, {report['tflops']:.1f} TFLOP/s",
+        flush=True,
+    )
+
+    blobs = [encode_image(content).data, encode_image(style).data]
+    sync(device)
+    t0 = time.perf_counter()
+    decoded = [load_image(b) for b in blobs]
+    _, out = fast_job(net, decoded[0], decoded[1:2][0], settings)
+    encode_image(out)
+    report["job_with_io_s"] = time.perf_counter() - t0
+    print(f"job with decode+encode: {report['job_with_io_s']:.3f} s", flush=True)
+
+    if "naive" not in args.skip:
+        report["naive_s"] = naive_job(content, style, args.size, args.steps, device)
+        report["speedup"] = report["naive_s"] / seconds
+        print(f"naive: {report['naive_s']:.3f} s, speed-up {report['speedup']:.1f}x", flush=True)
+
+    if "parity" not in args.skip:
+        losses = {}
+        for precision in ("fp32", "tf32", "bf16") if device.type == "cuda" else ("fp32",):
+            _, image = fast_job(net, content, style, settings.replace(precision=precision))
+            t, _ = fast_job(net, content, style, settings.replace(precision=precision))
+            losses[precision] = {
+                "loss": fp32_loss(net, content, style, image, settings),
+                "seconds": t,
+            }
+            print(f"parity {precision}: {losses[precision]}", flush=True)
+        for v in losses.values():
+            v["vs_fp32"] = v["loss"] / losses["fp32"]["loss"] - 1
+        report["parity"] = losses
+
+    if "memory" not in args.skip:
+        big_content, big_style = sample_images(max(args.memory_sizes))
+        rows = memory_sweep(net, big_content, big_style, args.memory_sizes, device)
+        report["memory"] = rows
+        report["largest_fit_24gib"] = largest_fit(rows, 24)
+        report["largest_fit_80gib"] = largest_fit(rows, 80)
+
+    if "pool" not in args.skip:
+        report["pool"] = asyncio.run(
+            pool_throughput(args.size, args.steps, args.pool_counts, args.device)
+        )
+
+    (args.out / "gpu_bench.json").write_text(json.dumps(report, indent=2))
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()

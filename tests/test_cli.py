@@ -1,0 +1,94 @@
+"""The stylize command end to end, at 64 px with random weights."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from engine.cli import main
+from tests.engine_fixtures import content_image, style_image
+
+
+@pytest.fixture
+def inputs(tmp_path: Path) -> tuple[Path, Path]:
+    content, style = tmp_path / "content.jpg", tmp_path / "style.png"
+    content_image().save(content)
+    style_image().save(style)
+    return content, style
+
+
+def test_cli_writes_the_image_with_its_settings(inputs, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "out" / "result.png"
+    code = main([*map(str, inputs), "-o", str(out), "--size", "64", "--steps", "3",
+                 "--weights", "random:0", "--device", "cpu", "--seed", "5"])  # fmt: skip
+    assert code == 0
+    printed = capsys.readouterr()
+    assert f"Saved {out}" in printed.out and "seed 5" in printed.out and " s on cpu" in printed.out
+    assert "step" in printed.err  # the tqdm bar
+    with Image.open(out) as image:
+        assert image.size == (64, 43)
+        assert image.text["stylize:seed"] == "5"
+        assert '"steps": 3' in image.text["stylize:settings"]
+
+
+def test_cli_jpeg_output(inputs, tmp_path: Path) -> None:
+    out = tmp_path / "result.jpg"
+    assert main([*map(str, inputs), "-o", str(out), "--size", "48", "--steps", "1",
+                 "--weights", "random:0", "--device", "cpu"]) == 0  # fmt: skip
+    with Image.open(out) as image:
+        assert image.format == "JPEG"
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--size", "5"], "size: must be"),
+        (["--steps", "0"], "steps: must be"),
+        (["--style-weights", "1", "2"], "one weight per style image"),
+        (["--device", "gpu"], "device: must be"),
+        (["--init", "zeros"], "invalid choice"),
+        (["--weights", "/nowhere/vgg.pth"], "does not exist"),
+    ],
+)
+def test_user_errors_are_one_line_with_exit_2(
+    inputs, tmp_path: Path, capsys, extra, message
+) -> None:
+    with pytest.raises(SystemExit) if extra[0] == "--init" else contextlib.nullcontext():
+        code = main([*map(str, inputs), "-o", str(tmp_path / "o.png"), "--device", "cpu", *extra])
+        assert code == 2
+    err = capsys.readouterr().err
+    assert message in err
+    assert err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_bad_inputs_are_user_errors(tmp_path: Path, capsys) -> None:
+    text = tmp_path / "notes.png"
+    text.write_text("hello")
+    assert main([str(text), str(text), "-o", str(tmp_path / "o.png")]) == 2
+    assert "notes.png" in capsys.readouterr().err
+    assert main([str(tmp_path / "missing.png"), str(text), "-o", str(tmp_path / "o.png")]) == 2
+    assert "Cannot read" in capsys.readouterr().err
+    assert main([str(text), str(text), "-o", str(tmp_path / "o.gif")]) == 2
+    assert ".png, .jpg" in capsys.readouterr().err
+
+
+def test_imagenet_weights_offline_exit_2_with_instructions(inputs, tmp_path: Path) -> None:
+    env = {**os.environ, "TORCH_HOME": str(tmp_path / "torch-home")}
+    started = time.monotonic()
+    result = subprocess.run(
+        [sys.executable, "-m", "engine.cli", *map(str, inputs), "-o", str(tmp_path / "o.png"),
+         "--weights", "imagenet", "--device", "cpu", "--size", "32", "--steps", "1"],
+        env=env, capture_output=True, text=True, timeout=90,
+    )  # fmt: skip
+    assert time.monotonic() - started < 60
+    assert result.returncode == 2
+    assert "vgg19-dcbb9e9d.pth" in result.stderr and "--weights" in result.stderr
+    assert str(tmp_path / "torch-home") in result.stderr
+    assert "Traceback" not in result.stderr
