@@ -1,0 +1,188 @@
+"""``StylizeBot``: start-up, endpoints and shutdown. The feature itself is in ``bot.cogs``.
+
+As in discord.py's ``examples/advanced_startup.py``, everything the bot needs is created in
+``setup_hook`` (before the gateway connects) and closed in ``close``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import aiohttp
+import discord
+import yarl
+from discord.ext import commands
+from discord.gateway import DiscordWebSocket
+from discord.http import Route
+
+from bot import errors
+from bot.config import DEFAULT_GATEWAY_URL, BotSettings
+from bot.runner import JobRunner
+from engine.pool import EnginePool
+
+log = logging.getLogger(__name__)
+
+EXTENSIONS = ("bot.cogs.stylize",)
+
+# Shutdown budget (SIGTERM to exit within 15 s): tell users, stop workers, close sessions.
+NOTIFY_GRACE = 4.0
+POOL_GRACE = 1.0
+POOL_CLOSE_LIMIT = 7.0
+DRAIN_LIMIT = 2.0
+
+
+class StartupError(Exception):
+    """Start-up cannot go on; ``str()`` is one line saying what to fix."""
+
+
+def point_at(api_base_url: str, gateway_url: str) -> tuple[str, yarl.URL]:
+    """Send discord.py's REST and gateway traffic to these URLs; returns the previous ones.
+
+    discord.py keeps both in class attributes, read at the moment of use:
+    * ``discord.http.Route.BASE``: every REST route is built from it, the bot-token calls and
+      the interaction webhooks (``/interactions/…/callback``, ``/webhooks/…``) alike.
+    * ``DiscordWebSocket.DEFAULT_GATEWAY``: the first connection, and every re-IDENTIFY after
+      Discord invalidates a session. Resumes use ``ws.gateway`` instead; see
+      ``StylizeBot.dispatch``.
+    """
+    previous = (Route.BASE, DiscordWebSocket.DEFAULT_GATEWAY)
+    Route.BASE = api_base_url.rstrip("/")
+    DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(gateway_url)
+    return previous
+
+
+def make_pool(settings: BotSettings) -> EnginePool:
+    return EnginePool(
+        workers=settings.stylize_workers,
+        device=settings.stylize_device,
+        weights=settings.stylize_weights,
+        queue_size=settings.stylize_queue_size,
+        job_timeout=settings.stylize_job_timeout,
+    )
+
+
+class StylizeBot(commands.Bot):
+    def __init__(
+        self,
+        settings: BotSettings,
+        *,
+        pool_factory: Callable[[BotSettings], EnginePool] = make_pool,
+    ) -> None:
+        intents = discord.Intents.none()
+        intents.guilds = True  # channels and our own permissions arrive with GUILD_CREATE
+        super().__init__(
+            command_prefix=commands.when_mentioned,  # slash commands only; no message intent
+            intents=intents,
+            help_command=None,
+            allowed_mentions=discord.AllowedMentions.none(),
+            max_messages=None,
+        )
+        self.settings = settings
+        self._pool_factory = pool_factory
+        self.http_session: aiohttp.ClientSession | None = None
+        self.pool: EnginePool | None = None
+        self.runner: JobRunner | None = None
+        self._custom_gateway = settings.discord_gateway_url != DEFAULT_GATEWAY_URL
+        self._previous_endpoints: tuple[str, yarl.URL] | None = None
+        self._shutdown: asyncio.Task[None] | None = None
+
+    # Start-up
+
+    async def login(self, token: str) -> None:
+        self._previous_endpoints = point_at(
+            self.settings.discord_api_base_url, self.settings.discord_gateway_url
+        )
+        await super().login(token)
+
+    async def setup_hook(self) -> None:
+        config = self.settings
+        self.http_session = aiohttp.ClientSession(headers={"User-Agent": "stylize-bot"})
+        self.pool = self._pool_factory(config)
+        log.info("starting the engine (weights %s, device %s)", config.stylize_weights,
+                 config.stylize_device)  # fmt: skip
+        await self.pool.start()
+        if self.shutting_down:  # a signal arrived while the workers were starting
+            await self.pool.close(grace=0)
+            return
+        self.runner = JobRunner(
+            self.pool,
+            per_user=config.stylize_queue_per_user,
+            max_waiting=config.stylize_queue_size,
+        )
+        self.tree.error(errors.on_app_command_error)
+        for extension in EXTENSIONS:
+            await self.load_extension(extension)
+        await self._sync_commands()
+
+    async def _sync_commands(self) -> None:
+        guild_id = self.settings.discord_guild_id
+        if guild_id is None:
+            synced = await self.tree.sync()
+            log.info("synced %d command(s) globally (may take a while to appear)", len(synced))
+            return
+        # Guild commands appear at once, which is what development wants.
+        guild = discord.Object(id=guild_id)
+        self.tree.copy_global_to(guild=guild)
+        try:
+            synced = await self.tree.sync(guild=guild)
+        except discord.Forbidden:
+            raise StartupError(
+                f"cannot register /stylize in the server DISCORD_GUILD_ID={guild_id}: invite the "
+                "bot there with the applications.commands scope, or fix the ID."
+            ) from None
+        log.info("synced %d command(s) to guild %s", len(synced), guild_id)
+
+    async def on_ready(self) -> None:
+        assert self.user is not None
+        log.info("ready as %s (id %s) in %d guild(s)", self.user, self.user.id, len(self.guilds))
+
+    def dispatch(self, event_name: str, /, *args: Any, **kwargs: Any) -> None:
+        # READY has just stored Discord's resume_gateway_url in ws.gateway, and a resume
+        # would go there, around a proxy or emulator. Keep resumes on the configured gateway.
+        # ('connect' is dispatched synchronously while READY is parsed, before any resume.)
+        if event_name == "connect" and self._custom_gateway and self.ws is not None:
+            self.ws.gateway = DiscordWebSocket.DEFAULT_GATEWAY
+        super().dispatch(event_name, *args, **kwargs)
+
+    # Shutdown
+
+    @property
+    def shutting_down(self) -> bool:
+        return self._shutdown is not None
+
+    async def close(self) -> None:
+        # Idempotent: a signal, `async with` and discord.py itself may each call close().
+        if self._shutdown is None:
+            self._shutdown = asyncio.get_running_loop().create_task(self._close())
+        await asyncio.shield(self._shutdown)
+
+    async def _close(self) -> None:
+        log.info("shutting down")
+        try:
+            if self.runner is not None:
+                # Stop taking commands and tell everyone with a job that it was cancelled.
+                await self.runner.shutdown(grace=NOTIFY_GRACE)
+            if self.pool is not None:
+                await _bounded(self.pool.close(grace=POOL_GRACE), POOL_CLOSE_LIMIT, "engine pool")
+            if self.runner is not None:
+                await self.runner.wait_idle(DRAIN_LIMIT)
+        except Exception:
+            log.exception("error while stopping the jobs")
+        finally:
+            if self.http_session is not None:
+                await self.http_session.close()
+            await super().close()
+            if self._previous_endpoints is not None:
+                Route.BASE, DiscordWebSocket.DEFAULT_GATEWAY = self._previous_endpoints
+                self._previous_endpoints = None
+            log.info("shut down")
+
+
+async def _bounded(coro: Any, limit: float, what: str) -> None:
+    try:
+        await asyncio.wait_for(coro, limit)
+    except asyncio.TimeoutError:
+        log.warning("%s did not close within %g s", what, limit)

@@ -1,0 +1,155 @@
+"""Every status and result text the bot shows, as pure functions of plain values.
+
+Refusals and failures are worded in ``bot.errors``; this module words the normal path.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+# Discord's own cap on message content.
+MAX_CONTENT = 2000
+
+
+def duration(seconds: float) -> str:
+    """``"45 s"``, ``"2 min 05 s"``, ``"1 h 03 min"``: short, and exact enough for a person."""
+    if seconds < 0 or math.isnan(seconds):
+        seconds = 0
+    if seconds < 1:
+        return "under a second"
+    total = round(seconds)
+    if total < 60:
+        return f"{total} s"
+    minutes, secs = divmod(total, 60)
+    if minutes < 60:
+        return f"{minutes} min {secs:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"
+
+
+def file_size(size: int) -> str:
+    """Bytes in the units Discord's upload limits are given in (1 MB = 1024 × 1024 B)."""
+    if size < 1024:
+        return f"{size} B"
+    if size < 1024 * 1024:
+        return f"{size / 1024:.0f} KB"
+    value = size / (1024 * 1024)
+    return f"{value:.0f} MB" if value >= 100 or value.is_integer() else f"{value:.1f} MB"
+
+
+def number(value: float) -> str:
+    """A setting's value without float noise: 1.0 → ``"1"``, 0.3333 → ``"0.33"``."""
+    return f"{value:.3g}"
+
+
+def percent(step: int, total: int) -> int:
+    if total <= 0:
+        return 0
+    return max(0, min(100, math.floor(100 * step / total)))
+
+
+# Status message
+
+
+def queued(position: int) -> str:
+    if position <= 1:
+        return "⏳ Queued: you're next. I'll start as soon as a painter is free."
+    ahead = position - 1
+    jobs = "job" if ahead == 1 else "jobs"
+    return f"⏳ Queued: position **{position}** ({ahead} {jobs} ahead of yours)."
+
+
+def starting() -> str:
+    return "🎨 Starting: preparing your pictures…"
+
+
+def progress(step: int, total: int, eta: float) -> str:
+    text = f"🎨 Painting: step {step}/{total} ({percent(step, total)}%)"
+    if step < total and eta > 0:
+        text += f", about {duration(eta)} left"
+    return text + "."
+
+
+def cancelling() -> str:
+    return "🛑 Cancelling…"
+
+
+def cancelled(by_mention: str | None, *, own: bool) -> str:
+    if by_mention is None or own:
+        return "🛑 Cancelled."
+    return f"🛑 Cancelled by {by_mention}."
+
+
+def restarting() -> str:
+    return "🛑 Cancelled: the bot is restarting. Please run `/stylize` again in a minute."
+
+
+def done_status(seconds: float, result_url: str | None) -> str:
+    where = f": {result_url}" if result_url else ", the picture is posted below."
+    return f"✅ Done in {duration(seconds)}{where}"
+
+
+# Result message
+
+
+@dataclass(frozen=True)
+class ResultInfo:
+    """What the result message states: from ``engine.jobs.JobStats`` and the upload."""
+
+    width: int
+    height: int
+    steps: int
+    strength: float
+    seed: int
+    seconds: float
+    format: str
+    size_bytes: int
+    preserve_colors: bool = False
+    reencoded_to_fit: bool = False
+
+    @classmethod
+    def from_stats(cls, stats: Any, fmt: str, size_bytes: int, *, refit: bool) -> ResultInfo:
+        settings = stats.settings or {}
+        return cls(
+            width=stats.width,
+            height=stats.height,
+            steps=stats.steps,
+            strength=float(settings.get("strength", 1.0)),
+            seed=stats.seed,
+            seconds=stats.seconds,
+            format=fmt,
+            size_bytes=size_bytes,
+            preserve_colors=bool(settings.get("preserve_colors")),
+            reencoded_to_fit=refit or fmt != "png",
+        )
+
+
+FORMAT_LABELS = {"png": "PNG", "jpeg": "JPEG", "webp": "WebP"}
+FORMAT_EXTENSIONS = {"png": "png", "jpeg": "jpg", "webp": "webp"}
+
+
+def result_filename(fmt: str) -> str:
+    return f"stylized.{FORMAT_EXTENSIONS.get(fmt, fmt)}"
+
+
+def result(mention: str, info: ResultInfo, *, upload_limit: int) -> str:
+    parts = [
+        f"{info.width}×{info.height} px",
+        f"{info.steps} steps",
+        f"strength {number(info.strength)}",
+    ]
+    if info.preserve_colors:
+        parts.append("photo's colours kept")
+    parts += [f"seed {info.seed}", f"took {duration(info.seconds)}"]
+    label = FORMAT_LABELS.get(info.format, info.format.upper())
+    file_note = f"{label}, {file_size(info.size_bytes)}"
+    if info.reencoded_to_fit:
+        file_note += f": PNG would not fit the {file_size(upload_limit)} upload limit"
+    return f"{mention}, here is your picture: {', '.join(parts)} ({file_note})."
+
+
+def clip(text: str) -> str:
+    """Keep a message within Discord's content limit."""
+    return text if len(text) <= MAX_CONTENT else text[: MAX_CONTENT - 1] + "…"

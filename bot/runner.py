@@ -1,0 +1,201 @@
+"""Runs jobs through the fair queue and the engine pool, and tells a reporter what happens.
+
+No Discord here: the cog hands in a ``JobReporter`` per job (it edits the status message and
+posts the result). The runner starts a job only when a worker is free, so the fair queue, not
+the pool's FIFO, decides the order. Every job ends in exactly one ``reporter.finished`` call,
+whatever goes wrong.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Coroutine
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from bot.queue import FairQueue, QueueRefusal
+from engine.jobs import (
+    Cancelled,
+    Done,
+    Failed,
+    FailureKind,
+    FinalEvent,
+    Job,
+    JobProgress,
+    Started,
+)
+from engine.pool import EnginePool, JobHandle
+
+log = logging.getLogger(__name__)
+
+RESTART = "restart"
+"""``Cancelled.reason`` of jobs ended by a shutdown of the bot."""
+ON_REQUEST = "request"
+"""``Cancelled.reason`` of jobs cancelled with the Cancel button."""
+
+
+class ShuttingDown(QueueRefusal):
+    """The bot is shutting down and takes no new jobs."""
+
+
+class JobReporter(Protocol):
+    """What the runner tells the outside world about one job."""
+
+    def queued(self, position: int) -> None:
+        """The job waits; ``position`` 1 is next. Called again whenever it changes."""
+
+    def progress(self, event: Started | JobProgress) -> None:
+        """The job started, or made progress. Must not block."""
+
+    def cancel_requested(self, by_user_id: int) -> None:
+        """Someone pressed Cancel; the final ``Cancelled`` follows."""
+
+    async def finished(self, event: FinalEvent) -> None:
+        """The one final event: deliver the result or say what happened."""
+
+
+@dataclass
+class Request:
+    job: Job
+    user_id: int
+    reporter: JobReporter
+    handle: JobHandle | None = None
+    cancel_reason: str | None = None
+    last_position: int | None = None
+
+
+class JobRunner:
+    def __init__(self, pool: EnginePool, *, per_user: int, max_waiting: int) -> None:
+        self._pool = pool
+        self._queue: FairQueue[Request] = FairQueue(
+            per_user=per_user, max_waiting=max_waiting, slots=max(1, pool.size)
+        )
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.accepting = True
+
+    # Questions
+
+    def check(self, user_id: int) -> None:
+        """Raise the refusal that ``submit`` would raise for this user now."""
+        self._queue.check(user_id)
+
+    def owner(self, job_id: str) -> int | None:
+        entry = self._queue.get(job_id)
+        return entry.user_id if entry else None
+
+    def position(self, job_id: str) -> int | None:
+        return self._queue.position(job_id)
+
+    @property
+    def busy(self) -> bool:
+        return bool(self._tasks) or len(self._queue) > 0
+
+    # Changes
+
+    def submit(self, job: Job, user_id: int, reporter: JobReporter) -> None:
+        """Queue a job; raises ``bot.queue.QueueRefusal`` when the user or the queue is full."""
+        if not self.accepting:
+            raise ShuttingDown("the bot is shutting down")
+        self._queue.add(job.id, user_id, Request(job, user_id, reporter))
+        self._pump()
+
+    def cancel(self, job_id: str, by_user_id: int) -> bool:
+        """Cancel a waiting or running job. False if it is not (or no longer) here."""
+        entry = self._queue.get(job_id)
+        if entry is None:
+            return False
+        request = entry.payload
+        if request.cancel_reason is not None:
+            return True
+        request.cancel_reason = ON_REQUEST
+        request.reporter.cancel_requested(by_user_id)
+        if entry.running:
+            if request.handle is not None:
+                request.handle.cancel()  # the pool's Cancelled ends _run
+        else:
+            self._queue.remove(job_id)
+            self._spawn(self._finish(request, Cancelled(job_id, ON_REQUEST)))
+            self._announce_positions()
+        return True
+
+    async def shutdown(self, grace: float) -> None:
+        """Take no more jobs, cancel every job (telling its user), wait up to ``grace`` s."""
+        self.accepting = False
+        for entry in self._queue.drain():
+            entry.payload.cancel_reason = RESTART
+            self._spawn(self._finish(entry.payload, Cancelled(entry.job_id, RESTART)))
+        for entry in self._queue.running():
+            entry.payload.cancel_reason = RESTART
+            if entry.payload.handle is not None:
+                entry.payload.handle.cancel()
+        await self.wait_idle(grace)
+
+    async def wait_idle(self, timeout: float) -> bool:
+        """Wait until every job has been reported; False if some were still busy."""
+        if self._tasks:
+            _, pending = await asyncio.wait(set(self._tasks), timeout=timeout)
+            return not pending
+        return True
+
+    # Internals
+
+    def _pump(self) -> None:
+        while (entry := self._queue.start_next()) is not None:
+            request = entry.payload
+            try:
+                # Submitted here, synchronously, so that a Cancel pressed from now on always
+                # finds the handle.
+                request.handle = self._pool.submit(request.job)
+            except Exception as error:
+                log.exception("job %s: the engine pool refused it", entry.job_id)
+                self._queue.remove(entry.job_id)
+                failed = Failed(entry.job_id, FailureKind.INTERNAL, str(error))
+                self._spawn(self._finish(request, failed))
+                continue
+            self._spawn(self._run(request, request.handle))
+        self._announce_positions()
+
+    def _announce_positions(self) -> None:
+        for job_id, position in self._queue.positions().items():
+            entry = self._queue.get(job_id)
+            assert entry is not None
+            request = entry.payload
+            if request.last_position != position:
+                request.last_position = position
+                request.reporter.queued(position)
+
+    async def _run(self, request: Request, handle: JobHandle) -> None:
+        job_id = request.job.id
+        final: FinalEvent | None = None
+        try:
+            async for event in handle:
+                if isinstance(event, (Done, Failed, Cancelled)):
+                    final = event
+                elif isinstance(event, (Started, JobProgress)):
+                    request.reporter.progress(event)
+        except Exception as error:
+            log.exception("job %s: reading its events failed", job_id)
+            final = Failed(job_id, FailureKind.INTERNAL, str(error))
+        finally:
+            self._queue.remove(job_id)
+            self._pump()
+        if final is None:
+            final = Failed(job_id, FailureKind.INTERNAL, "The job ended without a result.")
+        await self._finish(request, final)
+
+    async def _finish(self, request: Request, event: FinalEvent) -> None:
+        if isinstance(event, Cancelled) and request.cancel_reason is not None:
+            event = Cancelled(event.job_id, request.cancel_reason)
+        elif isinstance(event, Cancelled):
+            # The pool cancels on its own only when it shuts down.
+            event = Cancelled(event.job_id, RESTART)
+        try:
+            await request.reporter.finished(event)
+        except Exception:
+            log.exception("job %s: reporting its end failed", request.job.id)
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)

@@ -1,0 +1,720 @@
+"""``EnginePool``: the asyncio side of the engine's worker processes.
+
+The bot never runs an optimisation in its own process: a job takes seconds on a GPU and
+minutes on a CPU, and would stall the Discord gateway's heartbeat. It submits ``Job``s here
+and reads each job's events from its ``JobHandle``.
+
+How it works:
+
+* Each worker is a process started with ``spawn`` (safe with CUDA) that loads the network
+  once and then runs one job at a time (``engine.worker``). By default there is one worker per
+  CUDA device, each pinned to its device, or a single worker without a GPU.
+* Every worker has two one-way pipes. A writer thread sends it jobs, and a reader thread
+  receives its events and hands them to the event loop with ``call_soon_threadsafe``: the loop
+  never blocks on a pipe, however large an image is.
+* Cancelling a running job writes the run's number into an integer shared with the worker,
+  which the engine checks on every step. A worker that doesn't stop within ``stop_grace``
+  seconds (a timeout, a hang) is killed and replaced, as is one that dies.
+* Jobs wait in a bounded FIFO; a job is dispatched the moment a worker is free.
+
+This module must not import torch, directly or indirectly: the bot process imports it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import itertools
+import logging
+import multiprocessing
+import queue
+import threading
+from collections import deque
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any, Literal
+
+from engine.errors import SettingsError, WeightsError
+from engine.jobs import (
+    FINAL_EVENTS,
+    Cancelled,
+    Event,
+    Failed,
+    FailureKind,
+    FinalEvent,
+    Job,
+    JobProgress,
+    PoolError,
+    Queued,
+    QueueFull,
+    RunJob,
+    Started,
+    WorkerConfig,
+    WorkerEvent,
+    WorkerReady,
+    WorkerStartFailed,
+)
+from engine.settings import StylizeSettings
+
+log = logging.getLogger(__name__)
+
+MAX_START_FAILURES = 3
+"""A worker slot whose replacement fails to start this many times in a row is given up."""
+SHUTDOWN_WAIT = 10.0
+"""Seconds ``close`` waits for an idle worker to exit before killing it."""
+
+_START_ERRORS: dict[str, type[Exception]] = {
+    "WeightsError": WeightsError,
+    "SettingsError": SettingsError,
+}
+_CLOSE_PIPE = object()
+"""Put in a worker's outbox: the writer thread closes the task pipe, so the worker exits."""
+
+StopReason = Literal["cancel", "timeout", "shutdown"]
+PoolState = Literal["new", "starting", "running", "broken", "closing", "closed"]
+
+
+def _worker_entry(*args: Any) -> None:
+    """Spawn target. It lives here, not in ``engine.worker``, so that the parent can name it
+    without importing torch; the child imports the real worker."""
+    from engine.worker import worker_main
+
+    worker_main(*args)
+
+
+class JobHandle:
+    """A submitted job: its events, its final outcome, and a way to cancel it."""
+
+    def __init__(self, job_id: str, cancel: Callable[[str], None]) -> None:
+        self.job_id = job_id
+        self._cancel = cancel
+        self._events: asyncio.Queue[Event] = asyncio.Queue()
+        self._final: asyncio.Future[FinalEvent] = asyncio.get_running_loop().create_future()
+
+    def __repr__(self) -> str:
+        return f"<JobHandle {self.job_id} {'done' if self.done else 'pending'}>"
+
+    @property
+    def done(self) -> bool:
+        """True once the final event has been produced (whether or not it was read)."""
+        return self._final.done()
+
+    @property
+    def result(self) -> FinalEvent | None:
+        return self._final.result() if self._final.done() else None
+
+    async def __aiter__(self) -> AsyncIterator[Event]:
+        """Every event of the job in order, from ``Queued`` to the final one. One reader."""
+        while True:
+            event = await self._events.get()
+            yield event
+            if isinstance(event, FINAL_EVENTS):
+                return
+
+    def cancel(self) -> None:
+        """Ask to stop the job: a queued job ends at once, a running one within a step."""
+        if not self.done:
+            self._cancel(self.job_id)
+
+    async def wait(self) -> FinalEvent:
+        """The final event. Does not consume the event stream."""
+        return await asyncio.shield(self._final)
+
+    def _emit(self, event: Event) -> None:
+        if self._final.done():
+            log.error("job %s: dropped %r after its final event", self.job_id, event)
+            return
+        self._events.put_nowait(event)
+        if isinstance(event, FINAL_EVENTS):
+            self._final.set_result(event)
+
+
+class _WorkerProcess:
+    """One worker process, its pipes and the two threads that move messages for it."""
+
+    def __init__(
+        self,
+        context: Any,
+        config: WorkerConfig,
+        loop: asyncio.AbstractEventLoop,
+        on_message: Callable[[_WorkerProcess, object], None],
+        on_exit: Callable[[_WorkerProcess, int | None], None],
+    ) -> None:
+        self.config = config
+        self._loop = loop
+        self._on_message = on_message
+        self._on_exit = on_exit
+        # Shared without a lock: one aligned 64-bit write by the pool, reads by the worker.
+        self.cancel_seq = context.RawValue("q", 0)
+        self._task_reader, self._task_writer = context.Pipe(duplex=False)
+        self._event_reader, self._event_writer = context.Pipe(duplex=False)
+        self.process = context.Process(
+            target=_worker_entry,
+            args=(config, self._task_reader, self._event_writer, self.cancel_seq),
+            name=f"stylize-worker-{config.index}",
+            daemon=True,
+        )
+        self._outbox: queue.SimpleQueue[object] = queue.SimpleQueue()
+        self.ready: asyncio.Future[WorkerReady] = loop.create_future()
+        self.exited: asyncio.Future[int | None] = loop.create_future()
+        self.start_error: WorkerStartFailed | None = None
+        self.pid: int | None = None
+        self.launched: asyncio.Future[None] | None = None
+
+    def start(self) -> None:
+        """Blocking (it forks and execs): call it in a thread."""
+        try:
+            self.process.start()
+        except BaseException:
+            for end in (
+                self._task_reader,
+                self._task_writer,
+                self._event_reader,
+                self._event_writer,
+            ):
+                end.close()
+            self._post(self._on_exit, self, None)
+            raise
+        self.pid = self.process.pid
+        # The child has its own copies now. Closing ours is what lets the reader see EOF the
+        # moment the child dies, however it dies.
+        self._task_reader.close()
+        self._event_writer.close()
+        name = self.process.name
+        threading.Thread(target=self._read, name=f"{name}-reader", daemon=True).start()
+        threading.Thread(target=self._write, name=f"{name}-writer", daemon=True).start()
+
+    def send(self, message: RunJob) -> None:
+        self._outbox.put(message)
+
+    def close_pipe(self) -> None:
+        """Ask the worker to exit once it is idle (it sees EOF on its task pipe)."""
+        self._outbox.put(_CLOSE_PIPE)
+
+    def cancel(self, seq: int) -> None:
+        self.cancel_seq.value = seq
+
+    def kill(self) -> None:
+        with contextlib.suppress(ProcessLookupError, ValueError, AttributeError):
+            self.process.kill()
+
+    def _read(self) -> None:
+        while True:
+            try:
+                message = self._event_reader.recv()
+            except (EOFError, OSError):
+                break
+            except Exception:  # an unpicklable message; the stream itself is still in step
+                log.exception("unreadable message from %s", self.process.name)
+                continue
+            self._post(self._on_message, self, message)
+        self._event_reader.close()
+        self._outbox.put(_CLOSE_PIPE)  # ends the writer thread, if it is still waiting
+        # EOF means the child has closed its end, so it is exiting: reap it here, off the loop.
+        self.process.join()
+        self._post(self._on_exit, self, self.process.exitcode)
+
+    def _write(self) -> None:
+        while True:
+            message = self._outbox.get()
+            if message is _CLOSE_PIPE:
+                break
+            try:
+                self._task_writer.send(message)
+            except (OSError, ValueError):
+                break  # the worker is gone; the reader reports its exit
+        self._task_writer.close()
+
+    def _post(self, callback: Callable[..., None], *args: object) -> None:
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is listening
+            self._loop.call_soon_threadsafe(callback, *args)
+
+
+@dataclass(eq=False)
+class _Entry:
+    """A job the pool holds until its final event: waiting, or running on a slot."""
+
+    job: Job
+    handle: JobHandle
+    position: int = 0
+    slot: _Slot | None = None
+    seq: int = 0
+    attempts: int = 0
+    stop_reason: StopReason | None = None
+    timers: list[asyncio.TimerHandle] = field(default_factory=list)
+
+    def cancel_timers(self) -> None:
+        for timer in self.timers:
+            timer.cancel()
+        self.timers.clear()
+
+
+@dataclass(eq=False)
+class _Slot:
+    """A worker position. Its process changes when a worker is replaced; its index stays."""
+
+    index: int
+    proc: _WorkerProcess | None = None
+    ready: bool = False
+    entry: _Entry | None = None
+    start_failures: int = 0
+    given_up: bool = False
+
+    @property
+    def idle(self) -> bool:
+        return self.ready and self.proc is not None and self.entry is None
+
+
+class EnginePool:
+    """Worker processes that run stylisation jobs; use it from one asyncio event loop.
+
+    ``workers=None`` runs one worker per CUDA device (each pinned to its device), or one
+    without a GPU. ``threads`` sets torch's CPU threads per worker; ``None`` divides torch's
+    default among CPU workers. ``job_timeout`` counts from a job's start. A job whose worker
+    dies is failed as ``worker_crashed``, or retried once with ``retry_crashed``.
+    ``stop_grace`` is how long a job asked to stop (timeout, shutdown) may take before its
+    worker is killed and replaced.
+    """
+
+    def __init__(
+        self,
+        *,
+        workers: int | None = None,
+        device: str = "auto",
+        weights: str = "imagenet",
+        queue_size: int = 100,
+        job_timeout: float = 600.0,
+        retry_crashed: bool = False,
+        threads: int | None = None,
+        stop_grace: float = 5.0,
+    ) -> None:
+        StylizeSettings(device=device, weights=weights)  # refuse bad names before spawning
+        if workers is not None and workers < 1:
+            raise ValueError("workers must be at least 1, or None for one per GPU.")
+        if threads is not None and threads < 1:
+            raise ValueError("threads must be at least 1, or None.")
+        if queue_size < 0:
+            raise ValueError("queue_size must be zero or more.")
+        if job_timeout <= 0 or stop_grace < 0:
+            raise ValueError("job_timeout must be positive and stop_grace zero or more.")
+        self._workers = workers
+        self._device = device
+        self._weights = weights
+        self._queue_size = queue_size
+        self._job_timeout = job_timeout
+        self._retry_crashed = retry_crashed
+        self._threads = threads
+        self._stop_grace = stop_grace
+        self._context = multiprocessing.get_context("spawn")
+        self._state: PoolState = "new"
+        self._slots: list[_Slot] = []
+        self._waiting: deque[_Entry] = deque()
+        self._entries: dict[str, _Entry] = {}
+        self._seq = itertools.count(1)
+        self._spawns: set[asyncio.Task[None]] = set()
+        self._closing: asyncio.Event | None = None
+        self._closed: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    # ----- what callers see -------------------------------------------------------------------
+
+    @property
+    def size(self) -> int:
+        """Number of worker slots (0 before ``start``)."""
+        return len(self._slots)
+
+    @property
+    def free_workers(self) -> int:
+        """Workers that are loaded and idle: a job submitted now starts at once."""
+        return sum(slot.idle for slot in self._slots)
+
+    @property
+    def queued(self) -> int:
+        """Jobs waiting for a worker."""
+        return len(self._waiting)
+
+    @property
+    def running(self) -> int:
+        return sum(slot.entry is not None for slot in self._slots)
+
+    @property
+    def worker_pids(self) -> tuple[int | None, ...]:
+        """Process id of each slot's worker; ``None`` while a slot has none."""
+        return tuple(slot.proc.pid if slot.proc else None for slot in self._slots)
+
+    async def __aenter__(self) -> EnginePool:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def start(self) -> None:
+        """Starts the workers; returns when every one has loaded its network.
+
+        Raises ``WeightsError`` or ``SettingsError`` (as a worker reported it) or
+        ``PoolError``, after ending whatever it started.
+        """
+        if self._state != "new":
+            raise PoolError("The engine pool was already started.")
+        self._state = "starting"
+        self._loop = asyncio.get_running_loop()
+        self._closing = asyncio.Event()
+        self._closed = asyncio.Event()
+        try:
+            if self._workers is None:
+                # The parent imports no torch, so the first worker counts the GPUs.
+                self._slots = [_Slot(0)]
+                first = await self._start_slot(self._slots[0], workers=1)
+                spread = self._device in ("auto", "cuda") and first.device.startswith("cuda")
+                count = max(1, first.cuda_devices) if spread else 1
+            else:
+                count = self._workers
+            self._slots += [_Slot(index) for index in range(len(self._slots), count)]
+            results = await asyncio.gather(
+                *(self._start_slot(slot, count) for slot in self._slots if slot.proc is None),
+                return_exceptions=True,
+            )
+            for result in results:
+                if isinstance(result, BaseException):
+                    raise result
+        except BaseException:
+            await self._end_workers()
+            self._state = "closed"
+            self._closed.set()
+            raise
+        self._state = "running"
+        log.info("engine pool started: %d worker(s)", len(self._slots))
+
+    def submit(self, job: Job) -> JobHandle:
+        """Queues ``job``; raises ``QueueFull`` at once when the queue is full."""
+        if self._state != "running":
+            raise PoolError(_NOT_RUNNING[self._state])
+        if job.id in self._entries:
+            raise ValueError(f"job {job.id} was already submitted")
+        idle = any(slot.idle for slot in self._slots)
+        if not idle and len(self._waiting) >= self._queue_size:
+            raise QueueFull()
+        entry = _Entry(job, JobHandle(job.id, self._cancel))
+        self._entries[job.id] = entry
+        self._waiting.append(entry)
+        self._announce_positions()
+        self._dispatch()
+        return entry.handle
+
+    async def close(self, grace: float = 10.0) -> None:
+        """Stops taking jobs, gives running ones ``grace`` seconds to finish, cancels the rest
+        (each gets its final event) and ends every worker process."""
+        if self._state == "new":
+            self._state = "closed"
+            return
+        assert self._closing is not None and self._closed is not None
+        if self._state in ("closing", "closed"):
+            await self._closed.wait()
+            return
+        if self._state == "starting":
+            raise PoolError("The engine pool is still starting; close it once start() returns.")
+        self._state = "closing"
+        self._closing.set()
+        try:
+            while self._waiting:
+                self._finish(self._waiting.popleft(), Cancelled("", _SHUTDOWN))
+            running = [slot.entry for slot in self._slots if slot.entry is not None]
+            if running:
+                await asyncio.wait([e.handle._final for e in running], timeout=max(0.0, grace))
+            for slot in self._slots:
+                if slot.entry is not None:
+                    self._stop(slot.entry, "shutdown")
+            # The stop path ends in a final event: cooperatively, or when the kill lands.
+            pending = [slot.entry.handle._final for slot in self._slots if slot.entry]
+            if pending:
+                await asyncio.wait(pending)
+            await self._end_workers()
+        finally:
+            for entry in list(self._entries.values()):  # nothing may end without its event
+                self._finish(entry, Cancelled("", _SHUTDOWN))
+            self._state = "closed"
+            self._closed.set()
+            log.info("engine pool closed")
+
+    # ----- workers ------------------------------------------------------------------------
+
+    def _config(self, index: int, workers: int) -> WorkerConfig:
+        return WorkerConfig(index, self._device, self._weights, workers, self._threads)
+
+    async def _launch(self, slot: _Slot, workers: int) -> _WorkerProcess:
+        """Starts a worker process in ``slot``; its ``ready`` future says when it is loaded."""
+        assert self._loop is not None
+        proc = _WorkerProcess(
+            self._context,
+            self._config(slot.index, workers),
+            self._loop,
+            self._on_message,
+            self._on_exit,
+        )
+        slot.proc = proc
+        # Not to_thread: a cancelled caller must not lose track of a process that the thread
+        # goes on to start, so _end_workers can wait for proc.launched.
+        proc.launched = self._loop.run_in_executor(None, proc.start)
+        await asyncio.shield(proc.launched)
+        return proc
+
+    async def _start_slot(self, slot: _Slot, workers: int) -> WorkerReady:
+        proc = await self._launch(slot, workers)
+        return await proc.ready
+
+    async def _replace(self, slot: _Slot) -> None:
+        """Starts a new worker in ``slot``, after a back-off when starts keep failing.
+
+        It does not wait for the network to load: ``WorkerReady`` makes the slot take jobs,
+        and a failure comes back through ``_on_exit``.
+        """
+        assert self._closing is not None
+        if slot.start_failures:
+            delay = min(30.0, 2.0 ** (slot.start_failures - 1))
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._closing.wait(), delay)
+        if self._state != "running":
+            return
+        log.info("starting a replacement for engine worker %d", slot.index)
+        with contextlib.suppress(Exception):  # reported through _on_exit
+            await self._launch(slot, len(self._slots))
+
+    def _schedule_replacement(self, slot: _Slot) -> None:
+        assert self._loop is not None
+        if self._state != "running":
+            return
+        if slot.start_failures >= MAX_START_FAILURES:
+            slot.given_up = True
+            log.error("engine worker %d failed to start %d times; giving up on it",
+                      slot.index, slot.start_failures)  # fmt: skip
+            if all(s.given_up for s in self._slots):
+                self._break()
+            return
+        task = self._loop.create_task(self._replace(slot))
+        self._spawns.add(task)
+        task.add_done_callback(self._spawns.discard)
+
+    def _break(self) -> None:
+        """No worker can start any more: fail what waits and refuse new jobs."""
+        self._state = "broken"
+        while self._waiting:
+            entry = self._waiting.popleft()
+            self._finish(entry, Failed("", FailureKind.INTERNAL, _BROKEN))
+
+    def _on_message(self, proc: _WorkerProcess, message: object) -> None:
+        slot = self._slots[proc.config.index] if proc.config.index < len(self._slots) else None
+        if slot is None or slot.proc is not proc:
+            return  # from a worker that was already replaced
+        if isinstance(message, WorkerReady):
+            proc.pid = message.pid
+            slot.ready = True
+            slot.start_failures = 0
+            log.info("engine worker %d ready: pid %d on %s, %d thread(s)",
+                     slot.index, message.pid, message.device, message.threads)  # fmt: skip
+            if not proc.ready.done():
+                proc.ready.set_result(message)
+            self._dispatch()
+        elif isinstance(message, WorkerStartFailed):
+            proc.start_error = message
+        elif isinstance(message, WorkerEvent):
+            entry = slot.entry
+            if entry is None or entry.seq != message.seq:
+                return  # a late event of a job that already ended
+            event = message.event
+            if isinstance(event, JobProgress):
+                entry.handle._emit(event)
+                return
+            if isinstance(event, Cancelled):
+                event = self._stopped_event(entry)
+            slot.entry = None
+            self._finish(entry, event)
+            self._dispatch()
+
+    def _on_exit(self, proc: _WorkerProcess, exitcode: int | None) -> None:
+        if not proc.exited.done():
+            proc.exited.set_result(exitcode)
+        slot = self._slots[proc.config.index] if proc.config.index < len(self._slots) else None
+        if not proc.ready.done():
+            proc.ready.set_exception(self._start_exception(proc, exitcode))
+            # Nobody awaits a failed replacement's start: don't let asyncio warn about it.
+            proc.ready.exception()
+        if slot is None or slot.proc is not proc:
+            return
+        was_ready = slot.ready
+        slot.proc = None
+        slot.ready = False
+        entry, slot.entry = slot.entry, None
+        if entry is not None:
+            self._on_worker_lost(entry, exitcode)
+        if was_ready:
+            if self._state == "running":
+                log.warning("engine worker %d (pid %s) exited with code %s",
+                            slot.index, proc.pid, exitcode)  # fmt: skip
+        else:
+            slot.start_failures += 1
+            log.error("engine worker %d failed to start: %s",
+                      slot.index, self._start_exception(proc, exitcode))  # fmt: skip
+        self._schedule_replacement(slot)
+        self._dispatch()
+
+    def _on_worker_lost(self, entry: _Entry, exitcode: int | None) -> None:
+        if entry.stop_reason is not None:
+            self._finish(entry, self._stopped_event(entry))
+        elif self._retry_crashed and entry.attempts < 2 and self._state == "running":
+            log.warning("job %s: its worker died (exit code %s); retrying it once",
+                        entry.job.id, exitcode)  # fmt: skip
+            entry.cancel_timers()
+            entry.slot = None
+            self._waiting.appendleft(entry)
+            entry.position = 0
+            self._announce_positions()
+        else:
+            self._finish(entry, Failed("", FailureKind.WORKER_CRASHED, _CRASHED))
+
+    @staticmethod
+    def _start_exception(proc: _WorkerProcess, exitcode: int | None) -> Exception:
+        failure = proc.start_error
+        if failure is None:
+            return PoolError(
+                f"Engine worker {proc.config.index} exited while starting (exit code {exitcode})."
+            )
+        return _START_ERRORS.get(failure.error, PoolError)(failure.message)
+
+    async def _end_workers(self) -> None:
+        """Ends every worker process and waits until each is reaped."""
+        if self._spawns:
+            await asyncio.gather(*self._spawns, return_exceptions=True)
+        procs = [slot.proc for slot in self._slots if slot.proc is not None]
+        launches = [proc.launched for proc in procs if proc.launched is not None]
+        await asyncio.gather(*launches, return_exceptions=True)
+        for proc in procs:
+            proc.close_pipe()
+        exits = [proc.exited for proc in procs if proc.pid is not None]
+        if not exits:
+            return
+        _, late = await asyncio.wait(exits, timeout=SHUTDOWN_WAIT)
+        for proc in procs:
+            if proc.exited in late:
+                log.warning("engine worker %d did not exit; killing it", proc.config.index)
+                proc.kill()
+        if late:
+            await asyncio.wait(late)
+
+    # ----- jobs ---------------------------------------------------------------------------
+
+    def _dispatch(self) -> None:
+        if self._state != "running":
+            return
+        started = False
+        for slot in self._slots:
+            if not self._waiting:
+                break
+            if slot.idle:
+                self._run(slot, self._waiting.popleft())
+                started = True
+        if started:
+            self._announce_positions()
+
+    def _run(self, slot: _Slot, entry: _Entry) -> None:
+        assert self._loop is not None and slot.proc is not None
+        entry.seq = next(self._seq)
+        entry.slot = slot
+        entry.attempts += 1
+        slot.entry = entry
+        entry.handle._emit(Started(entry.job.id, slot.index))
+        slot.proc.send(RunJob(entry.seq, entry.job))
+        entry.timers.append(
+            self._loop.call_later(self._job_timeout, self._on_timeout, entry, entry.seq)
+        )
+
+    def _announce_positions(self) -> None:
+        for position, entry in enumerate(self._waiting, start=1):
+            if entry.position != position:
+                entry.position = position
+                entry.handle._emit(Queued(entry.job.id, position))
+
+    def _cancel(self, job_id: str) -> None:
+        entry = self._entries.get(job_id)
+        if entry is None:
+            return
+        if entry.slot is None:
+            self._waiting.remove(entry)
+            self._finish(entry, Cancelled("", _CANCELLED))
+            self._announce_positions()
+        else:
+            self._stop(entry, "cancel")
+
+    def _on_timeout(self, entry: _Entry, seq: int) -> None:
+        if entry.seq == seq and entry.slot is not None and entry.slot.entry is entry:
+            log.warning("job %s: timed out after %g s", entry.job.id, self._job_timeout)
+            self._stop(entry, "timeout")
+
+    def _stop(self, entry: _Entry, reason: StopReason) -> None:
+        """Asks a running job to stop; kills its worker if it hasn't within ``stop_grace``."""
+        assert self._loop is not None and entry.slot is not None
+        if entry.stop_reason is not None:
+            return
+        entry.stop_reason = reason
+        if entry.slot.proc is not None:
+            entry.slot.proc.cancel(entry.seq)
+        entry.timers.append(
+            self._loop.call_later(self._stop_grace, self._kill_if_running, entry, entry.seq)
+        )
+
+    def _kill_if_running(self, entry: _Entry, seq: int) -> None:
+        slot = entry.slot
+        if entry.seq == seq and slot is not None and slot.entry is entry and slot.proc:
+            log.warning("job %s: worker %d did not stop within %g s; killing it",
+                        entry.job.id, slot.index, self._stop_grace)  # fmt: skip
+            slot.proc.kill()
+
+    def _stopped_event(self, entry: _Entry) -> FinalEvent:
+        if entry.stop_reason == "timeout":
+            return Failed("", FailureKind.TIMEOUT, _timeout_message(self._job_timeout))
+        if entry.stop_reason == "shutdown":
+            return Cancelled("", _SHUTDOWN)
+        return Cancelled("", _CANCELLED)
+
+    def _finish(self, entry: _Entry, event: FinalEvent) -> None:
+        """Delivers a job's one final event. ``event.job_id`` may be blank: it is filled in."""
+        if self._entries.pop(entry.job.id, None) is None:
+            return
+        entry.cancel_timers()
+        if event.job_id != entry.job.id:
+            event = _with_job_id(event, entry.job.id)
+        entry.handle._emit(event)
+
+
+def _with_job_id(event: FinalEvent, job_id: str) -> FinalEvent:
+    return dataclasses.replace(event, job_id=job_id)
+
+
+def _timeout_message(seconds: float) -> str:
+    return (
+        f"The job took longer than {seconds:g} s and was stopped. "
+        "Try a smaller size or a lower quality."
+    )
+
+
+_CANCELLED = "Cancelled on request."
+_SHUTDOWN = "The engine is shutting down."
+_CRASHED = "The engine's worker stopped unexpectedly while running this job. Please try again."
+_BROKEN = "The engine's workers could not be restarted. Please tell the bot's operator."
+_NOT_RUNNING: dict[str, str] = {
+    "new": "The engine pool has not been started.",
+    "starting": "The engine pool is still starting.",
+    "broken": _BROKEN,
+    "closing": _SHUTDOWN,
+    "closed": "The engine pool is closed.",
+}
+
+
+__all__ = ["EnginePool", "JobHandle"]

@@ -1,0 +1,661 @@
+"""End to end: the real bot (discord.py, the engine pool, random weights on the CPU) against a
+fake Discord on 127.0.0.1 (tests/fake_discord) that speaks REST, the gateway and the CDN.
+
+One bot and one fake serve the whole module; every test leaves the queue empty. The pool is the
+real one, wrapped in ``HeldPool`` so that a test can keep a job "running" for as long as it needs
+(it holds the job's events back, as a slow job would) and so the tests do not depend on the
+machine's speed. The last test runs the real ``python -m bot`` and stops it with SIGTERM.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import itertools
+import logging
+import os
+import re
+import signal
+import statistics
+import sys
+import time
+from collections import defaultdict
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_asyncio
+import yarl
+from PIL import Image
+
+from bot.client import StylizeBot, make_pool
+from bot.config import BotSettings, load_settings
+from engine.jobs import FINAL_EVENTS, Cancelled, Event, Job, JobProgress
+from engine.pool import EnginePool, JobHandle
+from tests.fake_discord import FakeDiscord, FakeInteraction, FakeMessage, FakeUser, payloads
+
+pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.timeout(600)]
+
+ROOT = Path(__file__).resolve().parents[1]
+TOKEN = "fake-token-XYZ.e2e-SECRET-do-not-log"
+INTERVAL = 1.0  # STYLIZE_PROGRESS_INTERVAL: the smallest the settings allow
+STEPS = 4
+EPHEMERAL = 1 << 6
+CANCEL_ID = re.compile(r"^stylize:cancel:[0-9a-f]{32}$")
+START_TIMEOUT = 240  # the pool spawns a worker that imports torch and builds VGG19
+
+
+# --- a real pool whose jobs a test can keep running -----------------------------------------
+
+
+class HeldPool:
+    """``EnginePool`` with two gates. With ``progress`` closed, a job shows as started and
+    nothing more arrives (as in a long job); with ``final`` closed, only its end is held.
+    Cancelling a held job ends it ``Cancelled``, as cancelling a running job does."""
+
+    def __init__(self, pool: EnginePool) -> None:
+        self.pool = pool
+        self.progress = asyncio.Event()
+        self.final = asyncio.Event()
+        self.progress.set()
+        self.final.set()
+        self.events: dict[str, list[Event]] = defaultdict(list)
+
+    @property
+    def size(self) -> int:
+        return self.pool.size
+
+    async def start(self) -> None:
+        await self.pool.start()
+
+    async def close(self, grace: float = 10.0) -> None:
+        self.progress.set()
+        self.final.set()
+        await self.pool.close(grace)
+
+    def submit(self, job: Job) -> HeldHandle:
+        return HeldHandle(self, self.pool.submit(job))
+
+    def gate(self, event: Event) -> asyncio.Event | None:
+        if isinstance(event, JobProgress):
+            return self.progress
+        if isinstance(event, FINAL_EVENTS):
+            return self.progress if not self.progress.is_set() else self.final
+        return None
+
+
+class HeldHandle:
+    def __init__(self, owner: HeldPool, real: JobHandle) -> None:
+        self.job_id = real.job_id
+        self._owner = owner
+        self._real = real
+        self._cancel = asyncio.Event()
+
+    def cancel(self) -> None:
+        self._cancel.set()
+        self._real.cancel()
+
+    async def __aiter__(self) -> AsyncIterator[Event]:
+        async for event in self._real:
+            self._owner.events[self.job_id].append(event)
+            gate = self._owner.gate(event)
+            if gate is not None and not gate.is_set():
+                await _first(gate.wait(), self._cancel.wait())
+                if not gate.is_set():  # cancelled while held
+                    if not isinstance(event, FINAL_EVENTS):
+                        async for _ in self._real:  # let the real job stop
+                            pass
+                    yield Cancelled(self.job_id, "Cancelled on request.")
+                    return
+            yield event
+
+
+async def _first(*waits: Awaitable[Any]) -> None:
+    tasks = [asyncio.ensure_future(w) for w in waits]
+    _, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    for task in pending:
+        task.cancel()
+
+
+# --- the harness ----------------------------------------------------------------------------
+
+
+class LogCapture(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.lines: list[str] = []
+        self.setFormatter(logging.Formatter("%(levelname)s %(name)s %(message)s"))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(self.format(record))
+
+
+@dataclass
+class Harness:
+    fake: FakeDiscord
+    bot: StylizeBot
+    pool: HeldPool
+    logs: LogCapture
+    latencies: list[float] = field(default_factory=list)
+
+    async def stylize(
+        self,
+        *,
+        user: FakeUser | None = None,
+        content: dict[str, Any] | None = None,
+        style: dict[str, Any] | None = None,
+        **options: object,
+    ) -> FakeInteraction:
+        """Run /stylize; returns once the bot has acknowledged it (checked within 3 s)."""
+        content = content or self.fake.add_attachment(png(64, 48), "photo.png")
+        style = style or self.fake.add_attachment(png(48, 48, noise=True), "painting.png")
+        interaction = await self.fake.invoke(
+            "stylize", {"content": content, "style": style, **options}, user=user
+        )
+        callback = await interaction.wait_callback(timeout=5)
+        assert callback["type"] == 5, callback  # deferred "thinking"
+        latency = interaction.ack_latency
+        assert latency is not None and latency < 3.0
+        self.latencies.append(latency)
+        return interaction
+
+    async def status(
+        self, interaction: FakeInteraction, predicate: Callable[[str], bool], timeout: float = 30
+    ) -> FakeMessage:
+        """Wait until the interaction's status message text satisfies ``predicate``."""
+        await self.fake.wait_for(
+            lambda: interaction.original is not None and predicate(interaction.original.content),
+            timeout,
+        )
+        assert interaction.original is not None
+        return interaction.original
+
+    async def click_cancel(self, interaction: FakeInteraction, user: FakeUser) -> FakeInteraction:
+        message = interaction.original
+        assert message is not None
+        [custom_id] = [c for c in message.custom_ids if CANCEL_ID.match(c)]
+        click = await self.fake.click(message, custom_id, user=user)
+        await click.wait_callback(timeout=5)
+        return click
+
+    async def idle(self) -> None:
+        runner = self.bot.runner
+        assert runner is not None
+        assert await runner.wait_idle(30), "jobs still running after the test"
+
+
+def png(width: int, height: int, *, noise: bool = False) -> bytes:
+    if noise:
+        image = Image.frombytes("RGB", (width, height), os.urandom(width * height * 3))
+    else:
+        image = Image.new("RGB", (width, height), (30, 120, 200))
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def e2e_settings(fake: FakeDiscord) -> BotSettings:
+    return load_settings(
+        _env_file=None,
+        discord_token=fake.token,
+        discord_guild_id=fake.guild_id,
+        discord_api_base_url=fake.api_base_url,
+        discord_gateway_url=fake.gateway_url,
+        stylize_weights="random:0",
+        stylize_device="cpu",
+        stylize_workers=1,
+        stylize_max_size=64,
+        stylize_steps=STEPS,
+        stylize_max_input_mb=1,
+        stylize_max_pixels=1_000_000,
+        stylize_queue_per_user=2,
+        stylize_queue_size=10,
+        stylize_job_timeout=300,
+        stylize_progress_interval=INTERVAL,
+        stylize_preview_every=1,
+    )
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def h() -> AsyncIterator[Harness]:
+    logs = LogCapture()
+    root = logging.getLogger()
+    previous_level = root.level
+    root.addHandler(logs)
+    root.setLevel(logging.DEBUG)
+    pools: list[HeldPool] = []
+
+    def held_pool(settings: BotSettings) -> EnginePool:
+        pools.append(HeldPool(make_pool(settings)))
+        return pools[-1]  # type: ignore[return-value]
+
+    try:
+        async with FakeDiscord(token=TOKEN) as fake:
+            bot = StylizeBot(e2e_settings(fake), pool_factory=held_pool)
+            running = asyncio.create_task(bot.start(TOKEN))
+            ready = asyncio.create_task(fake.wait_commands(timeout=START_TIMEOUT))
+            await asyncio.wait({running, ready}, return_when=asyncio.FIRST_COMPLETED)
+            if running.done():
+                ready.cancel()
+                running.result()  # raises what stopped the bot
+                pytest.fail("the bot stopped during start-up")
+            await ready
+            await asyncio.wait_for(bot.wait_until_ready(), 30)
+            harness = Harness(fake, bot, pools[0], logs)
+            yield harness
+            await bot.close()
+            await asyncio.wait_for(running, 30)
+    finally:
+        root.removeHandler(logs)
+        root.setLevel(previous_level)
+
+
+# --- start-up -------------------------------------------------------------------------------
+
+
+async def test_command_is_registered_to_the_guild_with_its_options(h: Harness) -> None:
+    [command] = [c for c in h.fake.commands if c["name"] == "stylize"]
+    synced = [r for r in h.fake.requests if r.method == "PUT" and r.path.endswith("/commands")]
+    assert synced and all(f"/guilds/{h.fake.guild_id}/" in r.path for r in synced)
+    options = {o["name"]: o for o in command["options"]}
+    assert list(options) == [
+        "content",
+        "style",
+        "strength",
+        "size",
+        "quality",
+        "preserve_colors",
+        "seed",
+    ]
+    assert options["content"]["type"] == options["style"]["type"] == 11  # attachment
+    assert options["content"]["required"] and options["style"]["required"]
+    assert (options["strength"]["type"], options["strength"]["min_value"]) == (10, 0.1)
+    assert options["strength"]["max_value"] == 10
+    assert (options["size"]["type"], options["size"]["max_value"]) == (4, 64)  # STYLIZE_MAX_SIZE
+    assert [c["value"] for c in options["quality"]["choices"]] == ["draft", "standard", "high"]
+    assert options["preserve_colors"]["type"] == 5
+    assert (options["seed"]["type"], options["seed"]["min_value"]) == (4, 0)
+    assert not any(o.get("required") for n, o in options.items() if n not in ("content", "style"))
+
+
+async def test_rest_and_gateway_go_to_the_configured_urls(h: Harness) -> None:
+    # Every REST call so far reached the fake, with the bot token where Discord wants it.
+    assert any(r.path == "/users/@me" for r in h.fake.requests)
+    assert h.bot.ws is not None
+    assert str(h.bot.ws.gateway).startswith(h.fake.gateway_url)
+
+
+async def test_resumes_stay_on_the_configured_gateway(h: Harness) -> None:
+    ws = h.bot.ws
+    assert ws is not None
+    # What READY from the real Discord leaves there: a resume would go around a proxy.
+    ws.gateway = yarl.URL("wss://gateway-us-east1-b.discord.gg")
+    h.bot.dispatch("connect")  # as discord.py does while it parses READY
+    assert str(ws.gateway) == h.fake.gateway_url
+
+
+async def test_commands_still_arrive_after_the_connection_drops(h: Harness) -> None:
+    await h.fake.drop_connection()
+    await h.fake.wait_resumed(timeout=60)
+    interaction = await h.stylize(content=h.fake.add_attachment(b"words", "notes.txt"))
+    await h.status(interaction, lambda text: text.startswith("❌"))
+
+
+async def test_commands_still_arrive_after_the_session_is_invalidated(h: Harness) -> None:
+    identifies = h.fake.identifies
+    await h.fake.invalidate_session(resumable=False)  # discord.py IDENTIFYs again, anew
+    await h.fake.wait_for(lambda: h.fake.identifies > identifies, 60)
+    interaction = await h.stylize(content=h.fake.add_attachment(b"words", "notes.txt"))
+    await h.status(interaction, lambda text: text.startswith("❌"))
+
+
+# --- the happy path -------------------------------------------------------------------------
+
+
+async def test_happy_path_defers_shows_progress_and_posts_the_result(h: Harness) -> None:
+    fake = h.fake
+    h.pool.final.clear()  # hold the end until the progress has been seen
+    try:
+        interaction = await h.stylize(size=48, seed=7, quality="high")
+        status = await h.status(interaction, lambda text: "step 8/8 (100%)" in text, timeout=120)
+    finally:
+        h.pool.final.set()
+    await fake.wait_for(lambda: bool(interaction.followups), 60)
+    await h.status(interaction, lambda text: text.startswith("✅"))
+    await h.idle()
+
+    # The result: mentions the user, states the settings, and is a decodable PNG.
+    [result] = interaction.followups
+    assert result.content.startswith(f"<@{fake.requester.id}>")
+    for part in ("48×36 px", "8 steps", "strength 1", "seed 7", "took", "PNG"):
+        assert part in result.content, result.content
+    [(filename, data)] = result.attachments
+    assert filename == "stylized.png"
+    assert Image.open(io.BytesIO(data)).size == (48, 36)
+    assert [m["id"] for m in result.mentions] == [str(fake.requester.id)]
+
+    # The status message: a Cancel button from the first edit, position or start, then
+    # progress; throttled to the interval; "done" with a link to the result and no button.
+    first = status.edits[0]
+    assert first["content"].startswith(("⏳", "🎨"))
+    assert any(CANCEL_ID.match(c.get("custom_id", "")) for c in _components(first))
+    updates = [
+        t
+        for body, t in zip(status.edits, status.edit_times, strict=True)
+        if body.get("content", "").startswith(("⏳", "🎨"))
+    ]
+    gaps = [later - earlier for earlier, later in itertools.pairwise(updates)]
+    assert gaps and min(gaps) >= INTERVAL, gaps
+    assert re.search(r"step \d+/8 \(\d+%\)", "\n".join(b.get("content", "") for b in status.edits))
+    assert status.content.startswith("✅ Done") and "http" in status.content
+    assert status.components == [] and status.attachments == []
+
+    # A preview rode on a progress edit whenever the worker sent one.
+    job_id = CANCEL_ID.match(_custom_ids(first)[0]).group(0).rsplit(":", 1)[1]  # type: ignore[union-attr]
+    previews = [e for e in h.pool.events[job_id] if isinstance(e, JobProgress) and e.preview]
+    uploaded = [
+        f
+        for r in fake.requests
+        if r.method == "PATCH" and interaction.token in r.path
+        for f in r.files
+        if f[0] == "preview.jpg"
+    ]
+    assert bool(uploaded) == bool(previews)
+
+
+def _components(body: dict[str, Any]) -> list[dict[str, Any]]:
+    rows = body.get("components") or []
+    return [c for row in rows for c in row.get("components", [])]
+
+
+def _custom_ids(body: dict[str, Any]) -> list[str]:
+    return [c["custom_id"] for c in _components(body) if "custom_id" in c]
+
+
+# --- refusals -------------------------------------------------------------------------------
+
+MB = 1024 * 1024
+
+
+@pytest.mark.parametrize(
+    ("case", "expected", "downloaded"),
+    [
+        ("text file", "photo (content) isn't an image", False),
+        ("bytes that are no image", "isn't an image we can read", True),
+        ("declared too large", "the limit is 1 MB", False),
+        ("too large, size understated", "the limit is 1 MB", True),
+        ("decompression bomb", "the limit is", True),
+    ],
+)
+async def test_bad_uploads_are_refused_with_a_message(
+    h: Harness, case: str, expected: str, downloaded: bool
+) -> None:
+    fake = h.fake
+    attachments = {
+        "text file": lambda: fake.add_attachment(b"just words", "notes.txt"),
+        "bytes that are no image": lambda: fake.add_attachment(
+            b"not a picture at all", "photo.png", content_type="image/png"
+        ),
+        "declared too large": lambda: fake.add_attachment(
+            png(64, 48), "photo.png", declared_size=2 * MB
+        ),
+        "too large, size understated": lambda: fake.add_attachment(
+            png(700, 700, noise=True), "photo.png", declared_size=50_000
+        ),
+        "decompression bomb": lambda: fake.add_attachment(png(3000, 3000), "photo.png"),
+    }
+    content = attachments[case]()
+    interaction = await h.stylize(content=content)
+    status = await h.status(interaction, lambda text: text.startswith("❌"))
+    assert expected in status.content, status.content
+    fetched = [r for r in fake.cdn_requests if str(content["id"]) in r.path]
+    assert bool(fetched) == downloaded
+    assert not status.components and not interaction.followups
+    assert not h.bot.is_closed()
+
+
+# --- the queue: limits, fair order, positions, Cancel ---------------------------------------
+
+
+async def test_queue_limit_fair_order_positions_and_cancel(h: Harness) -> None:
+    fake = h.fake
+    requester, other, moderator = fake.requester, fake.other_user, fake.moderator
+    h.pool.progress.clear()  # the first job keeps the only worker busy
+    try:
+        first = await h.stylize(user=requester, size=32)
+        await h.status(first, lambda text: text.startswith("🎨 Starting"))
+        second = await h.stylize(user=requester, size=32)
+        await h.status(second, lambda text: "you're next" in text)
+
+        # Another user's first job goes before the requester's second, and both are told.
+        others = await h.stylize(user=other, size=32)
+        await h.status(others, lambda text: "you're next" in text)
+        await h.status(second, lambda text: "position **2**" in text)
+
+        # A third job is refused: the requester has two queued or running.
+        third = await h.stylize(user=requester, size=32)
+        refusal = await h.status(third, lambda text: text.startswith("❌"))
+        assert "You already have 2 jobs" in refusal.content
+
+        # Someone else's press on the requester's button: an ephemeral "not yours".
+        click = await h.click_cancel(second, other)
+        assert click.callbacks[0]["type"] == 4
+        assert click.callbacks[0]["data"]["flags"] & EPHEMERAL
+        assert "not yours" in click.callbacks[0]["data"]["content"]
+
+        # A moderator (Manage Messages) may cancel anyone's; the queue moves up.
+        click = await h.click_cancel(others, moderator)
+        assert click.callbacks[0]["type"] == 6  # acknowledged; the status says the rest
+        await h.status(others, lambda text: text == f"🛑 Cancelled by <@{moderator.id}>.")
+        await h.status(second, lambda text: "you're next" in text)
+
+        # The requester cancels their queued job, then their running one.
+        await h.click_cancel(second, requester)
+        await h.status(second, lambda text: text == "🛑 Cancelled.")
+        await h.click_cancel(first, requester)
+        await h.status(first, lambda text: text == "🛑 Cancelled.")
+    finally:
+        h.pool.progress.set()
+    await h.idle()
+    for interaction in (first, second, others):
+        assert interaction.original is not None and interaction.original.components == []
+        assert not interaction.followups  # no result for a cancelled job
+
+
+async def test_stale_cancel_button_gets_a_clear_answer(h: Harness) -> None:
+    fake = h.fake
+    # A status message left by a run of the bot before a restart.
+    custom_id = "stylize:cancel:" + "0" * 32
+    message = FakeMessage(
+        id=payloads.snowflake(),
+        channel_id=fake.channel_id,
+        author_id=fake.bot_user_id,
+        author=fake.bot_user.payload(),
+        kind="channel",
+        created_at=time.time(),
+        content="🎨 Painting: step 3/10 (30%).",
+        components=[
+            {
+                "type": 1,
+                "components": [{"type": 2, "style": 4, "label": "Cancel", "custom_id": custom_id}],
+            }
+        ],
+    )
+    fake.add_message(message)
+    click = await fake.click(message, custom_id, user=fake.requester)
+    callback = await click.wait_callback(timeout=5)
+    assert callback["type"] == 4
+    assert callback["data"]["flags"] & EPHEMERAL
+    assert "isn't running any more" in callback["data"]["content"]
+
+
+# --- Discord's limits -----------------------------------------------------------------------
+
+
+async def test_result_after_the_token_expired_goes_through_the_channel(h: Harness) -> None:
+    fake = h.fake
+    h.pool.progress.clear()
+    try:
+        interaction = await h.stylize(size=32, seed=3)
+        await h.status(interaction, lambda text: text.startswith("🎨 Starting"))
+        fake.expire_token(interaction)  # 15 minutes have passed: 401 50027 from now on
+    finally:
+        h.pool.progress.set()
+    await fake.wait_for(
+        lambda: any(m.attachments and "seed 3" in m.content for m in fake.channel_messages()), 120
+    )
+    await h.idle()
+    [result] = [m for m in fake.channel_messages() if "seed 3" in m.content]
+    assert result.content.startswith(f"<@{fake.requester.id}>")
+    [(_, data)] = result.attachments
+    assert Image.open(io.BytesIO(data)).size == (32, 24)
+    refused = [r for r in fake.requests if interaction.token in r.path and r.status == 401]
+    assert refused, "the bot never tried the expired token"
+    posted = [r for r in fake.requests if r.method == "POST" and r.path.endswith("/messages")]
+    assert posted[-1].headers["Authorization"] == f"Bot {TOKEN}"
+    assert not interaction.followups
+
+
+async def test_deleted_status_message_does_not_lose_the_result(h: Harness) -> None:
+    fake = h.fake
+    h.pool.progress.clear()
+    try:
+        interaction = await h.stylize(size=32, seed=5)
+        status = await h.status(interaction, lambda text: text.startswith("🎨 Starting"))
+        fake.delete_message(status.id)
+    finally:
+        h.pool.progress.set()
+    await fake.wait_for(lambda: bool(interaction.followups), 120)
+    await h.idle()
+    [result] = interaction.followups
+    assert "seed 5" in result.content and result.attachments
+    gone = [r for r in fake.requests if interaction.token in r.path and r.status == 404]
+    assert gone and gone[-1].response["code"] == 10008
+
+
+# --- the token and the acknowledgement latency ----------------------------------------------
+
+
+async def test_token_never_appears_in_the_logs(h: Harness) -> None:
+    assert len(h.logs.lines) > 50  # the capture works: discord.py logs plenty at DEBUG
+    assert not [line for line in h.logs.lines if TOKEN in line]
+
+
+async def test_acknowledgement_latency(h: Harness, capsys: pytest.CaptureFixture[str]) -> None:
+    latencies = sorted(h.latencies)
+    assert len(latencies) >= 10
+    assert latencies[-1] < 3.0
+    with capsys.disabled():
+        print(
+            f"\n/stylize acknowledgement latency over {len(latencies)} commands: "
+            f"median {statistics.median(latencies) * 1000:.1f} ms, "
+            f"max {latencies[-1] * 1000:.1f} ms"
+        )
+
+
+# --- the real command, stopped with SIGTERM -------------------------------------------------
+
+
+async def test_sigterm_cancels_jobs_tells_users_and_exits_cleanly(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    token = "fake-token-XYZ.subprocess-SECRET"
+    async with FakeDiscord(token=token) as fake:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("DISCORD_", "STYLIZE_"))}
+        env.update(
+            PYTHONPATH=str(ROOT),
+            DISCORD_TOKEN=token,
+            DISCORD_GUILD_ID=str(fake.guild_id),
+            DISCORD_API_BASE_URL=fake.api_base_url,
+            DISCORD_GATEWAY_URL=fake.gateway_url,
+            STYLIZE_WEIGHTS="random:0",
+            STYLIZE_DEVICE="cpu",
+            STYLIZE_WORKERS="1",
+            STYLIZE_MAX_SIZE="64",
+            STYLIZE_STEPS="50",  # long enough to be running when the signal comes
+            STYLIZE_PROGRESS_INTERVAL="1",
+        )
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "bot",
+            cwd=tmp_path,
+            env=env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        assert process.stdout is not None
+        output = asyncio.create_task(process.stdout.read())
+        try:
+            await fake.wait_commands(timeout=START_TIMEOUT)
+            user_files = {"content": png(64, 48), "style": png(48, 48, noise=True)}
+
+            async def run(user: FakeUser) -> FakeInteraction:
+                options = {k: fake.add_attachment(v, f"{k}.png") for k, v in user_files.items()}
+                options["quality"] = "high"
+                interaction = await fake.invoke("stylize", options, user=user)
+                await interaction.wait_callback(timeout=5)
+                return interaction
+
+            def shows(interaction: FakeInteraction, mark: str) -> Callable[[], bool]:
+                return lambda: (
+                    interaction.original is not None and mark in interaction.original.content
+                )
+
+            running = await run(fake.requester)
+            await fake.wait_for(shows(running, "🎨"))
+            queued = await run(fake.other_user)
+            await fake.wait_for(shows(queued, "⏳"))
+
+            stopped_at = asyncio.get_running_loop().time()
+            process.send_signal(signal.SIGTERM)
+            code = await asyncio.wait_for(process.wait(), 20)
+            took = asyncio.get_running_loop().time() - stopped_at
+        finally:
+            if process.returncode is None:
+                process.kill()
+                await process.wait()
+        log = (await output).decode(errors="replace")
+        assert code == 0, log[-3000:]
+        assert took < 15, f"took {took:.1f} s to exit"
+        with capsys.disabled():
+            print(f"\nSIGTERM to exit: {took:.1f} s, with one job running and one queued")
+        for interaction in (running, queued):
+            assert interaction.original is not None
+            assert "restarting" in interaction.original.content
+            assert interaction.original.components == []
+        assert token not in log
+        assert "Traceback" not in log
+        assert "shut down" in log
+
+
+async def test_refused_token_gives_one_line_and_exit_status_1(tmp_path: Path) -> None:
+    wrong = "wrong-token.SECRET-123"
+    async with FakeDiscord(token="the-right-token") as fake:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("DISCORD_", "STYLIZE_"))}
+        env.update(
+            PYTHONPATH=str(ROOT),
+            DISCORD_TOKEN=wrong,
+            DISCORD_API_BASE_URL=fake.api_base_url,
+            DISCORD_GATEWAY_URL=fake.gateway_url,
+            STYLIZE_WEIGHTS="random:0",
+            STYLIZE_DEVICE="cpu",
+        )
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "bot",
+            cwd=tmp_path,
+            env=env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await asyncio.wait_for(process.communicate(), 60)
+    text = (out + err).decode(errors="replace")
+    assert process.returncode == 1, text
+    last = err.decode().strip().splitlines()[-1]
+    assert last.startswith("stylize-bot: DISCORD_TOKEN was refused by Discord"), text
+    assert "Traceback" not in text
+    assert wrong not in text

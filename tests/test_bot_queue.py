@@ -1,0 +1,319 @@
+"""The fair queue (bot.queue) on its own, and the runner (bot.runner) over a scripted pool."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import pytest
+
+from bot.queue import FairQueue, QueueFull, UserLimitReached
+from bot.runner import ON_REQUEST, RESTART, JobRunner, ShuttingDown
+from engine.jobs import Cancelled, Done, Failed, FailureKind, Job, JobProgress, JobStats, Started
+from engine.settings import StylizeSettings
+
+A, B, C, D = 1, 2, 3, 4
+
+
+def order(queue: FairQueue[str]) -> list[str]:
+    return [entry.job_id for entry in queue.waiting()]
+
+
+def make_queue(per_user: int = 2, max_waiting: int = 100, slots: int = 1) -> FairQueue[str]:
+    return FairQueue(per_user=per_user, max_waiting=max_waiting, slots=slots)
+
+
+# --- limits -------------------------------------------------------------------------------
+
+
+def test_per_user_limit_counts_queued_and_running() -> None:
+    queue = make_queue(per_user=2)
+    queue.add("a1", A, "")
+    assert queue.start_next() is not None
+    queue.add("a2", A, "")
+    with pytest.raises(UserLimitReached) as refused:
+        queue.add("a3", A, "")
+    assert (refused.value.active, refused.value.limit) == (2, 2)
+    queue.add("b1", B, "")  # other users are not affected
+
+
+def test_per_user_limit_frees_a_place_when_a_job_ends() -> None:
+    queue = make_queue(per_user=1)
+    queue.add("a1", A, "")
+    with pytest.raises(UserLimitReached):
+        queue.check(A)
+    queue.remove("a1")
+    queue.check(A)
+    queue.add("a2", A, "")
+
+
+def test_global_bound_counts_waiting_jobs_only() -> None:
+    queue = make_queue(per_user=5, max_waiting=2, slots=1)
+    queue.add("a1", A, "")
+    queue.start_next()  # running: does not take a waiting place
+    queue.add("b1", B, "")
+    queue.add("c1", C, "")
+    with pytest.raises(QueueFull) as refused:
+        queue.add("d1", D, "")
+    assert refused.value.waiting == 2
+    assert "d1" not in queue
+
+
+def test_check_refuses_like_add_without_adding() -> None:
+    queue = make_queue(per_user=1, max_waiting=1)
+    queue.add("a1", A, "")
+    with pytest.raises(UserLimitReached):
+        queue.check(A)
+    with pytest.raises(QueueFull):
+        queue.check(B)
+    assert len(queue) == 1
+
+
+def test_duplicate_job_id_is_a_bug() -> None:
+    queue = make_queue()
+    queue.add("a1", A, "")
+    with pytest.raises(ValueError):
+        queue.add("a1", B, "")
+
+
+@pytest.mark.parametrize("bad", [{"per_user": 0}, {"max_waiting": 0}, {"slots": 0}])
+def test_limits_must_be_positive(bad: dict[str, int]) -> None:
+    with pytest.raises(ValueError):
+        FairQueue(**{"per_user": 1, "max_waiting": 1, "slots": 1, **bad})
+
+
+# --- fairness -----------------------------------------------------------------------------
+
+
+def test_first_jobs_go_before_second_jobs() -> None:
+    queue = make_queue()
+    queue.add("a1", A, "")
+    queue.add("a2", A, "")
+    queue.add("b1", B, "")
+    queue.add("b2", B, "")
+    queue.add("c1", C, "")
+    assert order(queue) == ["a1", "b1", "c1", "a2", "b2"]
+
+
+def test_new_user_overtakes_a_running_users_second_job() -> None:
+    queue = make_queue()
+    queue.add("a1", A, "")
+    assert queue.start_next().job_id == "a1"  # type: ignore[union-attr]
+    queue.add("a2", A, "")
+    queue.add("b1", B, "")
+    assert order(queue) == ["b1", "a2"]
+    assert queue.position("b1") == 1
+    assert queue.position("a2") == 2
+
+
+def test_order_shown_is_the_order_that_runs() -> None:
+    queue = make_queue()
+    queue.add("a1", A, "")
+    queue.start_next()
+    queue.add("a2", A, "")
+    queue.add("b1", B, "")
+    shown = order(queue)
+    queue.remove("a1")  # a1 ends: A has nothing running, but b1 was promised first
+    started = []
+    while (entry := queue.start_next()) is not None:
+        started.append(entry.job_id)
+        queue.remove(entry.job_id)
+    assert started == shown == ["b1", "a2"]
+
+
+def test_second_job_is_not_starved_by_later_first_jobs() -> None:
+    queue = make_queue()
+    queue.add("a1", A, "")
+    queue.start_next()
+    queue.add("a2", A, "")
+    queue.add("b1", B, "")
+    queue.remove("a1")  # a2 now waits as A's first job, behind b1 only
+    queue.add("c1", C, "")
+    queue.add("d1", D, "")
+    assert order(queue) == ["b1", "a2", "c1", "d1"]
+
+
+def test_slots_limit_how_many_run() -> None:
+    queue = make_queue(slots=2)
+    for job, user in [("a1", A), ("b1", B), ("c1", C)]:
+        queue.add(job, user, "")
+    assert queue.start_next().job_id == "a1"  # type: ignore[union-attr]
+    assert queue.start_next().job_id == "b1"  # type: ignore[union-attr]
+    assert queue.start_next() is None
+    assert [e.job_id for e in queue.running()] == ["a1", "b1"]
+    queue.remove("a1")
+    assert queue.start_next().job_id == "c1"  # type: ignore[union-attr]
+
+
+# --- positions and cancel ------------------------------------------------------------------
+
+
+def test_positions_move_up_as_jobs_leave() -> None:
+    queue = make_queue()
+    for job, user in [("a1", A), ("b1", B), ("c1", C), ("d1", D)]:
+        queue.add(job, user, "")
+    assert queue.positions() == {"a1": 1, "b1": 2, "c1": 3, "d1": 4}
+    queue.start_next()
+    assert queue.positions() == {"b1": 1, "c1": 2, "d1": 3}
+    assert queue.position("a1") is None  # running
+    queue.remove("c1")  # cancelled while waiting
+    assert queue.positions() == {"b1": 1, "d1": 2}
+
+
+def test_cancel_unknown_job_is_harmless() -> None:
+    queue = make_queue()
+    assert queue.remove("nope") is None
+
+
+def test_drain_empties_the_waiting_jobs_in_order() -> None:
+    queue = make_queue()
+    for job, user in [("a1", A), ("a2", A), ("b1", B)]:
+        queue.add(job, user, "")
+    queue.start_next()
+    drained = [entry.job_id for entry in queue.drain()]
+    assert drained == ["b1", "a2"]
+    assert [e.job_id for e in queue.running()] == ["a1"]
+
+
+# --- the runner over a scripted pool ------------------------------------------------------
+
+
+class ScriptedHandle:
+    """A JobHandle whose events the test pushes."""
+
+    def __init__(self, job_id: str) -> None:
+        self.job_id = job_id
+        self.events: asyncio.Queue[object] = asyncio.Queue()
+        self.cancelled = False
+
+    def push(self, event: object) -> None:
+        self.events.put_nowait(event)
+
+    def cancel(self) -> None:
+        self.cancelled = True
+        self.push(Cancelled(self.job_id, "Cancelled on request."))
+
+    async def __aiter__(self):  # type: ignore[no-untyped-def]
+        while True:
+            event = await self.events.get()
+            yield event
+            if isinstance(event, (Done, Failed, Cancelled)):
+                return
+
+
+@dataclass
+class ScriptedPool:
+    size: int = 1
+    handles: dict[str, ScriptedHandle] = field(default_factory=dict)
+    submitted: list[str] = field(default_factory=list)
+
+    def submit(self, job: Job) -> ScriptedHandle:
+        handle = ScriptedHandle(job.id)
+        self.handles[job.id] = handle
+        self.submitted.append(job.id)
+        return handle
+
+
+@dataclass
+class RecordingReporter:
+    positions: list[int] = field(default_factory=list)
+    progress_events: list[object] = field(default_factory=list)
+    cancel_requests: list[int] = field(default_factory=list)
+    final: asyncio.Future[object] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
+
+    def queued(self, position: int) -> None:
+        self.positions.append(position)
+
+    def progress(self, event: object) -> None:
+        self.progress_events.append(event)
+
+    def cancel_requested(self, by_user_id: int) -> None:
+        self.cancel_requests.append(by_user_id)
+
+    async def finished(self, event: object) -> None:
+        self.final.set_result(event)
+
+
+Runner = tuple[ScriptedPool, JobRunner]
+
+
+@pytest.fixture
+async def pool_and_runner() -> AsyncIterator[Runner]:
+    pool = ScriptedPool(size=1)
+    runner = JobRunner(pool, per_user=2, max_waiting=10)  # type: ignore[arg-type]
+    yield pool, runner
+    await runner.shutdown(grace=5)  # ends every job still running, so no task outlives the test
+    assert not runner.busy
+
+
+def job(job_id: str) -> Job:
+    return Job(b"content", (b"style",), StylizeSettings(size=16, steps=1), id=job_id)
+
+
+def done(job_id: str) -> Done:
+    return Done(job_id, b"png", "png", JobStats(1.0, 1, 16, 16, 7, {}))
+
+
+async def test_runner_starts_jobs_on_free_workers_in_fair_order(pool_and_runner: Runner) -> None:
+    pool, runner = pool_and_runner
+    reporters = {name: RecordingReporter() for name in ("a1", "a2", "b1")}
+    runner.submit(job("a1"), A, reporters["a1"])
+    runner.submit(job("a2"), A, reporters["a2"])
+    runner.submit(job("b1"), B, reporters["b1"])
+    assert pool.submitted == ["a1"]  # the pool's own queue stays empty
+    assert reporters["b1"].positions == [1]
+    assert reporters["a2"].positions == [1, 2]  # overtaken by b1, a first job
+
+    pool.handles["a1"].push(Started("a1", 0))
+    pool.handles["a1"].push(JobProgress("a1", 1, 1, 0.1, 0.0))
+    pool.handles["a1"].push(done("a1"))
+    assert isinstance(await reporters["a1"].final, Done)
+    assert [type(e) for e in reporters["a1"].progress_events] == [Started, JobProgress]
+    # The next job starts before the finished one is reported.
+    assert pool.submitted == ["a1", "b1"]
+    assert reporters["a2"].positions == [1, 2, 1]
+
+
+async def test_runner_cancel_waiting_and_running(pool_and_runner: Runner) -> None:
+    pool, runner = pool_and_runner
+    running, waiting = RecordingReporter(), RecordingReporter()
+    runner.submit(job("a1"), A, running)
+    runner.submit(job("b1"), B, waiting)
+
+    assert runner.cancel("b1", by_user_id=B)
+    event = await waiting.final
+    assert isinstance(event, Cancelled) and event.reason == ON_REQUEST
+    assert "b1" not in pool.submitted
+    assert runner.owner("b1") is None
+
+    assert runner.cancel("a1", by_user_id=D)
+    assert pool.handles["a1"].cancelled
+    event = await running.final
+    assert isinstance(event, Cancelled) and event.reason == ON_REQUEST
+    assert running.cancel_requests == [D]
+    assert not runner.cancel("a1", by_user_id=A)  # gone: a stale button
+
+
+async def test_runner_failure_reaches_the_reporter(pool_and_runner: Runner) -> None:
+    pool, runner = pool_and_runner
+    reporter = RecordingReporter()
+    runner.submit(job("a1"), A, reporter)
+    pool.handles["a1"].push(Failed("a1", FailureKind.OUT_OF_MEMORY, "oom"))
+    event = await reporter.final
+    assert isinstance(event, Failed) and event.kind is FailureKind.OUT_OF_MEMORY
+
+
+async def test_runner_shutdown_tells_every_job_and_refuses_more(pool_and_runner: Runner) -> None:
+    _, runner = pool_and_runner
+    running, waiting = RecordingReporter(), RecordingReporter()
+    runner.submit(job("a1"), A, running)
+    runner.submit(job("b1"), B, waiting)
+    await runner.shutdown(grace=5)
+    for reporter in (running, waiting):
+        event = reporter.final.result()
+        assert isinstance(event, Cancelled) and event.reason == RESTART
+    with pytest.raises(ShuttingDown):
+        runner.submit(job("c1"), C, RecordingReporter())

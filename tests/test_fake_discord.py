@@ -1,0 +1,422 @@
+"""The fake Discord against the real discord.py client (a minimal bot defined here)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import json
+import zlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import discord
+import pytest
+import yarl
+from discord import app_commands
+from discord.ext import commands
+
+from tests.fake_discord import FakeDiscord, FakeInteraction
+
+pytestmark = pytest.mark.timeout(20)
+
+PNG_1x1 = bytes.fromhex(
+    "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
+    "1f15c4890000000d49444154789c6360f8cfc0f01f0005000201a5"
+    "6f8e0b0000000049454e44ae426082"
+)
+
+
+class CancelView(discord.ui.View):
+    """A button only the requester or a member with Manage Messages may use."""
+
+    def __init__(self, requester_id: int) -> None:
+        super().__init__(timeout=None)
+        self.requester_id = requester_id
+
+    @discord.ui.button(label="Cancel", style=discord.ButtonStyle.danger, custom_id="job:cancel")
+    async def cancel(self, interaction: discord.Interaction, button: discord.ui.Button) -> None:
+        allowed = (
+            interaction.user.id == self.requester_id or interaction.permissions.manage_messages
+        )
+        if not allowed:
+            await interaction.response.send_message("Not your job.", ephemeral=True)
+            return
+        await interaction.response.edit_message(content="Cancelled.", view=None)
+
+
+class MiniBot(commands.Bot):
+    """Just enough bot to drive every path of the fake."""
+
+    def __init__(self, guild_id: int) -> None:
+        # A short guild_ready_timeout: on_ready otherwise waits 2 s after the last GUILD_CREATE.
+        super().__init__(
+            command_prefix=commands.when_mentioned,
+            intents=discord.Intents.default(),
+            guild_ready_timeout=0.05,
+        )
+        self.guild_id = guild_id
+        self.seen: asyncio.Queue[tuple[discord.Interaction, dict[str, Any]]] = asyncio.Queue()
+        self.hold = asyncio.Event()  # /paint waits for it before its final edit
+        self.hold.set()
+        self.errors: asyncio.Queue[BaseException] = asyncio.Queue()
+
+    async def before_identify_hook(self, shard_id: int | None, *, initial: bool = False) -> None:
+        """discord.py sleeps 5 s before each re-IDENTIFY (Discord's rate limit); not here."""
+
+    async def setup_hook(self) -> None:
+        bot = self
+
+        @app_commands.command(description="Repaint a photo")
+        @app_commands.describe(photo="the photo", strength="style strength")
+        async def paint(
+            interaction: discord.Interaction,
+            photo: discord.Attachment,
+            strength: app_commands.Range[float, 0.1, 10.0] = 1.0,
+        ) -> None:
+            await interaction.response.defer(thinking=True)
+            data = await photo.read()
+            await bot.seen.put((interaction, {"photo": photo, "bytes": data, "strength": strength}))
+            await bot.hold.wait()
+            await interaction.edit_original_response(
+                content=f"Working on {photo.filename}", view=CancelView(interaction.user.id)
+            )
+            assert isinstance(interaction.channel, discord.TextChannel)
+            await interaction.channel.send(
+                content=f"{interaction.user.mention} here you go",
+                file=discord.File(io.BytesIO(data), "result.png"),
+            )
+
+        @self.tree.error
+        async def on_error(
+            interaction: discord.Interaction, error: app_commands.AppCommandError
+        ) -> None:
+            await bot.errors.put(getattr(error, "original", error))
+
+        guild = discord.Object(self.guild_id)
+        self.tree.add_command(paint, guild=guild)
+        await self.tree.sync(guild=guild)
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeDiscord]:
+    async with FakeDiscord() as fake:
+        yield fake
+
+
+@pytest.fixture
+def discord_at_fake(fake: FakeDiscord, monkeypatch: pytest.MonkeyPatch) -> FakeDiscord:
+    """Point discord.py's REST base and gateway at the fake (process-wide class attributes)."""
+    monkeypatch.setattr(discord.http.Route, "BASE", fake.api_base_url)
+    monkeypatch.setattr(
+        discord.gateway.DiscordWebSocket, "DEFAULT_GATEWAY", yarl.URL(fake.gateway_url)
+    )
+    return fake
+
+
+@pytest.fixture
+async def bot(discord_at_fake: FakeDiscord) -> AsyncIterator[MiniBot]:
+    fake = discord_at_fake
+    bot = MiniBot(fake.guild_id)
+    runner = asyncio.create_task(bot.start(fake.token))
+    try:
+        await fake.wait_ready()
+        yield bot
+    finally:
+        await bot.close()
+        with contextlib.suppress(asyncio.CancelledError):
+            await runner
+
+
+async def run_paint(fake: FakeDiscord, bot: MiniBot) -> tuple[FakeInteraction, discord.Interaction]:
+    photo = fake.add_attachment(PNG_1x1, "photo.png")
+    invoked = await fake.invoke("paint", {"photo": photo, "strength": 2.5})
+    interaction, _ = await asyncio.wait_for(bot.seen.get(), 5)
+    return invoked, interaction
+
+
+async def test_login_connect_and_sync(fake: FakeDiscord, bot: MiniBot) -> None:
+    commands_ = await fake.wait_commands()
+
+    assert bot.user is not None and bot.user.id == fake.bot_user_id
+    assert bot.application_id == fake.application_id
+    assert fake.find_requests("GET", "/users/@me")[0].authorization == f"Bot {fake.token}"
+    identify = next(f for f in fake.gateway_frames if f["op"] == 2)
+    assert identify["d"]["token"] == fake.token
+    assert [c["name"] for c in commands_] == ["paint"]
+    options = {o["name"]: o for o in commands_[0]["options"]}
+    assert options["photo"]["type"] == 11 and options["photo"]["required"]
+    assert options["strength"]["type"] == 10
+    assert commands_[0]["guild_id"] == str(fake.guild_id)
+    guild = bot.get_guild(fake.guild_id)
+    assert guild is not None and guild.get_channel(fake.channel_id) is not None
+    assert guild.me is not None and guild.member_count == len(fake.users)
+    await asyncio.wait_for(bot.wait_until_ready(), 5)
+
+
+async def test_slash_command_defer_edit_and_channel_file(fake: FakeDiscord, bot: MiniBot) -> None:
+    photo = fake.add_attachment(PNG_1x1, "photo.png", declared_size=123)
+    invoked = await fake.invoke("paint", {"photo": photo, "strength": 2.5})
+    interaction, seen = await asyncio.wait_for(bot.seen.get(), 5)
+
+    assert (await invoked.wait_callback())["type"] == 5
+    assert invoked.ack_latency is not None and 0 <= invoked.ack_latency < 3
+    assert seen["bytes"] == PNG_1x1 and seen["strength"] == 2.5
+    assert (seen["photo"].size, seen["photo"].width, seen["photo"].content_type) == (
+        123,
+        1,
+        "image/png",
+    )
+    assert interaction.filesize_limit == fake.upload_limit
+    assert interaction.user.id == fake.requester.id
+    assert len(fake.cdn_requests) == 1
+
+    await fake.wait_for(lambda: len(fake.channel_messages()) == 1, timeout=5)
+    assert invoked.original is not None
+    assert invoked.original.content == "Working on photo.png"
+    assert not invoked.original.loading
+    assert invoked.original.custom_ids == ["job:cancel"]
+    assert len(invoked.original.edits) == 1
+    posted = fake.channel_messages()[0]
+    assert posted.content == f"{fake.requester.mention} here you go"
+    assert posted.attachments == [("result.png", PNG_1x1)]
+    assert posted.attachment_payloads[0]["content_type"] == "image/png"
+    assert posted.mentions[0]["id"] == str(fake.requester.id)
+    upload = fake.find_requests("POST", f"/channels/{fake.channel_id}/messages")[0]
+    assert upload.files[0][0] == "result.png" and upload.json["attachments"][0]["id"] == 0
+
+
+@pytest.mark.parametrize(
+    ("clicker", "expected_type", "expected_content"),
+    [
+        ("requester", 7, "Cancelled."),
+        ("moderator", 7, "Cancelled."),
+        ("other_user", 4, "Working on photo.png"),
+    ],
+)
+async def test_component_click(
+    fake: FakeDiscord, bot: MiniBot, clicker: str, expected_type: int, expected_content: str
+) -> None:
+    invoked, _ = await run_paint(fake, bot)
+    await fake.wait_for(lambda: invoked.original is not None and invoked.original.edits != [], 5)
+    assert invoked.original is not None
+
+    click = await fake.click(invoked.original, "job:cancel", user=getattr(fake, clicker))
+    callback = await click.wait_callback()
+
+    assert callback["type"] == expected_type
+    assert invoked.original.content == expected_content
+    if expected_type == 7:
+        assert invoked.original.components == [] and click.original is invoked.original
+    else:
+        assert click.original is not None and click.original.ephemeral
+
+
+async def test_expired_token_raises_50027(fake: FakeDiscord, bot: MiniBot) -> None:
+    bot.hold.clear()
+    invoked, interaction = await run_paint(fake, bot)
+    await invoked.wait_callback()
+
+    fake.expire_token(invoked)
+    with pytest.raises(discord.HTTPException) as raised:
+        await interaction.edit_original_response(content="too late")
+    assert (raised.value.status, raised.value.code) == (401, 50027)
+    with pytest.raises(discord.HTTPException) as raised:
+        await interaction.followup.send("too late")
+    assert (raised.value.status, raised.value.code) == (401, 50027)
+
+
+async def test_deleted_message_raises_10008(fake: FakeDiscord, bot: MiniBot) -> None:
+    bot.hold.clear()
+    invoked, interaction = await run_paint(fake, bot)
+    channel = bot.get_channel(fake.channel_id)
+    assert isinstance(channel, discord.TextChannel)
+    status = await channel.send("status")
+    assert invoked.original is not None
+
+    fake.delete_message(status.id)
+    fake.delete_message(invoked.original.id)
+    with pytest.raises(discord.NotFound) as raised:
+        await status.edit(content="step 2")
+    assert raised.value.code == 10008
+    with pytest.raises(discord.NotFound) as raised:
+        await interaction.edit_original_response(content="step 2")
+    assert raised.value.code == 10008
+    assert fake.messages[status.id].deleted and fake.messages[status.id].edits == []
+
+
+async def test_followups_and_original_response(fake: FakeDiscord, bot: MiniBot) -> None:
+    bot.hold.clear()
+    invoked, interaction = await run_paint(fake, bot)
+    assert invoked.original is not None and invoked.original.loading
+
+    first = await interaction.followup.send("first", wait=True)
+    second = await interaction.followup.send(
+        "second", file=discord.File(io.BytesIO(PNG_1x1), "preview.png"), wait=True
+    )
+    fetched = await interaction.original_response()
+    await interaction.edit_original_response(attachments=[])
+    await interaction.delete_original_response()
+
+    # Discord turns the first followup after a "thinking" defer into the deferred message.
+    assert first.id == invoked.original.id == fetched.id and fetched.content == "first"
+    assert [m.id for m in invoked.followups] == [first.id, second.id]
+    assert invoked.followups[1].attachments == [("preview.png", PNG_1x1)]
+    assert second.attachments[0].width == 1
+    assert invoked.original.deleted and len(invoked.original.edits) == 2
+
+
+async def test_injected_errors_and_expired_attachments(fake: FakeDiscord, bot: MiniBot) -> None:
+    channel = bot.get_channel(fake.channel_id)
+    assert isinstance(channel, discord.TextChannel)
+    fake.fail_next(
+        "POST", "/channels/*/messages", 403, {"code": 50013, "message": "Missing Permissions"}
+    )
+    with pytest.raises(discord.Forbidden) as raised:
+        await channel.send("first try")
+    assert raised.value.code == 50013
+    assert (await channel.send("second try")).content == "second try"
+
+    photo = fake.add_attachment(PNG_1x1, "photo.png")
+    fake.expire_attachment(photo)
+    await fake.invoke("paint", {"photo": photo})
+    error = await asyncio.wait_for(bot.errors.get(), 5)
+    assert isinstance(error, discord.NotFound) and fake.cdn_requests[-1].status == 404
+
+
+async def test_resume_replays_missed_interactions(fake: FakeDiscord, bot: MiniBot) -> None:
+    session_before = fake.gateway.current
+
+    await fake.drop_connection()
+    invoked = await fake.invoke("paint", {"photo": fake.add_attachment(PNG_1x1, "p.png")})
+    await fake.wait_resumed()
+
+    assert (await invoked.wait_callback())["type"] == 5
+    assert fake.gateway.current is session_before and fake.identifies == 1
+    assert [f["op"] for f in fake.gateway_frames].count(6) == 1
+
+    await fake.send_reconnect()
+    await fake.wait_resumed()
+    assert fake.resumes == 2 and fake.identifies == 1
+
+
+async def test_invalid_session_reidentifies(fake: FakeDiscord, bot: MiniBot) -> None:
+    await fake.invalidate_session(resumable=False)
+    await fake.wait_for(lambda: fake.identifies == 2, timeout=10)
+    invoked, _ = await run_paint(fake, bot)
+    assert (await invoked.wait_callback())["type"] == 5
+
+
+async def test_late_ack_gets_unknown_interaction(fake: FakeDiscord, bot: MiniBot) -> None:
+    fake.ack_deadline = 0.0
+    await fake.invoke("paint", {"photo": fake.add_attachment(PNG_1x1, "p.png")})
+    error = await asyncio.wait_for(bot.errors.get(), 5)
+    assert isinstance(error, discord.NotFound) and error.code == 10062
+
+
+async def test_bad_token_is_a_login_failure(discord_at_fake: FakeDiscord) -> None:
+    client = discord.Client(intents=discord.Intents.none())
+    try:
+        with pytest.raises(discord.LoginFailure):
+            await client.login("not-the-token")
+    finally:
+        await client.close()
+    assert discord_at_fake.requests[-1].status == 401
+
+
+async def test_invoke_checks_options_against_the_schema(fake: FakeDiscord, bot: MiniBot) -> None:
+    await fake.wait_commands()
+    photo = fake.add_attachment(PNG_1x1, "p.png")
+    with pytest.raises(ValueError, match="required"):
+        await fake.invoke("paint", {"strength": 1.0})
+    with pytest.raises(ValueError, match="max_value"):
+        await fake.invoke("paint", {"photo": photo, "strength": 11.0})
+    with pytest.raises(LookupError, match="not registered"):
+        await fake.invoke("draw", {})
+
+
+# --- the raw protocol, without discord.py's client-side checks -----------------------------
+
+
+async def test_raw_rest_errors(fake: FakeDiscord, bot: MiniBot) -> None:
+    bot.hold.clear()
+    invoked, _ = await run_paint(fake, bot)
+    api = fake.api_base_url
+    auth = {"Authorization": f"Bot {fake.token}"}
+    messages_url = f"{api}/channels/{fake.channel_id}/messages"
+    too_big = aiohttp.FormData()
+    too_big.add_field("payload_json", json.dumps({"attachments": [{"id": 0, "filename": "x"}]}))
+    too_big.add_field("files[0]", b"x" * (fake.upload_limit + 1), filename="x.png")
+    cases: list[tuple[str, str, dict[str, str], Any, int, int]] = [
+        ("POST", messages_url, {}, {"content": "hi"}, 401, 0),
+        ("POST", messages_url, auth, {"content": ""}, 400, 50006),
+        ("POST", messages_url, auth, too_big, 413, 40005),
+        ("GET", f"{api}/no/such/route", auth, None, 404, 0),
+        (
+            "POST",
+            f"{api}/interactions/{invoked.id}/{invoked.token}/callback",
+            {},
+            {"type": 5},
+            400,
+            40060,
+        ),
+        (
+            "PATCH",
+            f"{api}/webhooks/{fake.application_id}/bogus/messages/@original",
+            {},
+            {},
+            401,
+            50027,
+        ),
+    ]
+    async with aiohttp.ClientSession() as session:
+        for method, url, headers, body, status, code in cases:
+            kwargs: dict[str, Any] = (
+                {"data": body} if isinstance(body, aiohttp.FormData) else {"json": body}
+            )
+            async with session.request(method, url, headers=headers, **kwargs) as response:
+                assert (response.status, (await response.json())["code"]) == (status, code), url
+    assert fake.requests[-3].path == "/no/such/route" and fake.requests[-3].status == 404
+
+
+async def test_gateway_speaks_zlib_stream(fake: FakeDiscord) -> None:
+    """discord.py asks for compress=zlib-stream; frames end in the Z_SYNC_FLUSH marker."""
+    inflate = zlib.decompressobj()
+    async with (
+        aiohttp.ClientSession() as session,
+        session.ws_connect(f"{fake.gateway_url}?v=10&encoding=json&compress=zlib-stream") as ws,
+    ):
+        hello = await ws.receive_bytes()
+        assert hello.endswith(b"\x00\x00\xff\xff")
+        assert json.loads(inflate.decompress(hello))["d"]["heartbeat_interval"] > 0
+        await ws.send_json({"op": 1, "d": None})
+        ack = json.loads(inflate.decompress(await ws.receive_bytes()))
+        assert ack["op"] == 11
+        await ws.send_json({"op": 2, "d": {"token": "wrong", "intents": 0, "properties": {}}})
+        closed = await ws.receive()
+        assert closed.type is aiohttp.WSMsgType.CLOSE and closed.data == 4004
+
+
+async def test_gateway_raw_identify_chunk_and_bad_resume(fake: FakeDiscord) -> None:
+    """Without compress=, frames are plain text, which discord.py accepts as well."""
+    async with aiohttp.ClientSession() as session:
+        async with session.ws_connect(f"{fake.gateway_url}?v=10&encoding=json") as ws:
+            assert (await ws.receive_json())["op"] == 10
+            await ws.send_json({"op": 2, "d": {"token": fake.token, "intents": 3}})
+            ready, guild = await ws.receive_json(), await ws.receive_json()
+            await ws.send_json({"op": 8, "d": {"guild_id": str(fake.guild_id), "query": "mod"}})
+            chunk = await ws.receive_json()
+        async with session.ws_connect(f"{fake.gateway_url}?v=10&encoding=json") as ws:
+            await ws.receive_json()
+            await ws.send_json({"op": 6, "d": {"token": fake.token, "session_id": "x", "seq": 1}})
+            invalid = await ws.receive_json()
+
+    assert (ready["t"], ready["s"], guild["t"], guild["s"]) == ("READY", 1, "GUILD_CREATE", 2)
+    assert ready["d"]["resume_gateway_url"] == fake.gateway_url
+    assert guild["d"]["member_count"] == len(guild["d"]["members"]) == len(fake.users)
+    members = chunk["d"]["members"]
+    assert chunk["t"] == "GUILD_MEMBERS_CHUNK"
+    assert [m["user"]["id"] for m in members] == [str(fake.moderator.id)]
+    assert members[0]["roles"] == [str(fake.moderator_role_id)]
+    assert (invalid["op"], invalid["d"]) == (9, False)
