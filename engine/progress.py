@@ -4,13 +4,29 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
+from typing import NamedTuple
 
 from PIL import Image
 
 
+class Losses(NamedTuple):
+    """The weighted losses of one step."""
+
+    content: float
+    style: float
+    tv: float
+    total: float
+
+
 @dataclass(frozen=True)
 class Progress:
-    """One optimisation step, as seen by a progress callback. Losses are weighted values."""
+    """One optimisation step, as seen by a progress callback.
+
+    The losses are read from the device only when asked for (``content_loss`` and the
+    others): on a GPU each read is a host sync, and a caller that only wants the step count
+    (a worker throttling its updates) should not stall the pipeline on every step.
+    """
 
     step: int
     """1-based, counted over every scale of the pyramid."""
@@ -20,12 +36,10 @@ class Progress:
     scales: int
     size: tuple[int, int]
     """(width, height) being optimised at this scale."""
-    content_loss: float
-    style_loss: float
-    tv_loss: float
-    total_loss: float
     elapsed: float
     """Seconds since the job started, target computation included."""
+    read_losses: Callable[[], Losses] = field(compare=False, repr=False)
+    """Reads this step's losses. Valid only while the callback runs; use ``losses``."""
     preview: Image.Image | None = None
     """Set on every ``settings.preview_every``-th step."""
     render_preview: Callable[[int], Image.Image] | None = field(
@@ -33,6 +47,26 @@ class Progress:
     )
     """Renders the current image, longest side at most the given px, on demand. Valid only
     while the callback runs: callers that throttle previews by time use it."""
+
+    @cached_property
+    def losses(self) -> Losses:
+        return self.read_losses()
+
+    @property
+    def content_loss(self) -> float:
+        return self.losses.content
+
+    @property
+    def style_loss(self) -> float:
+        return self.losses.style
+
+    @property
+    def tv_loss(self) -> float:
+        return self.losses.tv
+
+    @property
+    def total_loss(self) -> float:
+        return self.losses.total
 
     @property
     def fraction(self) -> float:

@@ -20,7 +20,7 @@ from engine.devices import configure_cuda, effective_precision
 from engine.errors import Cancelled
 from engine.lbfgs import LBFGS
 from engine.network import VGGEncoder, load_network
-from engine.progress import CancelCheck, Progress, ProgressCallback
+from engine.progress import CancelCheck, Losses, Progress, ProgressCallback
 from engine.pyramid import pyramid_sizes, scaled_size, split_steps
 from engine.settings import StylizeSettings
 
@@ -233,8 +233,12 @@ class _Run:
         scales: int,
         content_rgb: torch.Tensor,
     ) -> None:
-        # One host sync for all four numbers; only paid when someone listens.
-        content, style, tv, total = torch.stack([p.detach().float() for p in parts]).tolist()
+        parts = tuple(p.detach() for p in parts)
+
+        def read_losses() -> Losses:
+            # One host sync for all four numbers, paid only by a caller that reads them.
+            return Losses(*torch.stack([p.float() for p in parts]).tolist())
+
         preview = None
         every = self.s.preview_every
         if every and (self.step % every == 0 or self.step == self.total):
@@ -247,11 +251,8 @@ class _Run:
                 scale=scale,
                 scales=scales,
                 size=(x.shape[-1], x.shape[-2]),
-                content_loss=content,
-                style_loss=style,
-                tv_loss=tv,
-                total_loss=total,
                 elapsed=time.perf_counter() - self.started,
+                read_losses=read_losses,
                 preview=preview,
                 render_preview=lambda side: self._preview(x, content_rgb, side),
             )

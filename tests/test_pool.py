@@ -42,7 +42,7 @@ from engine.jobs import (
     Started,
 )
 from engine.pool import EnginePool, JobHandle
-from engine.progress import Progress
+from engine.progress import Losses, Progress
 from engine.settings import StylizeSettings
 
 # One loop for the module, so that tests can share pools; a hang fails in a minute.
@@ -523,7 +523,8 @@ def fake_stylize(
         for step in range(1, settings.steps + 1):
             on_progress(
                 Progress(
-                    step, settings.steps, 0, 1, size, 1.0, 1.0, 0.0, 2.0, 0.0,
+                    step, settings.steps, 0, 1, size, 0.0,
+                    read_losses=lambda: Losses(1.0, 1.0, 0.0, 2.0),
                     render_preview=lambda side: Image.new("RGB", (side, side)),
                 )
             )  # fmt: skip
