@@ -31,7 +31,20 @@ def split_steps(total: int, scales: int) -> list[int]:
     return [base] * (scales - 1) + [base + extra]
 
 
+# VGG19 halves the image four times before relu5_1: a side below 16 px vanishes.
+MIN_SIDE = 16
+
+
 def scaled_size(width: int, height: int, longest: int) -> tuple[int, int]:
     """(width, height) with the longest side set to ``longest``, keeping the aspect ratio."""
     factor = longest / max(width, height)
     return max(1, round(width * factor)), max(1, round(height * factor))
+
+
+def at_least_min_side(width: int, height: int, longest: int) -> tuple[int, int]:
+    """Like ``scaled_size``, but enlarged if needed so that the short side is ``MIN_SIDE``."""
+    w, h = scaled_size(width, height, longest)
+    if min(w, h) >= MIN_SIDE:
+        return w, h
+    factor = MIN_SIDE / min(width, height)
+    return max(MIN_SIDE, round(width * factor)), max(MIN_SIDE, round(height * factor))

@@ -17,12 +17,15 @@ from PIL import Image
 
 from engine import colors, losses
 from engine.devices import configure_cuda, effective_precision
-from engine.errors import Cancelled
+from engine.errors import Cancelled, ImageError
 from engine.lbfgs import LBFGS
 from engine.network import VGGEncoder, load_network
 from engine.progress import CancelCheck, Losses, Progress, ProgressCallback
-from engine.pyramid import pyramid_sizes, scaled_size, split_steps
+from engine.pyramid import MIN_SIDE, at_least_min_side, pyramid_sizes, scaled_size, split_steps
 from engine.settings import StylizeSettings
+
+STYLE_SIDE_CAP = 4096
+"""Longest side a style image is resized to, unless the output itself is larger."""
 
 
 def stylize(
@@ -112,7 +115,19 @@ class _Run:
 
     def execute(self, content: Image.Image, styles: list[Image.Image]) -> Image.Image:
         s = self.s
-        sizes = pyramid_sizes(s.size, s.min_scale, s.coarse_to_fine)
+        final = scaled_size(*content.size, s.size)
+        if min(final) < MIN_SIDE:
+            raise ImageError(
+                f"This photo is too long and thin: at {s.size} px its short side would be "
+                f"{min(final)} px, and it needs at least {MIN_SIDE}. Crop it, or ask for a "
+                "larger size."
+            )
+        # Coarse scales too narrow for the network are skipped.
+        sizes = [
+            size
+            for size in pyramid_sizes(s.size, s.min_scale, s.coarse_to_fine)
+            if min(scaled_size(*content.size, size)) >= MIN_SIDE
+        ]
         steps = split_steps(s.steps, len(sizes))
         sizes = sizes[len(sizes) - len(steps) :]
         self.total = sum(steps)
@@ -138,8 +153,9 @@ class _Run:
     def _style_tensor(
         self, style: Image.Image, longest: int, content_rgb: torch.Tensor
     ) -> torch.Tensor:
-        side = max(16, round(longest * self.s.style_scale))
-        tensor = self._tensor(style, scaled_size(*style.size, side))
+        # Capped so a large style scale at a large size cannot ask for gigapixels.
+        side = min(round(longest * self.s.style_scale), max(longest, STYLE_SIDE_CAP))
+        tensor = self._tensor(style, at_least_min_side(*style.size, side))
         if self.s.preserve_colors == "histogram":
             tensor = colors.match_histogram(tensor, content_rgb)
         if self.luminance_only:

@@ -7,7 +7,7 @@ import torch
 from PIL import Image
 
 from engine.colors import luminance, match_histogram, rgb_to_yiq
-from engine.errors import Cancelled, SettingsError
+from engine.errors import Cancelled, ImageError, SettingsError
 from engine.network import VGGEncoder, load_network
 from engine.progress import Progress
 from engine.pyramid import pyramid_sizes, scaled_size, split_steps
@@ -180,6 +180,17 @@ def test_coarse_to_fine_runs_every_scale_and_grows(net: VGGEncoder) -> None:
     )  # fmt: skip
     assert [p.scale for p in seen] == [0] * 3 + [1] * 3 + [2] * 3
     assert [p.size for p in seen[::3]] == [(32, 21), (45, 30), (64, 43)]
+    assert out.size == (64, 43)
+
+
+def test_a_too_thin_photo_is_refused_and_a_thin_style_is_enlarged(net: VGGEncoder) -> None:
+    with pytest.raises(
+        ImageError, match="too long and thin: at 64 px its short side would be 3 px"
+    ):
+        stylize(Image.new("RGB", (400, 20)), [style_image()], settings(steps=1), network=net)
+    out = stylize(
+        content_image(), [Image.new("RGB", (300, 10), "blue")], settings(steps=1), network=net
+    )
     assert out.size == (64, 43)
 
 
