@@ -33,6 +33,7 @@ import torch.nn.functional as F  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from benchmarks.engine_bench import vgg_flops  # noqa: E402
+from engine.devices import set_tf32  # noqa: E402
 from engine.images import encode_image, load_image  # noqa: E402
 from engine.layers import LAYER_INDEX, VGG19_LAYERS  # noqa: E402
 from engine.losses import gram_matrix  # noqa: E402
@@ -84,8 +85,7 @@ def naive_job(
 ) -> float:
     """The tutorial's way: whole feature stack, fp32 NCHW, targets recomputed every step."""
     torch.backends.cudnn.benchmark = False
-    torch.backends.cudnn.allow_tf32 = False
-    torch.backends.cuda.matmul.allow_tf32 = False
+    set_tf32(False)
     layers = torch.nn.Sequential()
     state = random_state(0)
     channels = 3

@@ -51,9 +51,23 @@ def configure_cuda(precision: str) -> None:
     job repeat for hundreds of steps, so the one-off search pays for itself at once.
     """
     torch.backends.cudnn.benchmark = True
-    tf32 = precision in ("auto", "tf32", "bf16")
-    torch.backends.cuda.matmul.allow_tf32 = tf32
-    torch.backends.cudnn.allow_tf32 = tf32
+    set_tf32(precision in ("auto", "tf32", "bf16"))
+
+
+def set_tf32(enabled: bool) -> None:
+    """TF32 for convolutions and matrix products, through whichever API this torch has.
+
+    torch ≥ 2.9 has per-backend ``fp32_precision`` and refuses to mix it with the older
+    ``allow_tf32`` flags in one process, so only one of the two is ever used.
+    """
+    conv = getattr(torch.backends.cudnn, "conv", None)
+    if conv is not None and hasattr(conv, "fp32_precision"):
+        precision = "tf32" if enabled else "ieee"
+        torch.backends.cudnn.conv.fp32_precision = precision
+        torch.backends.cuda.matmul.fp32_precision = precision
+    else:
+        torch.backends.cudnn.allow_tf32 = enabled
+        torch.backends.cuda.matmul.allow_tf32 = enabled
 
 
 def effective_precision(precision: str, device: torch.device) -> str:

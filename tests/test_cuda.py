@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from engine.devices import set_tf32
 from engine.lbfgs import LBFGS
 from engine.network import load_network
 from engine.settings import StylizeSettings
@@ -27,7 +28,7 @@ def _settings(**changes: object) -> StylizeSettings:
 def test_channels_last_features_equal_nchw() -> None:
     net = load_network("random:0", "cuda")
     x = torch.rand(1, 3, 64, 64, device="cuda")
-    torch.backends.cudnn.allow_tf32 = False
+    set_tf32(False)
     with torch.no_grad():
         a = net(x, LAYERS)
         net.to(memory_format=torch.channels_last)
