@@ -26,20 +26,31 @@ def gram_matrix(features: torch.Tensor) -> torch.Tensor:
     return torch.bmm(flat, flat.transpose(1, 2)) / (h * w)
 
 
-def relative_mse(value: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+def squared_norm(target: torch.Tensor) -> torch.Tensor:
+    """‖target‖², the denominator of ``relative_mse``: computed once per target and reused."""
+    return target.float().pow(2).sum()
+
+
+def relative_mse(
+    value: torch.Tensor, target: torch.Tensor, target_norm: torch.Tensor | None = None
+) -> torch.Tensor:
     """‖value − target‖² / ‖target‖²: 0 when equal, 1 when ``value`` is zero."""
-    value, target = value.float(), target.float()
-    return (value - target).pow(2).sum() / (target.pow(2).sum() + EPS)
+    norm = squared_norm(target) if target_norm is None else target_norm
+    return (value.float() - target.float()).pow(2).sum() / (norm + EPS)
 
 
-def content_loss(features: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+def content_loss(
+    features: torch.Tensor, target: torch.Tensor, target_norm: torch.Tensor | None = None
+) -> torch.Tensor:
     """Feature reconstruction loss at one layer."""
-    return relative_mse(features, target)
+    return relative_mse(features, target, target_norm)
 
 
-def style_loss(features: torch.Tensor, target_gram: torch.Tensor) -> torch.Tensor:
+def style_loss(
+    features: torch.Tensor, target_gram: torch.Tensor, target_norm: torch.Tensor | None = None
+) -> torch.Tensor:
     """Gram-matrix loss at one layer against a (possibly blended) target Gram."""
-    return relative_mse(gram_matrix(features), target_gram)
+    return relative_mse(gram_matrix(features), target_gram, target_norm)
 
 
 def blend_grams(grams: list[torch.Tensor], weights: list[float]) -> torch.Tensor:

@@ -56,8 +56,10 @@ def stylize(
 
 @dataclass
 class _Targets:
-    content: dict[str, torch.Tensor]
-    style: dict[str, torch.Tensor]
+    """Per layer: the target and its squared norm, both computed once per scale."""
+
+    content: dict[str, tuple[torch.Tensor, torch.Tensor]]
+    style: dict[str, tuple[torch.Tensor, torch.Tensor]]
 
 
 class _Run:
@@ -167,7 +169,7 @@ class _Run:
         self, content: torch.Tensor, styles: list[torch.Tensor], weights: list[float]
     ) -> _Targets:
         content_feats = self._features(content, self.s.content_layers)
-        content_targets = {k: v.detach().float() for k, v in content_feats.items()}
+        content_targets = {k: _with_norm(v.detach().float()) for k, v in content_feats.items()}
         grams_per_style = []
         for style, weight in zip(styles, weights):
             if weight <= 0:
@@ -179,7 +181,7 @@ class _Run:
         for layer in self.s.style_layers:
             grams = [g[layer] for g in grams_per_style if g is not None]
             live = [w for w in weights if w > 0]
-            style_targets[layer] = losses.blend_grams(grams, live)
+            style_targets[layer] = _with_norm(losses.blend_grams(grams, live))
         return _Targets(content_targets, style_targets)
 
     def _initial(self, content: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
@@ -198,11 +200,11 @@ class _Run:
         s = self.s
         feats = self._features(x, self.layers)
         content = sum(
-            (losses.content_loss(feats[k], t) for k, t in targets.content.items()),
+            (losses.content_loss(feats[k], *t) for k, t in targets.content.items()),
             torch.zeros((), device=x.device),
         ) * (s.content_weight / len(targets.content))
         style = sum(
-            (losses.style_loss(feats[k], t) for k, t in targets.style.items()),
+            (losses.style_loss(feats[k], *t) for k, t in targets.style.items()),
             torch.zeros((), device=x.device),
         ) * (s.style_weight * s.strength / len(targets.style))
         tv = losses.total_variation(x) * s.tv_weight
@@ -286,3 +288,7 @@ class _Run:
         pixels = (x[0].float().clamp(0, 1) * 255).round().to(torch.uint8)
         array = pixels.permute(1, 2, 0).contiguous().cpu().numpy()
         return Image.fromarray(array, "RGB")
+
+
+def _with_norm(target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    return target, losses.squared_norm(target)

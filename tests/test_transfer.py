@@ -127,7 +127,7 @@ def test_style_scale_changes_the_style_targets(net: VGGEncoder) -> None:
     for scale in (1.0, 0.5):
         run = _Run(net, settings(style_scale=scale).resolved(), 0.0, None, None)
         targets = run._targets(content, [run._style_tensor(style, 64, content)], [1.0])
-        grams.append(targets.style["relu3_1"])
+        grams.append(targets.style["relu3_1"][0])
     assert not torch.allclose(grams[0], grams[1], rtol=0.05)
 
 
