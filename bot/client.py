@@ -64,6 +64,11 @@ def make_pool(settings: BotSettings) -> EnginePool:
     )
 
 
+# The bot never joins voice: silence discord.py's start-up warnings about voice libraries.
+discord.VoiceClient.warn_nacl = False
+discord.VoiceClient.warn_dave = False
+
+
 class StylizeBot(commands.Bot):
     def __init__(
         self,
@@ -104,6 +109,14 @@ class StylizeBot(commands.Bot):
         log.info("starting the engine (weights %s, device %s)", config.stylize_weights,
                  config.stylize_device)  # fmt: skip
         await self.pool.start()
+        if "cpu" in self.pool.devices:
+            # Not an error (small pictures work), but the defaults are sized for a GPU.
+            log.warning(
+                "the engine runs on the CPU: a %d px picture with %d steps may take many "
+                "minutes (STYLIZE_JOB_TIMEOUT is %g s); consider a smaller STYLIZE_MAX_SIZE "
+                "and STYLIZE_STEPS",
+                config.stylize_max_size, config.stylize_steps, config.stylize_job_timeout,
+            )  # fmt: skip
         if self.shutting_down:  # a signal arrived while the workers were starting
             await self.pool.close(grace=0)
             return

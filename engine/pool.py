@@ -261,6 +261,8 @@ class _Slot:
     entry: _Entry | None = None
     start_failures: int = 0
     given_up: bool = False
+    device: str = ""
+    """The device its worker reported when ready, e.g. ``cuda:0`` or ``cpu``."""
 
     @property
     def idle(self) -> bool:
@@ -338,6 +340,11 @@ class EnginePool:
     @property
     def running(self) -> int:
         return sum(slot.entry is not None for slot in self._slots)
+
+    @property
+    def devices(self) -> tuple[str, ...]:
+        """The device of each slot's worker, as it reported when it loaded its network."""
+        return tuple(slot.device for slot in self._slots)
 
     @property
     def worker_pids(self) -> tuple[int | None, ...]:
@@ -515,6 +522,7 @@ class EnginePool:
             return  # from a worker that was already replaced
         if isinstance(message, WorkerReady):
             proc.pid = message.pid
+            slot.device = message.device
             slot.ready = True
             slot.start_failures = 0
             log.info("engine worker %d ready: pid %d on %s, %d thread(s)",

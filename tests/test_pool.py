@@ -225,6 +225,7 @@ async def test_bad_device_name_is_refused_before_spawning() -> None:
 async def test_jobs_complete_and_equal_in_process_results(
     pool: EnginePool, one_thread: None
 ) -> None:
+    assert pool.devices == ("cpu", "cpu")
     jobs = [job(size=48, seed=1), job(size=56, seed=2), job(size=64, seed=3, steps=4)]
     handles = [pool.submit(j) for j in jobs]
     streams = await asyncio.gather(*(collect(h) for h in handles))
