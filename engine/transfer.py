@@ -86,6 +86,7 @@ class _Run:
         self.luminance_only = settings.preserve_colors == "luminance"
         self.layers = tuple(dict.fromkeys(settings.content_layers + settings.style_layers))
         self.step = 0
+        self.total = settings.steps  # exact once the pyramid is known (execute)
         if self.device.type == "cuda":
             configure_cuda(self.precision)
             self.net.to(memory_format=torch.channels_last)
@@ -135,7 +136,7 @@ class _Run:
         self.total = sum(steps)
         weights = list(s.style_weights or [1.0] * len(styles))
         x: torch.Tensor | None = None
-        content_t = content_rgb = None
+        content_rgb: torch.Tensor | None = None
         for scale, (longest, n_steps) in enumerate(zip(sizes, steps)):
             size = scaled_size(*content.size, longest)
             content_rgb = self._tensor(content, size)
@@ -170,18 +171,17 @@ class _Run:
     ) -> _Targets:
         content_feats = self._features(content, self.s.content_layers)
         content_targets = {k: _with_norm(v.detach().float()) for k, v in content_feats.items()}
-        grams_per_style = []
-        for style, weight in zip(styles, weights):
-            if weight <= 0:
-                grams_per_style.append(None)
-                continue
+        # A style with weight 0 is never even run through the network.
+        live = [(style, weight) for style, weight in zip(styles, weights) if weight > 0]
+        grams = []
+        for style, _ in live:
             feats = self._features(style, self.s.style_layers)
-            grams_per_style.append({k: losses.gram_matrix(v) for k, v in feats.items()})
-        style_targets = {}
-        for layer in self.s.style_layers:
-            grams = [g[layer] for g in grams_per_style if g is not None]
-            live = [w for w in weights if w > 0]
-            style_targets[layer] = _with_norm(losses.blend_grams(grams, live))
+            grams.append({k: losses.gram_matrix(v) for k, v in feats.items()})
+        live_weights = [weight for _, weight in live]
+        style_targets = {
+            layer: _with_norm(losses.blend_grams([g[layer] for g in grams], live_weights))
+            for layer in self.s.style_layers
+        }
         return _Targets(content_targets, style_targets)
 
     def _initial(self, content: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
