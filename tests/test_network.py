@@ -139,3 +139,18 @@ def test_imagenet_offline_fails_fast_with_instructions(tmp_path: Path, monkeypat
     assert "--weights" in message
     assert not (tmp_path / "hub" / "checkpoints" / IMAGENET_FILE).exists()
     assert CONV_INDICES[0] == 0
+
+
+@pytest.mark.skipif(
+    torch.cuda.is_available(), reason="checks the message on a machine without CUDA"
+)
+def test_asking_for_a_missing_gpu_is_a_clear_error() -> None:
+    from engine.devices import resolve_device
+    from engine.errors import SettingsError
+
+    assert resolve_device("auto").type in ("cpu", "mps")
+    assert resolve_device("cpu") == torch.device("cpu")
+    with pytest.raises(SettingsError, match=r"sees no CUDA GPU here\. Use --device cpu"):
+        resolve_device("cuda:1")
+    with pytest.raises(SettingsError, match="device: must be"):
+        resolve_device("tpu")
