@@ -67,6 +67,10 @@ class HeldPool:
     def size(self) -> int:
         return self.pool.size
 
+    @property
+    def devices(self) -> tuple[str, ...]:
+        return self.pool.devices
+
     async def start(self) -> None:
         await self.pool.start()
 
