@@ -9,6 +9,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from engine.images import format_extension, format_label
+
 # Discord's own cap on message content.
 MAX_CONTENT = 2000
 
@@ -126,12 +128,8 @@ class ResultInfo:
         )
 
 
-FORMAT_LABELS = {"png": "PNG", "jpeg": "JPEG", "webp": "WebP"}
-FORMAT_EXTENSIONS = {"png": "png", "jpeg": "jpg", "webp": "webp"}
-
-
 def result_filename(fmt: str) -> str:
-    return f"stylized.{FORMAT_EXTENSIONS.get(fmt, fmt)}"
+    return f"stylized.{format_extension(fmt)}"
 
 
 def result(mention: str, info: ResultInfo, *, upload_limit: int) -> str:
@@ -143,7 +141,7 @@ def result(mention: str, info: ResultInfo, *, upload_limit: int) -> str:
     if info.preserve_colors:
         parts.append("photo's colours kept")
     parts += [f"seed {info.seed}", f"took {duration(info.seconds)}"]
-    label = FORMAT_LABELS.get(info.format, info.format.upper())
+    label = format_label(info.format)
     file_note = f"{label}, {file_size(info.size_bytes)}"
     if info.reencoded_to_fit:
         file_note += f": PNG would not fit the {file_size(upload_limit)} upload limit"

@@ -11,11 +11,10 @@ from pathlib import Path
 from typing import NoReturn
 
 from engine.errors import EngineError
-from engine.images import encode_image, load_image
+from engine.images import encode_image, load_image, output_format_for
 from engine.settings import COLOR_MODES, INITS, OPTIMIZERS, POOLINGS, PRECISIONS, StylizeSettings
 
 USER_ERROR = 2
-_FORMATS = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".webp": "webp"}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -142,7 +141,7 @@ def run(args: argparse.Namespace) -> None:
     from engine.network import load_network
     from engine.transfer import stylize
 
-    fmt = _FORMATS.get(args.output.suffix.lower())
+    fmt = output_format_for(args.output.suffix)
     if fmt is None:
         raise EngineError(f"{args.output}: the output must end in .png, .jpg, .jpeg or .webp.")
     settings = _settings(args)

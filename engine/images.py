@@ -275,6 +275,27 @@ class EncodedImage:
         return _FORMATS[self.format].extension
 
 
+def format_extension(name: str) -> str:
+    """A format's usual file extension (``"jpeg"`` → ``"jpg"``); an unknown name as it is."""
+    known = _FORMATS.get(name)
+    return known.extension if known else name
+
+
+def format_label(name: str) -> str:
+    """How people name a format (``"webp"`` → ``"WebP"``); an unknown name upper-cased."""
+    known = _FORMATS.get(name)
+    return known.label if known else name.upper()
+
+
+def output_format_for(suffix: str) -> str | None:
+    """The output format a file suffix asks for (``".jpg"`` → ``"jpeg"``), or ``None``."""
+    wanted = suffix.lower().lstrip(".")
+    for name, fmt in _FORMATS.items():
+        if fmt.writable and wanted in (name, fmt.extension):
+            return name
+    return None
+
+
 _JPEG_QUALITIES = (95, 90, 85, 80, 75, 70, 65, 60)
 _WEBP_QUALITIES = (90, 80, 70, 60, 50)
 _JPEG = tuple(("jpeg", q) for q in _JPEG_QUALITIES)

@@ -400,3 +400,27 @@ def test_samples_are_deterministic_and_load(tmp_path: Path) -> None:
     assert samples.main([str(tmp_path), "--size", "64"]) == 0
     assert load_image((tmp_path / "content.png").read_bytes()).tobytes() == content.tobytes()
     assert load_image((tmp_path / "style.png").read_bytes()).tobytes() == style.tobytes()
+
+
+@pytest.mark.parametrize(
+    ("suffix", "expected"),
+    [
+        (".png", "png"),
+        (".JPG", "jpeg"),
+        (".jpeg", "jpeg"),
+        (".webp", "webp"),
+        (".gif", None),
+        ("", None),
+    ],
+)
+def test_output_format_for_suffix(suffix: str, expected: str | None) -> None:
+    from engine.images import output_format_for
+
+    assert output_format_for(suffix) == expected
+
+
+def test_format_names_come_from_the_one_table() -> None:
+    from engine.images import format_extension, format_label
+
+    assert (format_extension("jpeg"), format_label("webp")) == ("jpg", "WebP")
+    assert (format_extension("avif"), format_label("avif")) == ("avif", "AVIF")
