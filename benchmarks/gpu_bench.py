@@ -39,7 +39,7 @@ from engine.layers import LAYER_INDEX, VGG19_LAYERS  # noqa: E402
 from engine.losses import gram_matrix  # noqa: E402
 from engine.network import load_network, random_state  # noqa: E402
 from engine.settings import StylizeSettings  # noqa: E402
-from engine.transfer import _Run, stylize  # noqa: E402
+from engine.transfer import evaluate_loss, stylize  # noqa: E402
 
 # Dense (no sparsity) peaks, TFLOP/s, from NVIDIA's data sheets.
 PEAKS = {
@@ -145,14 +145,6 @@ def naive_job(
     elapsed = time.perf_counter() - t0
     torch.backends.cudnn.benchmark = True
     return elapsed
-
-
-def fp32_loss(net, content, style, image: Image.Image, settings: StylizeSettings) -> float:  # type: ignore[no-untyped-def]
-    run = _Run(net, settings.replace(precision="fp32"), 0.0, None, None)
-    content_t = run._tensor(content, image.size)
-    targets = run._targets(content_t, [run._style_tensor(style, max(image.size), content_t)], [1.0])
-    with torch.no_grad():
-        return float(sum(p.item() for p in run._losses(run._tensor(image), targets)))
 
 
 def memory_sweep(net, content, style, sizes: list[int], device: torch.device) -> list[dict]:  # type: ignore[no-untyped-def]
@@ -287,7 +279,7 @@ def main() -> None:
             _, image = fast_job(net, content, style, settings.replace(precision=precision))
             t, _ = fast_job(net, content, style, settings.replace(precision=precision))
             losses[precision] = {
-                "loss": fp32_loss(net, content, style, image, settings),
+                "loss": evaluate_loss(image, content, [style], settings, network=net),
                 "seconds": t,
             }
             print(f"parity {precision}: {losses[precision]}", flush=True)

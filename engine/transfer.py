@@ -54,6 +54,33 @@ def stylize(
     return result
 
 
+def evaluate_loss(
+    result: Image.Image,
+    content: Image.Image,
+    styles: Sequence[Image.Image],
+    settings: StylizeSettings,
+    *,
+    network: VGGEncoder,
+) -> float:
+    """The weighted total loss of ``result`` at its own size, always computed in fp32.
+
+    Results made at different precisions (TF32, bf16) or by different optimisers are scored
+    on the same scale with it: the quality-parity check of the fast paths.
+    """
+    settings.check_styles(len(styles))
+    run = _Run(network, settings.replace(precision="fp32").resolved(), 0.0, None, None)
+    weights = list(settings.style_weights or [1.0] * len(styles))
+    content_rgb = run._tensor(content.convert("RGB"), result.size)
+    content_t = colors.luminance(content_rgb) if run.luminance_only else content_rgb
+    style_ts = [run._style_tensor(s.convert("RGB"), max(result.size), content_rgb) for s in styles]
+    targets = run._targets(content_t, style_ts, weights)
+    x = run._tensor(result.convert("RGB"))
+    if run.luminance_only:
+        x = colors.luminance(x)
+    with torch.no_grad():
+        return float(sum(run._losses(x, targets)).item())
+
+
 @dataclass
 class _Targets:
     """Per layer: the target and its squared norm, both computed once per scale."""

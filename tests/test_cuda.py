@@ -9,7 +9,7 @@ from engine.devices import set_tf32
 from engine.lbfgs import LBFGS
 from engine.network import load_network
 from engine.settings import StylizeSettings
-from engine.transfer import _Run, stylize
+from engine.transfer import evaluate_loss, stylize
 from tests.engine_fixtures import content_image, style_image
 
 pytestmark = [
@@ -57,15 +57,8 @@ def test_lbfgs_on_cuda_matches_the_cpu() -> None:
 
 
 def _final_fp32_loss(image, settings: StylizeSettings) -> float:  # type: ignore[no-untyped-def]
-    """The loss of a result, always evaluated in fp32, so precisions compare fairly."""
     net = load_network("random:0", "cuda")
-    run = _Run(net, settings.replace(precision="fp32"), 0.0, None, None)
-    content = run._tensor(content_image(), image.size)
-    style = run._style_tensor(style_image(), max(image.size), content)
-    targets = run._targets(content, [style], [1.0])
-    with torch.no_grad():
-        parts = run._losses(run._tensor(image), targets)
-    return float(sum(p.item() for p in parts))
+    return evaluate_loss(image, content_image(), [style_image()], settings, network=net)
 
 
 @pytest.mark.parametrize("precision", ["tf32", "bf16"])

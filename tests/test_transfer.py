@@ -12,7 +12,7 @@ from engine.network import VGGEncoder, load_network
 from engine.progress import Progress
 from engine.pyramid import pyramid_sizes, scaled_size, split_steps
 from engine.settings import StylizeSettings
-from engine.transfer import _Run, stylize
+from engine.transfer import _Run, evaluate_loss, stylize
 from tests.engine_fixtures import content_image, style_image
 
 
@@ -192,6 +192,15 @@ def test_a_too_thin_photo_is_refused_and_a_thin_style_is_enlarged(net: VGGEncode
         content_image(), [Image.new("RGB", (300, 10), "blue")], settings(steps=1), network=net
     )
     assert out.size == (64, 43)
+
+
+@pytest.mark.parametrize("preserve", [None, "luminance"])
+def test_evaluate_loss_scores_the_result_below_its_start(net: VGGEncoder, preserve) -> None:
+    s = settings(steps=15, preserve_colors=preserve)
+    content, style = content_image(), style_image()
+    out = stylize(content, [style], s, network=net)
+    start = evaluate_loss(content.resize(out.size), content, [style], s, network=net)
+    assert evaluate_loss(out, content, [style], s, network=net) < 0.5 * start
 
 
 @pytest.mark.parametrize("init", ["content", "noise", "style"])
