@@ -10,8 +10,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
+from PIL import Image
+
 from engine.errors import EngineError
 from engine.images import encode_image, load_image, output_format_for
+from engine.progress import Progress
 from engine.settings import COLOR_MODES, INITS, OPTIMIZERS, POOLINGS, PRECISIONS, StylizeSettings
 
 USER_ERROR = 2
@@ -124,7 +127,7 @@ def _settings(args: argparse.Namespace) -> StylizeSettings:
     ).resolved()
 
 
-def _read_image(path: Path) -> object:
+def _read_image(path: Path) -> Image.Image:
     try:
         data = path.read_bytes()
     except OSError as error:
@@ -152,14 +155,14 @@ def run(args: argparse.Namespace) -> None:
     network = load_network(settings.weights, settings.device)
     with tqdm(total=settings.steps, unit="step", dynamic_ncols=True, file=sys.stderr) as bar:
 
-        def on_progress(p):  # type: ignore[no-untyped-def]
+        def on_progress(p: Progress) -> None:
             bar.set_postfix(
                 content=f"{p.content_loss:.3g}", style=f"{p.style_loss:.3g}", tv=f"{p.tv_loss:.2g}",
                 refresh=False,
             )  # fmt: skip
             bar.update(p.step - bar.n)
 
-        result = stylize(content, styles, settings, on_progress=on_progress, network=network)  # type: ignore[arg-type]
+        result = stylize(content, styles, settings, on_progress=on_progress, network=network)
     metadata = {
         "stylize:settings": json.dumps(settings.to_dict()),
         "stylize:seed": str(settings.seed),
