@@ -9,7 +9,13 @@ Everything in one run, on one device, so the ratios compare like with like:
 3. achieved TFLOP/s, against the card's dense TF32 and BF16 peaks;
 4. the final loss of tf32 and bf16 runs against fp32, all evaluated in fp32;
 5. peak memory at growing sizes, and the largest size that fits 24 GB and 80 GB;
-6. jobs per minute through the worker pool with 1, 4 and 8 jobs submitted at once.
+6. jobs per minute through the worker pool with 1, 4 and 8 jobs submitted at once;
+7. the host's floor: the time per step at a tiny size, where the GPU has next to nothing to
+   do, against the time per step at --size; operations dispatched per step. If the floor is
+   close to the real step, the job is launch-bound and CUDA graphs would pay;
+8. the ceiling of batching: the network's forward and backward per image at batch 1, 4 and
+   8. If batch 8 is not clearly cheaper per image, batching jobs cannot raise throughput;
+9. the L-BFGS history size: time and final fp32 loss for 8, 16 and 32 pairs.
 Weights are random (this machine may be offline): the time of a step does not depend on them.
 
     python benchmarks/gpu_bench.py [--device cuda] [--size 512] [--steps 500] [--out DIR]
@@ -188,6 +194,94 @@ def largest_fit(rows: list[dict], budget_gib: float) -> int | None:
     return int(((budget_gib - base) / per_px) ** 0.5) if per_px > 0 else None
 
 
+def per_step(net, content, style, settings: StylizeSettings, steps: tuple[int, int]) -> float:  # type: ignore[no-untyped-def]
+    """Seconds per step from two step counts, so target passes and image I/O cancel out."""
+    a, _ = fast_job(net, content, style, settings.replace(steps=steps[0]))
+    b, _ = fast_job(net, content, style, settings.replace(steps=steps[1]))
+    return (b - a) / (steps[1] - steps[0])
+
+
+def ops_per_step(net, content, style, settings: StylizeSettings) -> float:  # type: ignore[no-untyped-def]
+    """Operations dispatched per step (views excluded): each is a kernel launch on a GPU."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Count(TorchDispatchMode):
+        n = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+            if not func.is_view:
+                Count.n += 1
+            return func(*args, **(kwargs or {}))
+
+    counts = []
+    for steps in (5, 15):
+        Count.n = 0
+        with Count():
+            stylize(content, [style], settings.replace(steps=steps), network=net)
+        counts.append(Count.n)
+    return (counts[1] - counts[0]) / 10
+
+
+def host_floor(net, settings: StylizeSettings, tiny: int, step_s: float) -> dict:  # type: ignore[no-untyped-def]
+    content, style = sample_images(tiny)
+    rows = {}
+    for optimizer in ("lbfgs", "adam"):
+        s = settings.replace(size=tiny, optimizer=optimizer)
+        floor = per_step(net, content, style, s, (20, 120))
+        rows[optimizer] = {
+            "floor_ms": floor * 1e3,
+            "ops_per_step": ops_per_step(net, content, style, s),
+        }
+    rows["lbfgs"]["step_ms_at_size"] = step_s * 1e3
+    rows["lbfgs"]["floor_over_step"] = floor_ratio = rows["lbfgs"]["floor_ms"] / (step_s * 1e3)
+    print(f"host floor at {tiny}px: {rows}; floor/step {floor_ratio:.2f}", flush=True)
+    return rows
+
+
+def _forward_backward(net, x: torch.Tensor, layers: tuple[str, ...]) -> None:  # type: ignore[no-untyped-def]
+    feats = net(x, layers)
+    loss = sum(gram_matrix(f).square().sum() for f in feats.values())
+    torch.autograd.grad(loss, x)
+
+
+def batch_ceiling(net, size: int, batches: list[int], settings: StylizeSettings) -> list[dict]:  # type: ignore[no-untyped-def]
+    """Forward and backward of the network alone, per image, at growing batch sizes."""
+    device = net.device
+    layers = tuple(dict.fromkeys(settings.style_layers + settings.content_layers))
+    fmt = torch.channels_last if device.type == "cuda" else torch.contiguous_format
+    set_tf32(device.type == "cuda")
+    rows = []
+    for batch in batches:
+        x = torch.rand(batch, 3, size, size, device=device).contiguous(memory_format=fmt)
+        x.requires_grad_(True)
+        for _ in range(2):
+            _forward_backward(net, x, layers)
+        reps = 10 if device.type == "cuda" else 2
+        sync(device)
+        t0 = time.perf_counter()
+        for _ in range(reps):
+            _forward_backward(net, x, layers)
+        sync(device)
+        per_image = (time.perf_counter() - t0) / reps / batch
+        rows.append({"batch": batch, "ms_per_image": per_image * 1e3})
+        print(f"batch {rows[-1]}", flush=True)
+        del x
+    for row in rows:
+        row["vs_batch_1"] = row["ms_per_image"] / rows[0]["ms_per_image"]
+    return rows
+
+
+def history_sweep(net, content, style, settings: StylizeSettings, sizes: list[int]) -> list[dict]:  # type: ignore[no-untyped-def]
+    rows = []
+    for history in sizes:
+        s = settings.replace(lbfgs_history=history)
+        seconds, image = fast_job(net, content, style, s)
+        loss = evaluate_loss(image, content, [style], s, network=net)
+        rows.append({"history": history, "seconds": seconds, "loss": loss})
+        print(f"history {rows[-1]}", flush=True)
+    return rows
+
+
 async def pool_throughput(size: int, steps: int, counts: list[int], device: str) -> list[dict]:
     from engine.jobs import Job
     from engine.pool import EnginePool
@@ -228,7 +322,15 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=500)
     p.add_argument("--memory-sizes", type=int, nargs="*", default=[512, 1024, 2048, 4096])
     p.add_argument("--pool-counts", type=int, nargs="*", default=[1, 4, 8])
-    p.add_argument("--skip", nargs="*", default=[], choices=["naive", "parity", "memory", "pool"])
+    p.add_argument("--batches", type=int, nargs="*", default=[1, 4, 8])
+    p.add_argument("--histories", type=int, nargs="*", default=[8, 16, 32])
+    p.add_argument("--tiny", type=int, default=64, help="size for the host-floor measurement")
+    p.add_argument(
+        "--skip",
+        nargs="*",
+        default=[],
+        choices=["naive", "parity", "memory", "pool", "host", "batch", "history"],
+    )
     p.add_argument("--out", type=Path, default=Path("."))
     args = p.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
@@ -267,6 +369,15 @@ def main() -> None:
     encode_image(out)
     report["job_with_io_s"] = time.perf_counter() - t0
     print(f"job with decode+encode: {report['job_with_io_s']:.3f} s", flush=True)
+
+    if "host" not in args.skip:
+        report["host"] = host_floor(net, settings, args.tiny, seconds / args.steps)
+
+    if "batch" not in args.skip:
+        report["batch"] = batch_ceiling(net, args.size, args.batches, settings)
+
+    if "history" not in args.skip:
+        report["history"] = history_sweep(net, content, style, settings, args.histories)
 
     if "naive" not in args.skip:
         report["naive_s"] = naive_job(content, style, args.size, args.steps, device)

@@ -249,7 +249,7 @@ class _Run:
         # A plain contiguous tensor, so the optimiser can treat it as one flat vector.
         x = x.detach().contiguous().clone().requires_grad_(True)
         if self.s.optimizer == "lbfgs":
-            lbfgs = LBFGS(x, history=self.s.lbfgs_history)
+            lbfgs = LBFGS(x, history=self.s.lbfgs_history, bounds=(0.0, 1.0))
         else:
             # The fused kernel does the whole update in one launch on CUDA.
             adam = torch.optim.Adam([x], lr=self.s.learning_rate, fused=x.is_cuda)
@@ -261,11 +261,11 @@ class _Run:
             (grad,) = torch.autograd.grad(total, x)
             with torch.no_grad():
                 if self.s.optimizer == "lbfgs":
-                    lbfgs.step(grad)
+                    lbfgs.step(grad)  # keeps x in [0, 1] itself
                 else:
                     x.grad = grad
                     adam.step()
-                x.clamp_(0, 1)
+                    x.clamp_(0, 1)
             self.step += 1
             if self.on_progress is not None:
                 self._report(x, (content, style, tv, total), scale, scales, content_rgb)

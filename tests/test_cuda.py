@@ -83,3 +83,27 @@ def test_peak_memory_is_bounded_at_1024px() -> None:
     torch.cuda.reset_peak_memory_stats()
     stylize(content_image(), [style_image()], _settings(size=1024, steps=40, device="cuda"))
     assert torch.cuda.max_memory_allocated() < 6 * 2**30
+
+
+@pytest.mark.parametrize("optimizer", ["lbfgs", "adam"])
+def test_the_step_loop_never_waits_for_the_gpu(optimizer: str) -> None:
+    # Any GPU→CPU sync inside the loop raises under sync debug mode "error". The progress
+    # callback turns it on after step 2 (cudnn's autotuning may sync on first use) and off
+    # before the last step's result is copied back.
+    steps = 12
+    seen: list[int] = []
+
+    def watch(progress) -> None:  # type: ignore[no-untyped-def]
+        seen.append(progress.step)
+        torch.cuda.set_sync_debug_mode("error" if 2 <= progress.step < steps else "default")
+
+    try:
+        stylize(
+            content_image(),
+            [style_image()],
+            _settings(steps=steps, optimizer=optimizer, preview_every=0),
+            on_progress=watch,
+        )
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert seen == list(range(1, steps + 1))
