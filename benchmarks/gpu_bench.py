@@ -38,6 +38,7 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from PIL import Image  # noqa: E402
 
+from benchmarks.dispatch import ops_per_step  # noqa: E402
 from benchmarks.engine_bench import vgg_flops  # noqa: E402
 from engine.devices import set_tf32  # noqa: E402
 from engine.images import encode_image, load_image  # noqa: E402
@@ -199,27 +200,6 @@ def per_step(net, content, style, settings: StylizeSettings, steps: tuple[int, i
     a, _ = fast_job(net, content, style, settings.replace(steps=steps[0]))
     b, _ = fast_job(net, content, style, settings.replace(steps=steps[1]))
     return (b - a) / (steps[1] - steps[0])
-
-
-def ops_per_step(net, content, style, settings: StylizeSettings) -> float:  # type: ignore[no-untyped-def]
-    """Operations dispatched per step (views excluded): each is a kernel launch on a GPU."""
-    from torch.utils._python_dispatch import TorchDispatchMode
-
-    class Count(TorchDispatchMode):
-        n = 0
-
-        def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
-            if not func.is_view:
-                Count.n += 1
-            return func(*args, **(kwargs or {}))
-
-    counts = []
-    for steps in (5, 15):
-        Count.n = 0
-        with Count():
-            stylize(content, [style], settings.replace(steps=steps), network=net)
-        counts.append(Count.n)
-    return (counts[1] - counts[0]) / 10
 
 
 def host_floor(net, settings: StylizeSettings, tiny: int, step_s: float) -> dict:  # type: ignore[no-untyped-def]

@@ -226,14 +226,12 @@ class _Run:
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         s = self.s
         feats = self._features(x, self.layers)
-        content = sum(
-            (losses.content_loss(feats[k], *t) for k, t in targets.content.items()),
-            torch.zeros((), device=x.device),
-        ) * (s.content_weight / len(targets.content))
-        style = sum(
-            (losses.style_loss(feats[k], *t) for k, t in targets.style.items()),
-            torch.zeros((), device=x.device),
-        ) * (s.style_weight * s.strength / len(targets.style))
+        content = torch.stack(
+            [losses.content_loss(feats[k], *t) for k, t in targets.content.items()]
+        ).sum() * (s.content_weight / len(targets.content))
+        style = torch.stack(
+            [losses.style_loss(feats[k], *t) for k, t in targets.style.items()]
+        ).sum() * (s.style_weight * s.strength / len(targets.style))
         tv = losses.total_variation(x) * s.tv_weight
         return content, style, tv
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
 
+from benchmarks.dispatch import LaunchCounter
 from engine.lbfgs import LBFGS
 
 
@@ -59,19 +59,6 @@ def test_history_is_bounded_and_converges() -> None:
     assert grad.abs().max().item() < 1e-4
 
 
-class _KernelCounter(TorchDispatchMode):
-    """Counts the operations that do work; views only change metadata and launch nothing."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.count = 0
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
-        if not func.is_view:
-            self.count += 1
-        return func(*args, **(kwargs or {}))
-
-
 def _launches_per_step(history: int) -> int:
     q, b = _problem()
     x = torch.zeros(12, dtype=torch.float64, requires_grad=True)
@@ -79,8 +66,7 @@ def _launches_per_step(history: int) -> int:
     for _ in range(history + 3):  # past a full ring, so every slot is in use
         (grad,) = torch.autograd.grad(_loss(x, q, b), x)
         opt.step(grad)
-    counter = _KernelCounter()
-    with counter:
+    with LaunchCounter() as counter:
         opt.step(grad)
     return counter.count
 

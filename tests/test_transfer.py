@@ -6,6 +6,7 @@ import pytest
 import torch
 from PIL import Image
 
+from benchmarks.dispatch import ops_per_step
 from engine.colors import luminance, match_histogram, rgb_to_yiq
 from engine.errors import Cancelled, ImageError, SettingsError
 from engine.network import VGGEncoder, load_network
@@ -54,6 +55,16 @@ def test_lbfgs_loss_falls_without_jumps(net: VGGEncoder, seed: int) -> None:
     worst = max(totals[i] / min(totals[:i]) for i in range(20, len(totals)))
     assert worst < 1.05, worst
     assert totals[-1] <= min(totals) * 1.01
+
+
+@pytest.mark.parametrize(("optimizer", "budget"), [("lbfgs", 215), ("adam", 175)])
+def test_a_step_launches_few_operations(net: VGGEncoder, optimizer: str, budget: int) -> None:
+    # On a GPU each operation is a kernel launch of several microseconds of host time, and a
+    # 512 px step is only a millisecond or two of GPU work. The network alone needs 60 (13
+    # convolutions and ReLUs, 4 pools, each forward and backward); the rest is losses and the
+    # optimiser. Spelled-out losses and the two-loop L-BFGS made it 303 for L-BFGS.
+    s = settings(size=32, optimizer=optimizer)
+    assert ops_per_step(net, content_image(32, 32), style_image(32), s) <= budget
 
 
 def test_without_style_the_result_approaches_the_content_features(net: VGGEncoder) -> None:
