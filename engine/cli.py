@@ -127,13 +127,13 @@ def _settings(args: argparse.Namespace) -> StylizeSettings:
     ).resolved()
 
 
-def _read_image(path: Path) -> Image.Image:
+def _read_image(path: Path, fit: int) -> Image.Image:
     try:
         data = path.read_bytes()
     except OSError as error:
         raise EngineError(f"Cannot read {path}: {error.strerror or error}.") from None
     try:
-        return load_image(data)
+        return load_image(data, fit=fit)
     except EngineError as error:
         raise EngineError(f"{path}: {error}") from None
 
@@ -142,15 +142,16 @@ def run(args: argparse.Namespace) -> None:
     from tqdm import tqdm
 
     from engine.network import load_network
-    from engine.transfer import stylize
+    from engine.transfer import decode_sides, stylize
 
     fmt = output_format_for(args.output.suffix)
     if fmt is None:
         raise EngineError(f"{args.output}: the output must end in .png, .jpg, .jpeg or .webp.")
     settings = _settings(args)
     settings.check_styles(len(args.styles))
-    content = _read_image(args.content)
-    styles = [_read_image(path) for path in args.styles]
+    content_side, style_side = decode_sides(settings)
+    content = _read_image(args.content, content_side)
+    styles = [_read_image(path, style_side) for path in args.styles]
     started = time.perf_counter()
     network = load_network(settings.weights, settings.device)
     with tqdm(total=settings.steps, unit="step", dynamic_ncols=True, file=sys.stderr) as bar:

@@ -28,6 +28,19 @@ STYLE_SIDE_CAP = 4096
 """Longest side a style image is resized to, unless the output itself is larger."""
 
 
+def decode_sides(settings: StylizeSettings) -> tuple[int, int]:
+    """The longest sides stylize() resizes the content and the styles to, at most.
+
+    A decoder may stop there (``load_image(..., fit=...)``) without changing the result.
+    """
+    return settings.size, _style_side(settings.size, settings.style_scale)
+
+
+def _style_side(longest: int, style_scale: float) -> int:
+    # Capped so a large style scale at a large size cannot ask for gigapixels.
+    return min(round(longest * style_scale), max(longest, STYLE_SIDE_CAP))
+
+
 def stylize(
     content: Image.Image,
     styles: Sequence[Image.Image],
@@ -183,8 +196,7 @@ class _Run:
     def _style_tensor(
         self, style: Image.Image, longest: int, content_rgb: torch.Tensor
     ) -> torch.Tensor:
-        # Capped so a large style scale at a large size cannot ask for gigapixels.
-        side = min(round(longest * self.s.style_scale), max(longest, STYLE_SIDE_CAP))
+        side = _style_side(longest, self.s.style_scale)
         tensor = self._tensor(style, at_least_min_side(*style.size, side))
         if self.s.preserve_colors == "histogram":
             tensor = colors.match_histogram(tensor, content_rgb)

@@ -48,7 +48,7 @@ from engine.jobs import (
 from engine.network import VGGEncoder, load_network
 from engine.progress import Progress
 from engine.settings import MIN_SIZE, StylizeSettings
-from engine.transfer import stylize
+from engine.transfer import decode_sides, stylize
 
 log = logging.getLogger(__name__)
 
@@ -285,8 +285,9 @@ def run_job(
         settings = job.settings.replace(
             device=str(network.device), weights=weights, preview_every=0
         ).resolved()
-        content = load_image(job.content)
-        styles = [load_image(data) for data in job.styles]
+        content_side, style_side = decode_sides(settings)
+        content = load_image(job.content, fit=content_side)
+        styles = [load_image(data, fit=style_side) for data in job.styles]
         relay = _ProgressRelay(job, settings, emit, started, clock)
 
         def run(attempt: StylizeSettings) -> Image.Image:

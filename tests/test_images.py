@@ -6,6 +6,7 @@ All inputs are built here in code, so the table doubles as a list of what was co
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import random
@@ -424,3 +425,43 @@ def test_format_names_come_from_the_one_table() -> None:
 
     assert (format_extension("jpeg"), format_label("webp")) == ("jpg", "WebP")
     assert (format_extension("avif"), format_label("avif")) == ("avif", "AVIF")
+
+
+# ----- decoding large JPEGs at a reduced scale ----------------------------------------------
+
+
+@functools.cache
+def _photo(size: tuple[int, int]) -> Image.Image:
+    from engine.samples import make_content
+
+    return make_content(400).resize(size, Image.Resampling.BICUBIC)
+
+
+def test_fit_decodes_a_big_jpeg_at_a_reduced_scale_and_looks_the_same() -> None:
+    data = encode(_photo((2000, 1500)), "JPEG", quality=92)
+    small = load_image(data, fit=256)
+    assert small.size == (500, 375)  # 1/4: the smallest scale that keeps both sides ≥ 256
+    full = load_image(data)
+    assert full.size == (2000, 1500)
+    a = small.resize((256, 192), Image.Resampling.LANCZOS).tobytes()
+    b = full.resize((256, 192), Image.Resampling.LANCZOS, reducing_gap=3.0).tobytes()
+    assert sum(abs(x - y) for x, y in zip(a, b)) / len(a) < 2.0  # under 2 of 255 levels
+
+
+@pytest.mark.parametrize(
+    ("fmt", "fit", "expected"),
+    [
+        ("JPEG", 1600, (2000, 1500)),  # already near the size asked: decoded whole
+        ("JPEG", 700, (1000, 750)),
+        ("PNG", 64, (2000, 1500)),  # only JPEG can decode at a reduced scale
+    ],
+)
+def test_fit_never_goes_below_the_size_asked(fmt: str, fit: int, expected: tuple[int, int]) -> None:
+    assert load_image(encode(_photo((2000, 1500)), fmt), fit=fit).size == expected
+
+
+def test_fit_applies_before_exif_rotation() -> None:
+    exif = Image.Exif()
+    exif[ExifTags.Base.Orientation] = 6
+    data = encode(_photo((1600, 800)), "JPEG", exif=exif, quality=90)
+    assert load_image(data, fit=100).size == (100, 200)  # 1/8, then turned upright

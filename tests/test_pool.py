@@ -606,3 +606,23 @@ async def test_progress_is_throttled_and_previews_spaced() -> None:
     gaps = [b.elapsed - a.elapsed for a, b in itertools.pairwise(previews)]
     assert min(gaps) >= 0.5
     assert Image.open(io.BytesIO(previews[0].preview or b"")).format == "JPEG"
+
+
+async def test_the_worker_decodes_big_jpegs_only_as_large_as_the_job_needs() -> None:
+    # A phone photo is shrunk to the job's size anyway; decoding it at 1/2, 1/4 or 1/8 scale
+    # first is several times faster. The style may be asked for larger (style_scale).
+    def jpeg(size: tuple[int, int]) -> bytes:
+        out = io.BytesIO()
+        Image.new("RGB", size, "orange").save(out, "JPEG")
+        return out.getvalue()
+
+    seen: list[tuple[int, int]] = []
+
+    def record(content: Image.Image, styles: list[Image.Image], *args, **kwargs) -> Image.Image:  # type: ignore[no-untyped-def]
+        seen.extend([content.size, *(style.size for style in styles)])
+        return Image.new("RGB", (64, 48), "teal")
+
+    settings = StylizeSettings(size=64, steps=3, seed=0, style_scale=2.0)
+    final, _ = run_fake(record, Job(jpeg((2048, 1536)), (jpeg((2048, 2048)),), settings))
+    assert isinstance(final, Done), final
+    assert seen == [(256, 192), (256, 256)]  # 1/8 keeps ≥ 64 px; the style needs ≥ 128
