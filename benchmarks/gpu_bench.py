@@ -9,7 +9,8 @@ Everything in one run, on one device, so the ratios compare like with like:
 3. achieved TFLOP/s, against the card's dense TF32 and BF16 peaks;
 4. the final loss of tf32 and bf16 runs against fp32, all evaluated in fp32;
 5. peak memory at growing sizes, and the largest size that fits 24 GB and 80 GB;
-6. jobs per minute through the worker pool with 1, 4 and 8 jobs submitted at once;
+6. jobs per minute through the worker pool with 1, 4 and 8 jobs submitted at once, with one
+   worker and with two workers sharing the GPU;
 7. the host's floor: the time per step at a tiny size, where the GPU has next to nothing to
    do, against the time per step at --size; operations dispatched per step. If the floor is
    close to the real step, the job is launch-bound and CUDA graphs would pay;
@@ -291,14 +292,17 @@ def history_sweep(net, content, style, settings: StylizeSettings, sizes: list[in
     return rows
 
 
-async def pool_throughput(size: int, steps: int, counts: list[int], device: str) -> list[dict]:
+async def pool_throughput(
+    size: int, steps: int, counts: list[int], device: str, workers: int
+) -> list[dict]:
     from engine.jobs import Job
     from engine.pool import EnginePool
 
     content, style = sample_images(size)
     data = [encode_image(im).data for im in (content, style)]
     rows = []
-    async with EnginePool(workers=1, device=device, weights="random:0") as pool:
+    # Two workers on one GPU can overlap one job's host work with the other's kernels.
+    async with EnginePool(workers=workers, device=device, weights="random:0") as pool:
         warm = pool.submit(Job(data[0], (data[1],), StylizeSettings(size=size, steps=5, seed=0)))
         await warm.wait()
         for count in counts:
@@ -314,6 +318,7 @@ async def pool_throughput(size: int, steps: int, counts: list[int], device: str)
             done = sum(type(r).__name__ == "Done" for r in results)
             rows.append(
                 {
+                    "workers": workers,
                     "jobs": count,
                     "done": done,
                     "seconds": elapsed,
@@ -331,6 +336,7 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=500)
     p.add_argument("--memory-sizes", type=int, nargs="*", default=[512, 1024, 2048, 4096])
     p.add_argument("--pool-counts", type=int, nargs="*", default=[1, 4, 8])
+    p.add_argument("--pool-workers", type=int, nargs="*", default=[1, 2])
     p.add_argument("--batches", type=int, nargs="*", default=[1, 4, 8])
     p.add_argument("--histories", type=int, nargs="*", default=[8, 16, 32])
     p.add_argument("--tiny", type=int, default=64, help="size for the host-floor measurement")
@@ -408,9 +414,13 @@ def main() -> None:
         report["largest_fit_80gib"] = largest_fit(rows, 80)
 
     if "pool" not in args.skip:
-        report["pool"] = asyncio.run(
-            pool_throughput(args.size, args.steps, args.pool_counts, args.device)
-        )
+        report["pool"] = [
+            row
+            for workers in args.pool_workers
+            for row in asyncio.run(
+                pool_throughput(args.size, args.steps, args.pool_counts, args.device, workers)
+            )
+        ]
 
     (args.out / "gpu_bench.json").write_text(json.dumps(report, indent=2))
     print(json.dumps(report, indent=2))
