@@ -237,6 +237,7 @@ def host_floor(net, settings: StylizeSettings, tiny: int, step_s: float) -> dict
     rows = {}
     for optimizer in ("lbfgs", "adam"):
         s = settings.replace(size=tiny, optimizer=optimizer)
+        fast_job(net, content, style, s.replace(steps=5))  # warm-up: cudnn autotuning
         floor = per_step(net, content, style, s, (20, 120))
         rows[optimizer] = {
             "floor_ms": floor * 1e3,
