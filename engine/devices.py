@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import torch
 
 from engine.errors import SettingsError
@@ -54,20 +57,47 @@ def configure_cuda(precision: str) -> None:
     set_tf32(precision in ("auto", "tf32", "bf16"))
 
 
-def set_tf32(enabled: bool) -> None:
-    """TF32 for convolutions and matrix products, through whichever API this torch has.
-
-    torch ≥ 2.9 has per-backend ``fp32_precision`` and refuses to mix it with the older
-    ``allow_tf32`` flags in one process, so only one of the two is ever used.
-    """
+def _has_fp32_precision_api() -> bool:
+    # torch ≥ 2.9 has per-backend ``fp32_precision`` and refuses to mix it with the older
+    # ``allow_tf32`` flags in one process, so only one of the two is ever used.
     conv = getattr(torch.backends.cudnn, "conv", None)
-    if conv is not None and hasattr(conv, "fp32_precision"):
+    return conv is not None and hasattr(conv, "fp32_precision")
+
+
+def set_tf32(enabled: bool) -> None:
+    """TF32 for convolutions and matrix products, through whichever API this torch has."""
+    if _has_fp32_precision_api():
         precision = "tf32" if enabled else "ieee"
         torch.backends.cudnn.conv.fp32_precision = precision
         torch.backends.cuda.matmul.fp32_precision = precision
     else:
         torch.backends.cudnn.allow_tf32 = enabled
         torch.backends.cuda.matmul.allow_tf32 = enabled
+
+
+@contextlib.contextmanager
+def exact_matmul() -> Iterator[None]:
+    """fp32 matrix products at full precision inside, whatever ``set_tf32`` chose outside.
+
+    For small products whose accuracy matters more than their speed: TF32 keeps 10 bits of
+    mantissa, and L-BFGS's inner products of two million values must not lose that much.
+    Only Python-side flags change, so entering and leaving costs no GPU sync.
+    """
+    matmul = torch.backends.cuda.matmul
+    if _has_fp32_precision_api():
+        saved_precision = matmul.fp32_precision
+        matmul.fp32_precision = "ieee"
+        try:
+            yield
+        finally:
+            matmul.fp32_precision = saved_precision
+    else:
+        saved_allow = matmul.allow_tf32
+        matmul.allow_tf32 = False
+        try:
+            yield
+        finally:
+            matmul.allow_tf32 = saved_allow
 
 
 def effective_precision(precision: str, device: torch.device) -> str:

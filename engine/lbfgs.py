@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import torch
 
+from engine.devices import exact_matmul
+
 
 class LBFGS:
     """Minimises f(x) over a flat parameter; call ``step(grad)`` after each gradient."""
@@ -72,8 +74,9 @@ class LBFGS:
             # torch's first step: at most 1/‖g‖₁, so the first move is a sane size.
             self._t = torch.clamp(1.0 / g.abs().sum(), max=1.0) * self.lr
         else:
-            self._remember(g)
-            direction = self._direction(g)
+            with exact_matmul():  # TF32 would round every value to 10 bits of mantissa
+                self._remember(g)
+                direction = self._direction(g)
             self._t = self.lr
         self._prev_grad.copy_(g)
         # The step s goes straight into the slot the next pair will use: that slot holds the

@@ -107,3 +107,22 @@ def test_the_step_loop_never_waits_for_the_gpu(optimizer: str) -> None:
     finally:
         torch.cuda.set_sync_debug_mode("default")
     assert seen == list(range(1, steps + 1))
+
+
+def test_lbfgs_moves_are_the_same_with_tf32_on() -> None:
+    # TF32 is on for the network; L-BFGS's own products must stay at full fp32 precision.
+    g = torch.Generator(device="cuda").manual_seed(0)
+    n = 1 << 20
+    d = torch.rand(n, device="cuda", generator=g) * 10 + 0.1
+    target = torch.rand(n, device="cuda", generator=g)
+    results = []
+    for tf32 in (False, True):
+        set_tf32(tf32)
+        x = torch.zeros(n, device="cuda", requires_grad=True)
+        opt = LBFGS(x, history=8)
+        for _ in range(30):
+            (grad,) = torch.autograd.grad(0.5 * (d * (x - target) ** 2).sum(), x)
+            opt.step(grad)
+        results.append(x.detach())
+    set_tf32(False)
+    torch.testing.assert_close(results[0], results[1], rtol=1e-4, atol=1e-5)

@@ -154,3 +154,24 @@ def test_asking_for_a_missing_gpu_is_a_clear_error() -> None:
         resolve_device("cuda:1")
     with pytest.raises(SettingsError, match="device: must be"):
         resolve_device("tpu")
+
+
+def test_exact_matmul_turns_tf32_off_inside_and_restores_it() -> None:
+    from engine.devices import exact_matmul, set_tf32
+
+    def matmul_tf32() -> bool:
+        matmul = torch.backends.cuda.matmul
+        if hasattr(torch.backends.cudnn, "conv"):  # the API this torch has, as set_tf32 uses
+            return matmul.fp32_precision == "tf32"
+        return bool(matmul.allow_tf32)
+
+    try:
+        set_tf32(True)
+        with exact_matmul():
+            assert not matmul_tf32()
+        assert matmul_tf32()
+        with pytest.raises(RuntimeError), exact_matmul():
+            raise RuntimeError("restored even when the body fails")
+        assert matmul_tf32()
+    finally:
+        set_tf32(False)
