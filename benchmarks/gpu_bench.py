@@ -16,7 +16,8 @@ Everything in one run, on one device, so the ratios compare like with like:
    close to the real step, the job is launch-bound and CUDA graphs would pay;
 8. the ceiling of batching: the network's forward and backward per image at batch 1, 4 and
    8. If batch 8 is not clearly cheaper per image, batching jobs cannot raise throughput;
-9. the L-BFGS history size: time and final fp32 loss for 8, 16 and 32 pairs.
+9. the L-BFGS history size: time and final fp32 loss for 8, 16 and 32 pairs;
+10. CUDA graphs for the Adam path: a captured step replayed against the eager step.
 Weights are random (this machine may be offline): the time of a step does not depend on them.
 
     python benchmarks/gpu_bench.py [--device cuda] [--size 512] [--steps 500] [--out DIR]
@@ -282,6 +283,76 @@ def batch_ceiling(net, size: int, batches: list[int], settings: StylizeSettings)
     return rows
 
 
+def adam_graph_experiment(net, content, style, settings: StylizeSettings, steps: int) -> dict:  # type: ignore[no-untyped-def]
+    """CUDA graphs for the Adam path, as an experiment: one step (forward, backward, fused
+    Adam, clip) captured once and replayed, against the same step run eagerly, both from the
+    content image. The engine itself runs the eager loop; this says whether capturing pays.
+    On a CPU only the eager half runs (to check the code)."""
+    from engine.pyramid import scaled_size
+    from engine.transfer import _Run
+
+    s = settings.replace(optimizer="adam").resolved()
+    run = _Run(net, s, 0.0, None, None)
+    content_t = run._tensor(content, scaled_size(*content.size, s.size))
+    targets = run._targets(content_t, [run._style_tensor(style, s.size, content_t)], [1.0])
+    device = net.device
+    cuda = device.type == "cuda"
+
+    def setup() -> tuple[torch.Tensor, torch.optim.Optimizer]:
+        x = content_t.clone().requires_grad_(True)
+        return x, torch.optim.Adam([x], lr=s.learning_rate, fused=cuda, capturable=cuda)
+
+    def body(x: torch.Tensor, opt: torch.optim.Optimizer) -> None:
+        sum(run._losses(x, targets)).backward()
+        opt.step()
+        with torch.no_grad():
+            x.clamp_(0, 1)
+
+    def final_loss(x: torch.Tensor) -> float:
+        with torch.no_grad():
+            return float(sum(run._losses(x, targets)).item())
+
+    x, opt = setup()
+    sync(device)
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        opt.zero_grad(set_to_none=True)
+        body(x, opt)
+    sync(device)
+    row: dict = {"eager_ms_per_step": (time.perf_counter() - t0) / steps * 1e3}
+    row["eager_loss"] = final_loss(x)
+    if not cuda:
+        row["graph"] = "needs CUDA"
+        print(f"adam graphs {row}", flush=True)
+        return row
+    try:
+        x, opt = setup()
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):  # warm-up off the capture: optimiser state, cudnn search
+            for _ in range(3):
+                opt.zero_grad(set_to_none=True)
+                body(x, opt)
+        torch.cuda.current_stream().wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        opt.zero_grad(set_to_none=True)
+        with torch.cuda.graph(graph):  # records the step; runs nothing
+            body(x, opt)
+        # 3 warm-up steps ran; the timed replays make the rest, so both runs end equal.
+        sync(device)
+        t0 = time.perf_counter()
+        for _ in range(steps - 3):
+            graph.replay()
+        sync(device)
+        row["graph_ms_per_step"] = (time.perf_counter() - t0) / (steps - 3) * 1e3
+        row["graph_speedup"] = row["eager_ms_per_step"] / row["graph_ms_per_step"]
+        row["graph_loss"] = final_loss(x)
+    except Exception as error:  # an experiment: report, never stop the benchmark
+        row["graph_error"] = f"{type(error).__name__}: {error}"
+    print(f"adam graphs {row}", flush=True)
+    return row
+
+
 def history_sweep(net, content, style, settings: StylizeSettings, sizes: list[int]) -> list[dict]:  # type: ignore[no-untyped-def]
     rows = []
     for history in sizes:
@@ -345,7 +416,7 @@ def main() -> None:
         "--skip",
         nargs="*",
         default=[],
-        choices=["naive", "parity", "memory", "pool", "host", "batch", "history"],
+        choices=["naive", "parity", "memory", "pool", "host", "batch", "history", "graphs"],
     )
     p.add_argument("--out", type=Path, default=Path("."))
     args = p.parse_args()
@@ -387,6 +458,9 @@ def main() -> None:
 
     if "history" not in args.skip:
         report["history"] = history_sweep(net, content, style, settings, args.histories)
+
+    if "graphs" not in args.skip:
+        report["adam_graphs"] = adam_graph_experiment(net, content, style, settings, args.steps)
 
     if "naive" not in args.skip:
         report["naive_s"] = naive_job(content, style, args.size, args.steps, device)
