@@ -18,15 +18,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from PIL import Image, ImageChops
 
-from engine.images import load_image
+from engine.images import fit_within, load_image
 from engine.samples import make_content
 from engine.settings import StylizeSettings
 from engine.transfer import decode_sides
 
 
-def photo_jpeg(size: tuple[int, int], quality: int = 90) -> bytes:
-    """A sample scene with sensor-like grain, so it compresses about as a photo does."""
-    scene = make_content(400).resize(size, Image.Resampling.BICUBIC)
+def photo_jpeg(scene: Image.Image, size: tuple[int, int], quality: int = 90) -> bytes:
+    """``scene`` at ``size`` with sensor-like grain, so it compresses about as a photo does."""
+    scene = scene.resize(size, Image.Resampling.BICUBIC)
     grain = Image.effect_noise(size, 24).convert("RGB")
     image = ImageChops.add(scene, grain, scale=1.0, offset=-48)
     out = io.BytesIO()
@@ -43,13 +43,6 @@ def best(fn: Callable[[], object], repeats: int) -> float:
     return min(times)
 
 
-def shrink(image: Image.Image, side: int) -> Image.Image:
-    # As engine.transfer does before a tensor is made.
-    scale = side / max(image.size)
-    size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
-    return image.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--size", type=int, default=512)
@@ -59,12 +52,13 @@ def main() -> None:
     header = f"decode, fit={side}"
     print(f"| upload | bytes | decode, full | {header} | + resize, full | + resize, fit |")
     print("|---|---|---|---|---|---|")
+    scene = make_content(400)
     for size in ((4032, 3024), (1600, 1200)):
-        data = photo_jpeg(size)
+        data = photo_jpeg(scene, size)
         full = best(lambda d=data: load_image(d), args.repeats)
         fit = best(lambda d=data: load_image(d, fit=side), args.repeats)
-        full_r = best(lambda d=data: shrink(load_image(d), side), args.repeats)
-        fit_r = best(lambda d=data: shrink(load_image(d, fit=side), side), args.repeats)
+        full_r = best(lambda d=data: fit_within(load_image(d), side), args.repeats)
+        fit_r = best(lambda d=data: fit_within(load_image(d, fit=side), side), args.repeats)
         print(
             f"| {size[0]}×{size[1]} JPEG | {len(data) / 1e6:.1f} MB | {full * 1e3:.0f} ms "
             f"| {fit * 1e3:.0f} ms | {full_r * 1e3:.0f} ms | {fit_r * 1e3:.0f} ms |"

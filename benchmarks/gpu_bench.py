@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import io
 import json
 import sys
 import time
@@ -41,6 +40,7 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from PIL import Image  # noqa: E402
 
+from benchmarks.decode_bench import photo_jpeg  # noqa: E402
 from benchmarks.dispatch import ops_per_step  # noqa: E402
 from benchmarks.engine_bench import vgg_flops  # noqa: E402
 from engine.devices import set_tf32  # noqa: E402
@@ -93,11 +93,7 @@ def fast_job(net, content, style, settings: StylizeSettings) -> tuple[float, Ima
 def job_with_io(net, content, style, settings: StylizeSettings) -> dict:  # type: ignore[no-untyped-def]
     """Job start to result as a worker runs it, from what members upload: a 12 MP phone JPEG
     and a 1600×1200 JPEG painting, decoded at the scale the job needs, and a PNG encoded."""
-    blobs = []
-    for image, size in ((content, (4032, 3024)), (style, (1600, 1200))):
-        out = io.BytesIO()
-        image.resize(size, Image.Resampling.BICUBIC).save(out, "JPEG", quality=90)
-        blobs.append(out.getvalue())
+    blobs = [photo_jpeg(content, (4032, 3024)), photo_jpeg(style, (1600, 1200))]
     sides = decode_sides(settings)
     t0 = time.perf_counter()
     for blob in blobs:
@@ -353,13 +349,18 @@ def adam_graph_experiment(net, content, style, settings: StylizeSettings, steps:
     return row
 
 
+def scored_job(net, content, style, settings: StylizeSettings) -> dict:  # type: ignore[no-untyped-def]
+    """One timed job and its final loss, evaluated in fp32 so that variants compare."""
+    seconds, image = fast_job(net, content, style, settings)
+    loss = evaluate_loss(image, content, [style], settings, network=net)
+    return {"seconds": seconds, "loss": loss}
+
+
 def history_sweep(net, content, style, settings: StylizeSettings, sizes: list[int]) -> list[dict]:  # type: ignore[no-untyped-def]
     rows = []
     for history in sizes:
         s = settings.replace(lbfgs_history=history)
-        seconds, image = fast_job(net, content, style, s)
-        loss = evaluate_loss(image, content, [style], s, network=net)
-        rows.append({"history": history, "seconds": seconds, "loss": loss})
+        rows.append({"history": history, **scored_job(net, content, style, s)})
         print(f"history {rows[-1]}", flush=True)
     return rows
 
@@ -470,12 +471,9 @@ def main() -> None:
     if "parity" not in args.skip:
         losses = {}
         for precision in ("fp32", "tf32", "bf16") if device.type == "cuda" else ("fp32",):
-            _, image = fast_job(net, content, style, settings.replace(precision=precision))
-            t, _ = fast_job(net, content, style, settings.replace(precision=precision))
-            losses[precision] = {
-                "loss": evaluate_loss(image, content, [style], settings, network=net),
-                "seconds": t,
-            }
+            s = settings.replace(precision=precision)
+            fast_job(net, content, style, s)  # warm-up: this precision's cudnn search
+            losses[precision] = scored_job(net, content, style, s)
             print(f"parity {precision}: {losses[precision]}", flush=True)
         for v in losses.values():
             v["vs_fp32"] = v["loss"] / losses["fp32"]["loss"] - 1
