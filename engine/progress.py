@@ -5,9 +5,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from PIL import Image
+
+if TYPE_CHECKING:  # the bot imports this module and never loads torch
+    import torch
 
 
 class Losses(NamedTuple):
@@ -47,6 +50,10 @@ class Progress:
     )
     """Renders the current image, longest side at most the given px, on demand. Valid only
     while the callback runs: callers that throttle previews by time use it."""
+    read_image: Callable[[], torch.Tensor] | None = field(default=None, compare=False, repr=False)
+    """A copy of the image being optimised, (1, C, H, W) in [0, 1], C = 1 in luminance mode:
+    all its precision, for tools and tests that need more than a preview's 8 bits. Valid only
+    while the callback runs."""
 
     @cached_property
     def losses(self) -> Losses:

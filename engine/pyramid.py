@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import math
 
+import torch
+import torch.nn.functional as F
+
 
 def pyramid_sizes(size: int, min_scale: int, enabled: bool = True) -> list[int]:
     """Longest sides from coarse to fine, ending at ``size``."""
@@ -48,3 +51,10 @@ def at_least_min_side(width: int, height: int, longest: int) -> tuple[int, int]:
         return w, h
     factor = MIN_SIDE / min(width, height)
     return max(MIN_SIDE, round(width * factor)), max(MIN_SIDE, round(height * factor))
+
+
+def upsample(image: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """The start of a finer scale: the coarser result, bicubic-upsampled, clipped to [0, 1]."""
+    larger = F.interpolate(image, size=(height, width), mode="bicubic", align_corners=False)
+    # Bicubic overshoots at sharp edges; the optimisers expect a start inside the box.
+    return larger.clamp(0, 1)
