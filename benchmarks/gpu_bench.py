@@ -284,29 +284,30 @@ def adam_graph_experiment(net, content, style, settings: StylizeSettings, steps:
     Adam, clip) captured once and replayed, against the same step run eagerly, both from the
     content image. The engine itself runs the eager loop; this says whether capturing pays.
     On a CPU only the eager half runs (to check the code)."""
+    from engine.objective import GatysObjective, prepare_inputs
     from engine.pyramid import scaled_size
-    from engine.transfer import _Run
+    from engine.transfer import prepare_network
 
     s = settings.replace(optimizer="adam").resolved()
-    run = _Run(net, s, 0.0, None, None)
-    content_t = run._tensor(content, scaled_size(*content.size, s.size))
-    targets = run._targets(content_t, [run._style_tensor(style, s.size, content_t)], [1.0])
+    prepare_network(net, s.precision)
+    inputs = prepare_inputs(content, [style], s, scaled_size(*content.size, s.size), net.device)
+    objective = GatysObjective(net, s, inputs.content, inputs.styles)
     device = net.device
     cuda = device.type == "cuda"
 
     def setup() -> tuple[torch.Tensor, torch.optim.Optimizer]:
-        x = content_t.clone().requires_grad_(True)
+        x = inputs.content.clone().requires_grad_(True)
         return x, torch.optim.Adam([x], lr=s.learning_rate, fused=cuda, capturable=cuda)
 
     def body(x: torch.Tensor, opt: torch.optim.Optimizer) -> None:
-        sum(run._losses(x, targets)).backward()
+        sum(objective(x)).backward()
         opt.step()
         with torch.no_grad():
             x.clamp_(0, 1)
 
     def final_loss(x: torch.Tensor) -> float:
         with torch.no_grad():
-            return float(sum(run._losses(x, targets)).item())
+            return float(sum(objective(x)).item())
 
     x, opt = setup()
     sync(device)

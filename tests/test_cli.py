@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
+import json
 import os
 import subprocess
 import sys
@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from engine.cli import main
+from engine.cli import build_parser, main
+from engine.settings import StylizeSettings
 from tests.engine_fixtures import content_image, style_image
 
 
@@ -60,12 +61,48 @@ def test_cli_jpeg_output(inputs, tmp_path: Path) -> None:
 def test_user_errors_are_one_line_with_exit_2(
     inputs, tmp_path: Path, capsys, extra, message
 ) -> None:
-    with pytest.raises(SystemExit) if extra[0] == "--init" else contextlib.nullcontext():
-        code = main([*map(str, inputs), "-o", str(tmp_path / "o.png"), "--device", "cpu", *extra])
-        assert code == 2
+    code = _exit_code([*map(str, inputs), "-o", str(tmp_path / "o.png"), "--device", "cpu", *extra])
+    assert code == 2
     err = capsys.readouterr().err
     assert message in err
     assert err.count("\n") == 1 and "Traceback" not in err
+
+
+def _exit_code(argv: list[str]) -> int | str | None:
+    """main()'s return value, or the code of the SystemExit that argparse raises."""
+    try:
+        return main(argv)
+    except SystemExit as error:
+        return error.code
+
+
+# One value per flag, each different from the default, so a flag that went astray shows.
+EVERY_FLAG: list[str] = [
+    "--size", "40", "--steps", "2", "--strength", "1.5", "--style-weights", "3", "1",
+    "--style-scale", "0.75", "--preserve-colors", "histogram", "--init", "style",
+    "--optimizer", "adam", "--pooling", "avg", "--seed", "11", "--device", "cpu",
+    "--weights", "random:3", "--precision", "fp32",
+]  # fmt: skip
+EVERY_SETTING = StylizeSettings(
+    size=40, steps=2, strength=1.5, style_weights=(3.0, 1.0), style_scale=0.75,
+    preserve_colors="histogram", init="style", optimizer="adam", pooling="avg", seed=11,
+    device="cpu", weights="random:3", precision="fp32",
+)  # fmt: skip
+
+
+def test_every_flag_reaches_the_settings(inputs, tmp_path: Path) -> None:
+    content, style = inputs
+    out = tmp_path / "all.png"
+    assert main([str(content), str(style), str(style), "-o", str(out), *EVERY_FLAG]) == 0
+    with Image.open(out) as image:
+        used = json.loads(image.text["stylize:settings"])
+    assert used == EVERY_SETTING.to_dict()
+    defaults = StylizeSettings().to_dict()
+    flags = [arg[2:].replace("-", "_") for arg in EVERY_FLAG if arg.startswith("--")]
+    assert [name for name in flags if used[name] == defaults[name]] == []
+    # Every option of the command is in the table above.
+    parsed = vars(build_parser().parse_args(["in.png", "style.png", "-o", "out.png"]))
+    assert set(parsed) - {"content", "styles", "output"} == set(flags)
 
 
 def test_bad_inputs_are_user_errors(tmp_path: Path, capsys) -> None:

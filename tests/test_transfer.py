@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 from PIL import Image
 
 from benchmarks.dispatch import ops_per_step
 from engine.colors import luminance, match_histogram, rgb_to_yiq
 from engine.errors import Cancelled, ImageError, SettingsError
 from engine.network import VGGEncoder, load_network
-from engine.progress import Progress
+from engine.objective import GatysObjective, prepare_inputs
+from engine.progress import Losses, Progress
 from engine.pyramid import pyramid_sizes, scaled_size, split_steps
 from engine.settings import StylizeSettings
 from engine.transfer import evaluate_loss, stylize
@@ -160,10 +162,16 @@ def test_luminance_mode_keeps_the_content_chroma(net: VGGEncoder) -> None:
     assert _chroma_error(kept, content) < 0.25 * _chroma_error(plain, content)
 
 
-def test_histogram_mode_moves_the_colours_towards_the_content(net: VGGEncoder) -> None:
+def _mean_colour_distance(out: Image.Image, content: Image.Image) -> float:
+    a, b = pixels(out).mean((0, 2, 3)), pixels(content.resize(out.size)).mean((0, 2, 3))
+    return (a - b).norm().item()
+
+
+def test_histogram_mode_brings_the_colours_at_least_halfway(net: VGGEncoder) -> None:
     content, style = content_image(), style_image(palette="warm")
     plain = stylize(content, [style], settings(steps=8), network=net)
     matched = stylize(content, [style], settings(steps=8, preserve_colors="histogram"), network=net)
+    assert _mean_colour_distance(matched, content) < 0.5 * _mean_colour_distance(plain, content)
     assert _chroma_error(matched, content) < _chroma_error(plain, content)
 
 
@@ -223,18 +231,57 @@ def test_every_init_runs(net: VGGEncoder, init: str) -> None:
     assert out.size == (64, 43)
 
 
-def test_pixels_stay_in_range(net: VGGEncoder) -> None:
-    seen: list[float] = []
+@pytest.mark.parametrize("optimizer", ["lbfgs", "adam"])
+def test_pixels_stay_in_range_at_every_step(net: VGGEncoder, optimizer: str) -> None:
+    lowest, highest, at_a_wall = [], [], []
 
     def check(p: Progress) -> None:
-        image = p.render_preview(64)  # type: ignore[misc]
-        seen.append(min(image.getextrema()[0]))
+        x = p.read_image()  # type: ignore[misc]
+        lowest.append(x.min().item())
+        highest.append(x.max().item())
+        at_a_wall.append(((x == 0) | (x == 1)).sum().item())
 
-    out = stylize(
-        content_image(),
-        [style_image()],
-        settings(steps=3, strength=10),
-        on_progress=check,
-        network=net,
+    stylize(
+        content_image(), [style_image()], settings(steps=6, strength=10, optimizer=optimizer),
+        on_progress=check, network=net,
+    )  # fmt: skip
+    assert len(lowest) == 6
+    assert min(lowest) >= 0 and max(highest) <= 1
+    # The box is in play: without it these pixels would have left [0, 1].
+    assert max(at_a_wall) > 100
+
+
+def test_a_noise_result_is_reproduced_from_its_reported_seed(net: VGGEncoder) -> None:
+    first = stylize(
+        content_image(), [style_image()], settings(steps=3, init="noise", seed=None), network=net
     )
-    assert out.getextrema()[0][1] <= 255 and seen
+    seed = int(first.info["stylize:seed"])
+    again = stylize(
+        content_image(), [style_image()], settings(steps=3, init="noise", seed=seed), network=net
+    )
+    assert again.tobytes() == first.tobytes()
+
+
+def test_each_finer_scale_starts_from_the_upsampled_coarser_result(net: VGGEncoder) -> None:
+    content, style = content_image(), style_image()
+    s = settings(steps=6, min_scale=32, strength=5).resolved()
+    events: list[tuple[int, torch.Tensor, Losses]] = []
+    stylize(
+        content, [style], s, network=net,
+        on_progress=lambda p: events.append((p.scale, p.read_image(), p.losses)),  # type: ignore[misc]
+    )  # fmt: skip
+    assert [scale for scale, _, _ in events] == [0, 0, 1, 1, 2, 2]
+    for k in (1, 2):
+        last = events[2 * k - 1][1]
+        first_losses = events[2 * k][2]
+        height, width = events[2 * k][1].shape[-2:]
+        start = F.interpolate(last, size=(height, width), mode="bicubic", align_corners=False)
+        start = start.clamp(0, 1)
+        inputs = prepare_inputs(content, [style], s, (width, height), net.device)
+        objective = GatysObjective(net, s, inputs.content, inputs.styles)
+        with torch.no_grad():
+            expected = [part.item() for part in objective(start)]
+            from_content = [part.item() for part in objective(inputs.content)]
+        assert list(first_losses[:3]) == pytest.approx(expected, rel=1e-5)
+        # Restarting from the photo would report something else, far outside the tolerance.
+        assert from_content[1] != pytest.approx(expected[1], rel=0.02)
