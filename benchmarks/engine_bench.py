@@ -2,7 +2,9 @@
 
 For each size and optimiser it times ``stylize`` per step, and in the same run the bare
 network forward + backward (to the input) at the same size: the ratio is the engine's own
-overhead (losses, optimiser, clamping), which should be close to 1.0. Each measurement runs
+overhead (losses, optimiser, clamping), which should be close to 1.0. The objective alone
+(``engine.objective.GatysObjective``, forward + backward, no optimiser) is timed too, which
+splits that overhead between the losses and the optimiser. Each measurement runs
 in its own process so that peak memory (CUDA allocator peak, or the CPU's peak RSS) belongs
 to that case alone. Weights are random: timing does not depend on their values.
 
@@ -53,8 +55,9 @@ def measure(size: int, optimizer: str, steps: int, device_name: str) -> dict:
     from PIL import Image
 
     from engine.network import load_network
+    from engine.objective import GatysObjective, prepare_inputs
     from engine.settings import DEFAULT_CONTENT_LAYERS, DEFAULT_STYLE_LAYERS, StylizeSettings
-    from engine.transfer import stylize
+    from engine.transfer import prepare_network, stylize
 
     net = load_network("random:0", device_name)
     device = net.device
@@ -85,6 +88,19 @@ def measure(size: int, optimizer: str, steps: int, device_name: str) -> dict:
         torch.autograd.grad(sum(f.float().square().mean() for f in feats.values()), x)
     _sync(device)
     bare = (time.perf_counter() - t0) / steps
+
+    # The objective alone: the network plus the losses, forward and backward, no optimiser.
+    prepare_network(net, settings.precision)
+    inputs = prepare_inputs(content, [style], settings, (size, size), device)
+    objective = GatysObjective(net, settings, inputs.content, inputs.styles)
+    x = inputs.content.clone().requires_grad_(True)
+    for i in range(steps + 2):
+        if i == 2:
+            _sync(device)
+            t0 = time.perf_counter()
+        torch.autograd.grad(sum(objective(x)), x)
+    _sync(device)
+    objective_s = (time.perf_counter() - t0) / steps
     if device.type == "cuda":
         peak = torch.cuda.max_memory_allocated(device) / 2**20
     else:  # ru_maxrss is KiB on Linux
@@ -96,6 +112,7 @@ def measure(size: int, optimizer: str, steps: int, device_name: str) -> dict:
         "device": str(device),
         "s_per_step": per_step,
         "bare_s_per_step": bare,
+        "objective_s_per_step": objective_s,
         "overhead": per_step / bare,
         "peak_mib": peak,
         "tflops": flops / per_step / 1e12,
@@ -144,8 +161,8 @@ def main() -> None:
 def _row(r: dict) -> str:
     return (
         f"| {r['size']} | {r['optimizer']} | {r['s_per_step'] * 1000:.1f} ms | "
-        f"{r['bare_s_per_step'] * 1000:.1f} ms | {r['overhead']:.2f} | {r['peak_mib']:.0f} MiB | "
-        f"{r['tflops']:.2f} |"
+        f"{r['objective_s_per_step'] * 1000:.1f} ms | {r['bare_s_per_step'] * 1000:.1f} ms | "
+        f"{r['overhead']:.2f} | {r['peak_mib']:.0f} MiB | {r['tflops']:.2f} |"
     )
 
 
