@@ -55,10 +55,8 @@ def stylize(
         network = load_network(settings.weights, settings.device)
     prepare_network(network, settings.precision)
     reporter = _Reporter(settings, started, on_progress) if on_progress is not None else None
-    result = _run(
-        network, content.convert("RGB"), [s.convert("RGB") for s in styles], settings,
-        reporter, cancel,
-    )  # fmt: skip
+    rgb_styles = [style.convert("RGB") for style in styles]
+    result = _run(network, content.convert("RGB"), rgb_styles, settings, reporter, cancel)
     result.info["stylize:seed"] = str(settings.seed)
     return result
 
@@ -86,10 +84,10 @@ def evaluate_loss(
     settings.check_styles(len(styles))
     settings = settings.replace(precision="fp32")
     prepare_network(network, settings.precision)
+    rgb_styles = [style.convert("RGB") for style in styles]
     inputs = prepare_inputs(
-        content.convert("RGB"), [s.convert("RGB") for s in styles], settings, result.size,
-        network.device,
-    )  # fmt: skip
+        content.convert("RGB"), rgb_styles, settings, result.size, network.device
+    )
     objective = GatysObjective(network, settings, inputs.content, inputs.styles)
     x = image_to_tensor(result.convert("RGB"), network.device)
     if settings.preserve_colors == "luminance":
@@ -140,8 +138,9 @@ def _run(
         on_step = None
         if reporter is not None:
             on_step = reporter.at_scale(scale, len(sizes), content_rgb, luminance_only)
-        x = optimize_image(x, objective, optimizer_for(settings), n_steps, on_step=on_step,
-                           cancel=cancel)  # fmt: skip
+        x = optimize_image(
+            x, objective, optimizer_for(settings), n_steps, on_step=on_step, cancel=cancel
+        )
     assert x is not None and content_rgb is not None
     return _to_image(x, content_rgb, luminance_only)
 
