@@ -131,7 +131,8 @@ class RayBackend:
     ``HOST:PORT`` or ``ray://HOST:PORT`` joins that cluster. When Ray is already initialised
     in this process, that session is used and left running. ``workers``: actors per node,
     ``None`` for one per GPU (or one per node when the cluster has no GPU). ``threads``: torch
-    CPU threads per actor. ``init_options`` go to ``ray.init`` when this backend starts Ray.
+    CPU threads per actor; ``actor_cpus`` the CPUs that Ray reserves for each actor when it
+    places them. ``init_options`` go to ``ray.init`` when this backend starts Ray.
     The other arguments mean what they mean for ``EnginePool``.
     """
 
@@ -147,6 +148,7 @@ class RayBackend:
         threads: int | None = None,
         stop_grace: float = 5.0,
         poll_interval: float = 2.0,
+        actor_cpus: float = 1.0,
         init_options: dict[str, Any] | None = None,
     ) -> None:
         StylizeSettings(device=device, weights=weights)  # refuse bad names before starting
@@ -154,8 +156,8 @@ class RayBackend:
             raise ValueError("workers must be at least 1, or None for one per GPU.")
         if threads is not None and threads < 1:
             raise ValueError("threads must be at least 1, or None.")
-        if poll_interval <= 0:
-            raise ValueError("poll_interval must be positive.")
+        if poll_interval <= 0 or actor_cpus <= 0:
+            raise ValueError("poll_interval and actor_cpus must be positive.")
         self._book = RunBook(
             job_timeout=job_timeout,
             stop_grace=stop_grace,
@@ -168,6 +170,7 @@ class RayBackend:
         self._weights = weights
         self._threads = threads
         self._poll_interval = poll_interval
+        self._actor_cpus = actor_cpus
         self._init_options = dict(init_options or {})
         self._state: BackendState = "new"
         self._owns_ray = False
@@ -198,9 +201,9 @@ class RayBackend:
         return tuple(actor.key[0] for actor in self._actors.values() if actor.ready)
 
     @property
-    def actor_pids(self) -> tuple[int, ...]:
-        """Process id of each actor that is up (on its own node)."""
-        return tuple(actor.pid for actor in self._actors.values() if actor.ready)
+    def worker_pids(self) -> dict[int, int]:
+        """Process id (on its own node) of each actor that is up, by ``Started.worker``."""
+        return {actor.index: actor.pid for actor in self._actors.values() if actor.ready}
 
     @property
     def running(self) -> int:
@@ -400,7 +403,7 @@ class RayBackend:
         config = self._config(key, per_node)
         handle = StylizeActor.options(  # type: ignore[attr-defined]
             num_gpus=1 if gpus else 0,
-            num_cpus=1,
+            num_cpus=self._actor_cpus,
             max_restarts=MAX_RESTARTS,
             max_task_retries=MAX_TASK_RETRIES,
             scheduling_strategy=NodeAffinitySchedulingStrategy(key[0], soft=False),
