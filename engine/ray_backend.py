@@ -35,7 +35,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Literal
 
@@ -112,16 +112,33 @@ class _Position:
 
 
 @dataclass(frozen=True)
-class _Node:
+class NodeInfo:
+    """A live node of the cluster, as the node table describes it."""
+
     node_id: str
     ip: str
     gpus: int
     cpus: int
 
 
-@dataclass
-class _Cluster:
-    nodes: dict[str, _Node] = field(default_factory=dict)
+def actors_per_node(
+    nodes: Iterable[NodeInfo], *, device: str, workers: int | None
+) -> dict[str, int]:
+    """How many actors each node should run.
+
+    With a GPU anywhere in the cluster (and a device other than ``cpu``), only GPU nodes run
+    actors, one per GPU (at most ``workers``): a CPU-only head node runs the bot, not jobs.
+    Without one, every node runs ``workers`` CPU actors (default 1).
+    """
+    nodes = list(nodes)
+    use_gpus = device != "cpu" and any(node.gpus for node in nodes)
+    if use_gpus:
+        return {
+            node.node_id: node.gpus if workers is None else min(workers, node.gpus)
+            for node in nodes
+            if node.gpus
+        }
+    return {node.node_id: workers or 1 for node in nodes}
 
 
 class RayBackend:
@@ -176,7 +193,7 @@ class RayBackend:
         self._owns_ray = False
         self._actors: dict[ActorKey, _Actor] = {}
         self._positions: dict[ActorKey, _Position] = {}
-        self._cluster = _Cluster()
+        self._nodes: dict[str, NodeInfo] = {}
         self._indices: dict[ActorKey, int] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._listeners: list[CapacityListener] = []
@@ -199,6 +216,11 @@ class RayBackend:
     def nodes(self) -> tuple[str, ...]:
         """The node id of each actor that is up."""
         return tuple(actor.key[0] for actor in self._actors.values() if actor.ready)
+
+    @property
+    def worker_nodes(self) -> dict[int, str]:
+        """The node id of each actor that is up, by ``Started.worker``."""
+        return {actor.index: actor.key[0] for actor in self._actors.values() if actor.ready}
 
     @property
     def worker_pids(self) -> dict[int, int]:
@@ -329,14 +351,14 @@ class RayBackend:
         """Read the cluster's node table now rather than at the next poll."""
         self._wake.set()
 
-    async def _read_nodes(self) -> dict[str, _Node]:
+    async def _read_nodes(self) -> dict[str, NodeInfo]:
         table = await asyncio.to_thread(ray.nodes)
         nodes = {}
         for row in table:
             if not row.get("Alive"):
                 continue
             resources = row.get("Resources", {})
-            node = _Node(
+            node = NodeInfo(
                 row["NodeID"],
                 row.get("NodeManagerAddress", "?"),
                 int(resources.get("GPU", 0)),
@@ -345,25 +367,20 @@ class RayBackend:
             nodes[node.node_id] = node
         return nodes
 
-    def _wanted(self, nodes: Iterable[_Node]) -> dict[ActorKey, _Node]:
-        nodes = list(nodes)
-        use_gpus = self._device != "cpu" and any(node.gpus for node in nodes)
-        wanted = {}
-        for node in nodes:
-            if use_gpus:
-                count = node.gpus if self._workers is None else min(self._workers, node.gpus)
-            else:
-                count = self._workers or 1
-            for slot in range(count):
-                wanted[(node.node_id, slot)] = node
-        return wanted
+    def _wanted(self, nodes: dict[str, NodeInfo]) -> dict[ActorKey, NodeInfo]:
+        counts = actors_per_node(nodes.values(), device=self._device, workers=self._workers)
+        return {
+            (node_id, slot): nodes[node_id]
+            for node_id, count in counts.items()
+            for slot in range(count)
+        }
 
     async def _reconcile(self) -> list[asyncio.Task[None]]:
         """Starts actors on nodes that joined and drops those of nodes that left; returns the
         starts, which run on their own (an actor may wait long for its node's resources)."""
         nodes = await self._read_nodes()
         self._log_membership(nodes)
-        wanted = self._wanted(nodes.values())
+        wanted = self._wanted(nodes)
         for key in [key for key in self._actors if key not in wanted]:
             self._drop(self._actors[key], "its node left the cluster")
         now = asyncio.get_running_loop().time()
@@ -378,8 +395,8 @@ class RayBackend:
         self._dispatch()
         return starts
 
-    def _log_membership(self, nodes: dict[str, _Node]) -> None:
-        known = self._cluster.nodes
+    def _log_membership(self, nodes: dict[str, NodeInfo]) -> None:
+        known = self._nodes
         for node_id, node in nodes.items():
             if node_id not in known:
                 log.info("ray node joined: %s (%s), %d GPU(s), %d CPU(s)",
@@ -387,7 +404,7 @@ class RayBackend:
         for node_id, node in known.items():
             if node_id not in nodes:
                 log.warning("ray node left: %s (%s)", node.ip, node_id[:12])
-        self._cluster.nodes = nodes
+        self._nodes = nodes
 
     def _config(self, key: ActorKey, per_node: int) -> WorkerConfig:
         index = self._indices.setdefault(key, len(self._indices))
@@ -396,9 +413,9 @@ class RayBackend:
         return WorkerConfig(index, device, self._weights, per_node, self._threads)
 
     def _uses_gpus(self) -> bool:
-        return self._device != "cpu" and any(n.gpus for n in self._cluster.nodes.values())
+        return self._device != "cpu" and any(n.gpus for n in self._nodes.values())
 
-    async def _start_actor(self, key: ActorKey, node: _Node, per_node: int) -> None:
+    async def _start_actor(self, key: ActorKey, node: NodeInfo, per_node: int) -> None:
         gpus = self._uses_gpus()
         config = self._config(key, per_node)
         handle = StylizeActor.options(  # type: ignore[attr-defined]
@@ -576,4 +593,4 @@ _NOT_RUNNING: dict[str, str] = {
     "closed": "The Ray backend is closed.",
 }
 
-__all__ = ["MAX_RESTARTS", "MAX_TASK_RETRIES", "RayBackend"]
+__all__ = ["MAX_RESTARTS", "MAX_TASK_RETRIES", "NodeInfo", "RayBackend", "actors_per_node"]
