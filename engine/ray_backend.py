@@ -65,6 +65,9 @@ MAX_RESTARTS = 2
 """Restarts of one actor by Ray, on its own node, before it counts as dead."""
 MAX_TASK_RETRIES = 0
 """Ray never replays a job: the backend's ``retry_crashed`` decides, as for local workers."""
+START_TIMEOUT = 900.0
+"""Seconds ``start`` waits for its first actors: the first start on a node may download the
+ImageNet weights; an actor that never loads means the cluster lacks the resources it asks."""
 MAX_START_FAILURES = 3
 """An actor position (node, slot) that fails to start this many times in a row is given up."""
 
@@ -98,8 +101,7 @@ class _Actor:
 
     def kill(self) -> None:
         # Ray restarts it (MAX_RESTARTS); the job's stream then fails and the job is lost.
-        with contextlib.suppress(RayError, ValueError):
-            ray.kill(self.handle, no_restart=False)
+        _kill_later(self.handle, no_restart=False)
 
 
 @dataclass
@@ -256,7 +258,15 @@ class RayBackend:
             if not ray.is_initialized():
                 await asyncio.to_thread(self._init_ray)
             starts = await self._reconcile()
-            results = await asyncio.gather(*starts, return_exceptions=True)
+            try:
+                results = await asyncio.wait_for(
+                    asyncio.gather(*starts, return_exceptions=True), START_TIMEOUT
+                )
+            except asyncio.TimeoutError:
+                raise PoolError(
+                    f"The Ray cluster's engine actors did not start within {START_TIMEOUT:g} s: "
+                    "check that its nodes have the GPUs (or CPUs) they need free."
+                ) from None
             for result in results:
                 if isinstance(result, BaseException):
                     raise result
@@ -453,8 +463,7 @@ class RayBackend:
                   error, "; giving up on it" if position.given_up else "")  # fmt: skip
         if self._actors.get(actor.key) is actor:
             del self._actors[actor.key]
-        with contextlib.suppress(RayError, ValueError):
-            ray.kill(actor.handle, no_restart=True)
+        _kill_later(actor.handle, no_restart=True)
 
     def _drop(self, actor: _Actor, why: str) -> None:
         """Forgets an actor (its node left, or it is dead); its job, if any, is lost."""
@@ -462,8 +471,7 @@ class RayBackend:
             return
         del self._actors[actor.key]
         log.warning("ray actor %d on %s dropped: %s", actor.index, actor.node_ip, why)
-        with contextlib.suppress(RayError, ValueError):
-            ray.kill(actor.handle, no_restart=True)
+        _kill_later(actor.handle, no_restart=True)
         run, actor.run = actor.run, None
         if run is not None:
             self._lose(run)
@@ -472,9 +480,7 @@ class RayBackend:
     async def _drop_all_actors(self) -> None:
         actors = list(self._actors.values())
         self._actors.clear()
-        for actor in actors:
-            with contextlib.suppress(RayError, ValueError):
-                ray.kill(actor.handle, no_restart=True)
+        await asyncio.gather(*(_kill_later(actor.handle, no_restart=True) for actor in actors))
         # Wait until Ray reports each one dead, so that no actor process outlives close().
         await asyncio.gather(*(self._until_dead(actor) for actor in actors))
         for task in list(self._tasks):
@@ -584,6 +590,16 @@ class RayBackend:
         error = task.exception()  # a failed start was logged where it failed
         if error is not None and not isinstance(error, (EngineError, RayError)):
             log.error("ray backend: a background task failed", exc_info=error)
+
+
+def _kill(handle: Any, no_restart: bool) -> None:
+    with contextlib.suppress(RayError, ValueError):
+        ray.kill(handle, no_restart=no_restart)
+
+
+def _kill_later(handle: Any, *, no_restart: bool) -> asyncio.Future[None]:
+    """``ray.kill`` in a thread: it waits for the cluster's control store, not for the loop."""
+    return asyncio.get_running_loop().run_in_executor(None, _kill, handle, no_restart)
 
 
 _NOT_RUNNING: dict[str, str] = {

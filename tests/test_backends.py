@@ -13,6 +13,8 @@ import asyncio
 import io
 import os
 import signal
+import sys
+import threading
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -144,6 +146,49 @@ async def test_bad_input_fails_with_its_message(backend: Backend) -> None:
     bad = Job(b"this is not an image", (STYLE,), engine.StylizeSettings(size=48, steps=2))
     final = (await collect(backend.submit(bad)))[-1]
     assert isinstance(final, Failed) and final.kind is FailureKind.BAD_INPUT
+
+
+async def test_ray_is_never_waited_on_from_the_event_loop(
+    backend: Backend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if not isinstance(backend, RayBackend):
+        pytest.skip("about the Ray backend")
+    loop_thread = threading.get_ident()
+    blocking: list[str] = []
+
+    def guard(name: str) -> Any:
+        real = getattr(ray, name)
+
+        def guarded(*args: Any, **kwargs: Any) -> Any:
+            if threading.get_ident() == loop_thread:
+                blocking.append(name)
+            return real(*args, **kwargs)
+
+        return guarded
+
+    for name in ("get", "wait", "kill", "nodes"):
+        monkeypatch.setattr(ray, name, guard(name))
+    running = backend.submit(job(steps=LONG))
+    done = backend.submit(job(preview_interval=1e-9))
+    await first_progress(aiter(running))
+    running.cancel()
+    assert isinstance(await running.wait(), Cancelled)
+    assert isinstance((await collect(done))[-1], Done)
+    assert blocking == []
+
+
+async def test_the_ray_backend_imports_no_torch() -> None:
+    code = (
+        "import sys, engine.ray_backend; "
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] == 'torch' "
+        "or m in ('engine.execution', 'engine.network', 'engine.transfer')); "
+        "print(bad); sys.exit(1 if bad else 0)"
+    )
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", code, stdout=asyncio.subprocess.PIPE
+    )
+    out, _ = await process.communicate()
+    assert process.returncode == 0, out.decode()
 
 
 # ----- cancel -------------------------------------------------------------------------------
