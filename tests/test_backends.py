@@ -16,6 +16,7 @@ import signal
 import sys
 import threading
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,6 +26,7 @@ from PIL import Image
 
 import engine
 from engine.backend import Backend
+from engine.errors import WeightsError
 from engine.images import load_image
 from engine.jobs import Cancelled, Done, Failed, FailureKind, Job, PoolError, Started
 from engine.pool import EnginePool
@@ -66,7 +68,8 @@ def ray_session() -> Iterator[None]:
 
 
 def make(kind: str, **kwargs: Any) -> Backend:
-    common: dict[str, Any] = {"device": "cpu", "weights": WEIGHTS, "threads": 1, **kwargs}
+    common: dict[str, Any] = {"device": "cpu", "weights": WEIGHTS, "threads": 1}
+    common.update(kwargs)
     if kind == "local":
         return EnginePool(**common)
     # Half a CPU each, so that the module's backends all fit in ray.init(num_cpus=2).
@@ -294,7 +297,21 @@ async def test_crashed_job_is_retried_once_when_asked(special: Backend) -> None:
     await until_capacity(special, 1)
 
 
-# ----- close --------------------------------------------------------------------------------
+# ----- start and close ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_a_weights_failure_surfaces_at_start(
+    kind: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    if kind == "ray":
+        request.getfixturevalue("ray_session")
+    backend = make(kind, workers=1, weights=str(tmp_path / "missing.pth"))
+    with pytest.raises(WeightsError):
+        await backend.start()
+    assert backend.capacity == 0
+    with pytest.raises(PoolError):
+        backend.submit(job())
 
 
 @pytest.mark.parametrize("kind", KINDS)
