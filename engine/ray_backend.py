@@ -426,6 +426,8 @@ class RayBackend:
         return self._device != "cpu" and any(n.gpus for n in self._nodes.values())
 
     async def _start_actor(self, key: ActorKey, node: NodeInfo, per_node: int) -> None:
+        if self._state not in ("starting", "running"):
+            return  # spawned by a poll just before close()
         gpus = self._uses_gpus()
         config = self._config(key, per_node)
         handle = StylizeActor.options(  # type: ignore[attr-defined]
@@ -441,6 +443,11 @@ class RayBackend:
             info: ActorInfo = await handle.info.remote()
             if info.error:
                 raise _START_ERRORS.get(info.error, PoolError)(info.message)
+        except asyncio.CancelledError:
+            if self._actors.get(key) is actor:
+                del self._actors[key]
+            await _kill_later(handle, no_restart=True)
+            raise
         except BaseException as error:
             self._start_failed(actor, error)
             raise
