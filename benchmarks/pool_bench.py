@@ -71,7 +71,6 @@ async def measure(args: argparse.Namespace, workers: int) -> Result:
         device=args.device,
         weights=args.weights,
         threads=args.threads,
-        queue_size=args.jobs,
     ) as pool:
         await asyncio.gather(*(pool.submit(job(seed)).wait() for seed in range(workers)))
         started = time.perf_counter()

@@ -21,6 +21,7 @@ from discord.http import Route
 from bot import errors
 from bot.config import DEFAULT_GATEWAY_URL, BotSettings
 from bot.runner import JobRunner
+from engine.backend import Backend
 from engine.pool import EnginePool
 
 log = logging.getLogger(__name__)
@@ -54,12 +55,22 @@ def point_at(api_base_url: str, gateway_url: str) -> tuple[str, yarl.URL]:
     return previous
 
 
-def make_pool(settings: BotSettings) -> EnginePool:
+def make_pool(settings: BotSettings) -> Backend:
+    """The backend that ``STYLIZE_BACKEND`` names."""
+    if settings.stylize_backend == "ray":
+        from engine.ray_backend import RayBackend  # ray is an optional extra: imported only here
+
+        return RayBackend(
+            address=settings.stylize_ray_address,
+            workers=settings.stylize_workers,
+            device=settings.stylize_device,
+            weights=settings.stylize_weights,
+            job_timeout=settings.stylize_job_timeout,
+        )
     return EnginePool(
         workers=settings.stylize_workers,
         device=settings.stylize_device,
         weights=settings.stylize_weights,
-        queue_size=settings.stylize_queue_size,
         job_timeout=settings.stylize_job_timeout,
     )
 
@@ -74,7 +85,7 @@ class StylizeBot(commands.Bot):
         self,
         settings: BotSettings,
         *,
-        pool_factory: Callable[[BotSettings], EnginePool] = make_pool,
+        pool_factory: Callable[[BotSettings], Backend] = make_pool,
     ) -> None:
         intents = discord.Intents.none()
         intents.guilds = True  # channels and our own permissions arrive with GUILD_CREATE
@@ -88,7 +99,7 @@ class StylizeBot(commands.Bot):
         self.settings = settings
         self._pool_factory = pool_factory
         self.http_session: aiohttp.ClientSession | None = None
-        self.pool: EnginePool | None = None
+        self.pool: Backend | None = None
         self.runner: JobRunner | None = None
         self._custom_gateway = settings.discord_gateway_url != DEFAULT_GATEWAY_URL
         self._previous_endpoints: tuple[str, yarl.URL] | None = None

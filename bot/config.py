@@ -7,7 +7,9 @@ its value appears in no repr, log line or error message.
 
 from __future__ import annotations
 
-from typing import Any
+import importlib.util
+import re
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -22,6 +24,9 @@ DEFAULT_STEPS = StylizeSettings().steps
 # Editing one message more often than this trips Discord's per-route limits; discord.py
 # would then queue the edits, so a faster setting only makes progress lag behind.
 MIN_PROGRESS_INTERVAL = 1.0
+
+
+_RAY_ADDRESS = re.compile(r"(ray://)?[A-Za-z0-9.\-\[\]:]+:[0-9]{1,5}")
 
 
 class ConfigError(Exception):
@@ -58,6 +63,8 @@ class BotSettings(BaseSettings):
     stylize_progress_interval: float = Field(default=5.0, ge=MIN_PROGRESS_INTERVAL)
     # Bot-only extra: a preview image rides on every N-th progress edit; 0 sends none.
     stylize_preview_every: int = Field(default=3, ge=0)
+    stylize_backend: Literal["local", "ray"] = "local"
+    stylize_ray_address: str | None = None
 
     @field_validator("discord_token")
     @classmethod
@@ -82,6 +89,21 @@ class BotSettings(BaseSettings):
         if not value.startswith(("ws://", "wss://")):
             raise ValueError("must start with ws:// or wss://")
         return value
+
+    @field_validator("stylize_ray_address")
+    @classmethod
+    def _ray_address(cls, value: str | None) -> str | None:
+        if value is None or value == "auto" or _RAY_ADDRESS.fullmatch(value):
+            return value
+        raise ValueError("must be auto, HOST:PORT or ray://HOST:PORT (unset starts Ray here)")
+
+    @model_validator(mode="after")
+    def _ray_is_installed(self) -> BotSettings:
+        if self.stylize_backend == "ray" and importlib.util.find_spec("ray") is None:
+            raise ValueError(
+                "STYLIZE_BACKEND: ray needs Ray installed: pip install 'stylize-bot[ray]'"
+            )
+        return self
 
     @model_validator(mode="after")
     def _engine_accepts(self) -> BotSettings:

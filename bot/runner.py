@@ -1,9 +1,9 @@
 """Runs jobs through the fair queue and the engine pool, and tells a reporter what happens.
 
 No Discord here: the cog hands in a ``JobReporter`` per job (it edits the status message and
-posts the result). The runner starts a job only when a worker is free, so the fair queue, not
-the pool's FIFO, decides the order. Every job ends in exactly one ``reporter.finished`` call,
-whatever goes wrong.
+posts the result). The runner starts a job only when a worker is free, by the backend's live
+capacity, so the fair queue is the only scheduler. Every job ends in exactly one
+``reporter.finished`` call, whatever goes wrong.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from bot.queue import FairQueue, QueueRefusal
+from engine.backend import Backend, JobHandle
 from engine.jobs import (
     Cancelled,
     Done,
@@ -25,7 +26,6 @@ from engine.jobs import (
     JobProgress,
     Started,
 )
-from engine.pool import EnginePool, JobHandle
 
 log = logging.getLogger(__name__)
 
@@ -66,13 +66,15 @@ class Request:
 
 
 class JobRunner:
-    def __init__(self, pool: EnginePool, *, per_user: int, max_waiting: int) -> None:
+    def __init__(self, pool: Backend, *, per_user: int, max_waiting: int) -> None:
         self._pool = pool
         self._queue: FairQueue[Request] = FairQueue(
-            per_user=per_user, max_waiting=max_waiting, slots=max(1, pool.size)
+            per_user=per_user, max_waiting=max_waiting, slots=max(1, pool.capacity)
         )
         self._tasks: set[asyncio.Task[None]] = set()
         self.accepting = True
+        # Workers die and come back, and machines join or leave a cluster.
+        pool.add_capacity_listener(lambda capacity: self._pump())
 
     # Questions
 
@@ -141,6 +143,7 @@ class JobRunner:
     # Internals
 
     def _pump(self) -> None:
+        self._queue.slots = self._pool.capacity  # live: 0 while no worker is up
         while (entry := self._queue.start_next()) is not None:
             request = entry.payload
             try:

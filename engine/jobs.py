@@ -1,10 +1,10 @@
-"""Jobs and the events they produce: plain dataclasses shared by the pool and its callers.
+"""Jobs and the events they produce: plain dataclasses shared by the backends and their callers.
 
-Everything here crosses the process boundary between the bot and the engine's workers, so it
-is bytes, numbers, strings and frozen dataclasses. It imports no torch.
+Everything here crosses the process (or machine) boundary between the bot and the engine's
+workers, so it is bytes, numbers, strings and frozen dataclasses. It imports no torch.
 
-A job's event stream is ``Queued`` (again whenever its position changes), ``Started``,
-``JobProgress``…, then exactly one final event: ``Done``, ``Failed`` or ``Cancelled``.
+A job's event stream is ``Started``, ``JobProgress``…, then exactly one final event: ``Done``,
+``Failed`` or ``Cancelled``. Queue positions are the bot's: backends do not queue.
 """
 
 from __future__ import annotations
@@ -19,16 +19,8 @@ from engine.settings import StylizeSettings
 
 
 class PoolError(EngineError):
-    """The pool cannot take jobs: not started, shutting down, or its workers failed to start."""
-
-
-class QueueFull(PoolError):
-    """The pool's queue of waiting jobs is full; try again once a job has finished."""
-
-    def __init__(
-        self, message: str = "The engine's queue is full. Please try again shortly."
-    ) -> None:
-        super().__init__(message)
+    """The backend cannot take jobs: not started, shutting down, or its workers failed to
+    start."""
 
 
 class FailureKind(str, enum.Enum):
@@ -55,7 +47,7 @@ class Job:
     content: bytes
     styles: tuple[bytes, ...]
     settings: StylizeSettings
-    """The pool's weights and device replace the ones given here."""
+    """The backend's weights and device replace the ones given here."""
     max_bytes: int | None = None
     """Byte budget of the encoded result (the upload limit); ``None`` always gives PNG."""
     preview_interval: float = 0.0
@@ -78,13 +70,6 @@ class Job:
             raise ValueError("Job.max_bytes must be positive, or None for no limit.")
         if self.preview_interval < 0:
             raise ValueError("Job.preview_interval must be zero (no previews) or positive.")
-
-
-@dataclass(frozen=True)
-class Queued:
-    job_id: str
-    position: int
-    """1 = the next job to start."""
 
 
 @dataclass(frozen=True)
@@ -143,7 +128,7 @@ class Cancelled:
     reason: str
 
 
-Event: TypeAlias = Queued | Started | JobProgress | Done | Failed | Cancelled
+Event: TypeAlias = Started | JobProgress | Done | Failed | Cancelled
 FinalEvent: TypeAlias = Done | Failed | Cancelled
 FINAL_EVENTS: tuple[type, ...] = (Done, Failed, Cancelled)
 
@@ -213,7 +198,5 @@ __all__ = [
     "JobProgress",
     "JobStats",
     "PoolError",
-    "QueueFull",
-    "Queued",
     "Started",
 ]

@@ -1,21 +1,24 @@
-"""``EnginePool``: the asyncio side of the engine's worker processes.
+"""``EnginePool``: the local backend, worker processes on this machine.
 
 The bot never runs an optimisation in its own process: a job takes seconds on a GPU and
 minutes on a CPU, and would stall the Discord gateway's heartbeat. It submits ``Job``s here
-and reads each job's events from its ``JobHandle``.
+and reads each job's events from its ``JobHandle`` (``engine.backend``).
 
 How it works:
 
 * Each worker is a process started with ``spawn`` (safe with CUDA) that loads the network
-  once and then runs one job at a time (``engine.worker``). By default there is one worker per
-  CUDA device, each pinned to its device, or a single worker without a GPU.
+  once and then runs one job at a time (``engine.worker``, with ``engine.execution``'s job
+  body). By default there is one worker per CUDA device, each pinned to its device, or a
+  single worker without a GPU.
 * Every worker has two one-way pipes. A writer thread sends it jobs, and a reader thread
   receives its events and hands them to the event loop with ``call_soon_threadsafe``: the loop
   never blocks on a pipe, however large an image is.
-* Cancelling a running job writes the run's number into an integer shared with the worker,
-  which the engine checks on every step. A worker that doesn't stop within ``stop_grace``
-  seconds (a timeout, a hang) is killed and replaced, as is one that dies.
-* Jobs wait in a bounded FIFO; a job is dispatched the moment a worker is free.
+* Stopping a job (cancel, timeout, shutdown) goes through ``engine.runs.RunBook``, as in every
+  backend. Here the cooperative request writes the run's number into an integer shared with
+  the worker, which the engine checks on every step; a worker that doesn't stop within
+  ``stop_grace`` seconds is killed and replaced, as is one that dies.
+* The pool does not schedule: its caller submits a job while ``capacity`` says a worker is
+  free. A job submitted when none is (a race with a dying worker) waits for the next one.
 
 This module must not import torch, directly or indirectly: the bot process imports it.
 """
@@ -24,38 +27,31 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
-import itertools
 import logging
 import multiprocessing
 import queue
 import threading
-from collections import deque
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Literal
 
+from engine.backend import CapacityListener, JobHandle
 from engine.errors import SettingsError, WeightsError
 from engine.jobs import (
-    FINAL_EVENTS,
     Cancelled,
-    Event,
     Failed,
     FailureKind,
-    FinalEvent,
     Job,
     JobProgress,
     PoolError,
-    Queued,
-    QueueFull,
     RunJob,
-    Started,
     WorkerConfig,
     WorkerEvent,
     WorkerReady,
     WorkerStartFailed,
 )
+from engine.runs import BROKEN, SHUTDOWN, Run, RunBook
 from engine.settings import StylizeSettings
 
 log = logging.getLogger(__name__)
@@ -72,7 +68,6 @@ _START_ERRORS: dict[str, type[Exception]] = {
 _CLOSE_PIPE = object()
 """Put in a worker's outbox: the writer thread closes the task pipe, so the worker exits."""
 
-StopReason = Literal["cancel", "timeout", "shutdown"]
 PoolState = Literal["new", "starting", "running", "broken", "closing", "closed"]
 
 
@@ -82,53 +77,6 @@ def _worker_entry(*args: Any) -> None:
     from engine.worker import worker_main
 
     worker_main(*args)
-
-
-class JobHandle:
-    """A submitted job: its events, its final outcome, and a way to cancel it."""
-
-    def __init__(self, job_id: str, cancel: Callable[[str], None]) -> None:
-        self.job_id = job_id
-        self._cancel = cancel
-        self._events: asyncio.Queue[Event] = asyncio.Queue()
-        self._final: asyncio.Future[FinalEvent] = asyncio.get_running_loop().create_future()
-
-    def __repr__(self) -> str:
-        return f"<JobHandle {self.job_id} {'done' if self.done else 'pending'}>"
-
-    @property
-    def done(self) -> bool:
-        """True once the final event has been produced (whether or not it was read)."""
-        return self._final.done()
-
-    @property
-    def result(self) -> FinalEvent | None:
-        return self._final.result() if self._final.done() else None
-
-    async def __aiter__(self) -> AsyncIterator[Event]:
-        """Every event of the job in order, from ``Queued`` to the final one. One reader."""
-        while True:
-            event = await self._events.get()
-            yield event
-            if isinstance(event, FINAL_EVENTS):
-                return
-
-    def cancel(self) -> None:
-        """Ask to stop the job: a queued job ends at once, a running one within a step."""
-        if not self.done:
-            self._cancel(self.job_id)
-
-    async def wait(self) -> FinalEvent:
-        """The final event. Does not consume the event stream."""
-        return await asyncio.shield(self._final)
-
-    def _emit(self, event: Event) -> None:
-        if self._final.done():
-            log.error("job %s: dropped %r after its final event", self.job_id, event)
-            return
-        self._events.put_nowait(event)
-        if isinstance(event, FINAL_EVENTS):
-            self._final.set_result(event)
 
 
 class _WorkerProcess:
@@ -233,32 +181,13 @@ class _WorkerProcess:
 
 
 @dataclass(eq=False)
-class _Entry:
-    """A job the pool holds until its final event: waiting, or running on a slot."""
-
-    job: Job
-    handle: JobHandle
-    position: int = 0
-    slot: _Slot | None = None
-    seq: int = 0
-    attempts: int = 0
-    stop_reason: StopReason | None = None
-    timers: list[asyncio.TimerHandle] = field(default_factory=list)
-
-    def cancel_timers(self) -> None:
-        for timer in self.timers:
-            timer.cancel()
-        self.timers.clear()
-
-
-@dataclass(eq=False)
 class _Slot:
     """A worker position. Its process changes when a worker is replaced; its index stays."""
 
     index: int
     proc: _WorkerProcess | None = None
     ready: bool = False
-    entry: _Entry | None = None
+    run: Run | None = None
     start_failures: int = 0
     given_up: bool = False
     device: str = ""
@@ -266,11 +195,22 @@ class _Slot:
 
     @property
     def idle(self) -> bool:
-        return self.ready and self.proc is not None and self.entry is None
+        return self.ready and self.proc is not None and self.run is None
+
+    # engine.runs.Worker
+
+    def request_stop(self, run: Run) -> None:
+        if self.proc is not None:
+            self.proc.cancel(run.seq)
+
+    def kill(self) -> None:
+        if self.proc is not None:
+            self.proc.kill()
 
 
 class EnginePool:
-    """Worker processes that run stylisation jobs; use it from one asyncio event loop.
+    """Worker processes that run stylisation jobs: the ``local`` backend. Use it from one
+    asyncio event loop.
 
     ``workers=None`` runs one worker per CUDA device (each pinned to its device), or one
     without a GPU. ``threads`` sets torch's CPU threads per worker; ``None`` divides torch's
@@ -286,7 +226,6 @@ class EnginePool:
         workers: int | None = None,
         device: str = "auto",
         weights: str = "imagenet",
-        queue_size: int = 100,
         job_timeout: float = 600.0,
         retry_crashed: bool = False,
         threads: int | None = None,
@@ -297,25 +236,22 @@ class EnginePool:
             raise ValueError("workers must be at least 1, or None for one per GPU.")
         if threads is not None and threads < 1:
             raise ValueError("threads must be at least 1, or None.")
-        if queue_size < 0:
-            raise ValueError("queue_size must be zero or more.")
-        if job_timeout <= 0 or stop_grace < 0:
-            raise ValueError("job_timeout must be positive and stop_grace zero or more.")
+        self._book = RunBook(
+            job_timeout=job_timeout,
+            stop_grace=stop_grace,
+            retry_crashed=retry_crashed,
+            on_waiting=self._dispatch,
+        )
         self._workers = workers
         self._device = device
         self._weights = weights
-        self._queue_size = queue_size
-        self._job_timeout = job_timeout
-        self._retry_crashed = retry_crashed
         self._threads = threads
-        self._stop_grace = stop_grace
         self._context = multiprocessing.get_context("spawn")
         self._state: PoolState = "new"
         self._slots: list[_Slot] = []
-        self._waiting: deque[_Entry] = deque()
-        self._entries: dict[str, _Entry] = {}
-        self._seq = itertools.count(1)
         self._spawns: set[asyncio.Task[None]] = set()
+        self._listeners: list[CapacityListener] = []
+        self._capacity = 0
         self._closing: asyncio.Event | None = None
         self._closed: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -323,8 +259,13 @@ class EnginePool:
     # ----- what callers see -------------------------------------------------------------------
 
     @property
+    def capacity(self) -> int:
+        """Workers that are up (loaded), busy or not: how many jobs can run at once now."""
+        return sum(slot.ready for slot in self._slots)
+
+    @property
     def size(self) -> int:
-        """Number of worker slots (0 before ``start``)."""
+        """Number of worker slots, up or not (0 before ``start``)."""
         return len(self._slots)
 
     @property
@@ -333,23 +274,26 @@ class EnginePool:
         return sum(slot.idle for slot in self._slots)
 
     @property
-    def queued(self) -> int:
-        """Jobs waiting for a worker."""
-        return len(self._waiting)
+    def waiting(self) -> int:
+        """Jobs submitted while no worker was free, waiting for one."""
+        return len(self._book.waiting)
 
     @property
     def running(self) -> int:
-        return sum(slot.entry is not None for slot in self._slots)
+        return sum(slot.run is not None for slot in self._slots)
 
     @property
     def devices(self) -> tuple[str, ...]:
-        """The device of each slot's worker, as it reported when it loaded its network."""
-        return tuple(slot.device for slot in self._slots)
+        """The device of each worker that is up, as it reported when it loaded its network."""
+        return tuple(slot.device for slot in self._slots if slot.ready)
 
     @property
     def worker_pids(self) -> tuple[int | None, ...]:
         """Process id of each slot's worker; ``None`` while a slot has none."""
         return tuple(slot.proc.pid if slot.proc else None for slot in self._slots)
+
+    def add_capacity_listener(self, listener: CapacityListener) -> None:
+        self._listeners.append(listener)
 
     async def __aenter__(self) -> EnginePool:
         await self.start()
@@ -398,23 +342,14 @@ class EnginePool:
             self._closed.set()
             raise
         self._state = "running"
+        self._capacity_changed()
         log.info("engine pool started: %d worker(s)", len(self._slots))
 
     def submit(self, job: Job) -> JobHandle:
-        """Queues ``job``; raises ``QueueFull`` at once when the queue is full."""
+        """Runs ``job`` on a free worker, or on the next one to free up."""
         if self._state != "running":
             raise PoolError(_NOT_RUNNING[self._state])
-        if job.id in self._entries:
-            raise ValueError(f"job {job.id} was already submitted")
-        idle = any(slot.idle for slot in self._slots)
-        if not idle and len(self._waiting) >= self._queue_size:
-            raise QueueFull()
-        entry = _Entry(job, JobHandle(job.id, self._cancel))
-        self._entries[job.id] = entry
-        self._waiting.append(entry)
-        self._announce_positions()
-        self._dispatch()
-        return entry.handle
+        return self._book.add(job).stream.handle
 
     async def close(self, grace: float = 10.0) -> None:
         """Stops taking jobs, gives running ones ``grace`` seconds to finish, cancels the rest
@@ -430,25 +365,25 @@ class EnginePool:
             raise PoolError("The engine pool is still starting; close it once start() returns.")
         self._state = "closing"
         self._closing.set()
+        book = self._book
         try:
-            while self._waiting:
-                self._finish(self._waiting.popleft(), Cancelled("", _SHUTDOWN))
-            running = [slot.entry for slot in self._slots if slot.entry is not None]
+            for run in list(book.waiting):
+                book.stop(run, "shutdown")  # ends at once: it has no worker
+            running = [run.stream.final for run in book.runs.values()]
             if running:
-                await asyncio.wait([e.handle._final for e in running], timeout=max(0.0, grace))
-            for slot in self._slots:
-                if slot.entry is not None:
-                    self._stop(slot.entry, "shutdown")
+                await asyncio.wait(running, timeout=max(0.0, grace))
             # The stop path ends in a final event: cooperatively, or when the kill lands.
-            pending = [slot.entry.handle._final for slot in self._slots if slot.entry]
+            book.stop_all("shutdown")
+            pending = [run.stream.final for run in book.runs.values()]
             if pending:
                 await asyncio.wait(pending)
             await self._end_workers()
         finally:
-            for entry in list(self._entries.values()):  # nothing may end without its event
-                self._finish(entry, Cancelled("", _SHUTDOWN))
+            # Nothing may end without its final event.
+            book.finish_all(lambda run: Cancelled(run.job.id, SHUTDOWN))
             self._state = "closed"
             self._closed.set()
+            self._capacity_changed()
             log.info("engine pool closed")
 
     # ----- workers ------------------------------------------------------------------------
@@ -512,9 +447,14 @@ class EnginePool:
     def _break(self) -> None:
         """No worker can start any more: fail what waits and refuse new jobs."""
         self._state = "broken"
-        while self._waiting:
-            entry = self._waiting.popleft()
-            self._finish(entry, Failed("", FailureKind.INTERNAL, _BROKEN))
+        self._book.finish_all(lambda run: Failed(run.job.id, FailureKind.INTERNAL, BROKEN))
+
+    def _capacity_changed(self) -> None:
+        capacity = self.capacity if self._state == "running" else 0
+        if capacity != self._capacity:
+            self._capacity = capacity
+            for listener in list(self._listeners):
+                listener(capacity)
 
     def _on_message(self, proc: _WorkerProcess, message: object) -> None:
         slot = self._slots[proc.config.index] if proc.config.index < len(self._slots) else None
@@ -529,21 +469,20 @@ class EnginePool:
                      slot.index, message.pid, message.device, message.threads)  # fmt: skip
             if not proc.ready.done():
                 proc.ready.set_result(message)
+            self._capacity_changed()
             self._dispatch()
         elif isinstance(message, WorkerStartFailed):
             proc.start_error = message
         elif isinstance(message, WorkerEvent):
-            entry = slot.entry
-            if entry is None or entry.seq != message.seq:
+            run = slot.run
+            if run is None or run.seq != message.seq:
                 return  # a late event of a job that already ended
             event = message.event
             if isinstance(event, JobProgress):
-                entry.handle._emit(event)
+                self._book.progress(run, event)
                 return
-            if isinstance(event, Cancelled):
-                event = self._stopped_event(entry)
-            slot.entry = None
-            self._finish(entry, event)
+            slot.run = None
+            self._book.ended(run, event)
             self._dispatch()
 
     def _on_exit(self, proc: _WorkerProcess, exitcode: int | None) -> None:
@@ -559,9 +498,7 @@ class EnginePool:
         was_ready = slot.ready
         slot.proc = None
         slot.ready = False
-        entry, slot.entry = slot.entry, None
-        if entry is not None:
-            self._on_worker_lost(entry, exitcode)
+        run, slot.run = slot.run, None
         if was_ready:
             if self._state == "running":
                 log.warning("engine worker %d (pid %s) exited with code %s",
@@ -570,22 +507,13 @@ class EnginePool:
             slot.start_failures += 1
             log.error("engine worker %d failed to start: %s",
                       slot.index, self._start_exception(proc, exitcode))  # fmt: skip
+        self._capacity_changed()
+        if run is not None and self._state != "running":
+            run.stop_reason = run.stop_reason or "shutdown"
+        if run is not None:
+            self._book.lost(run)
         self._schedule_replacement(slot)
         self._dispatch()
-
-    def _on_worker_lost(self, entry: _Entry, exitcode: int | None) -> None:
-        if entry.stop_reason is not None:
-            self._finish(entry, self._stopped_event(entry))
-        elif self._retry_crashed and entry.attempts < 2 and self._state == "running":
-            log.warning("job %s: its worker died (exit code %s); retrying it once",
-                        entry.job.id, exitcode)  # fmt: skip
-            entry.cancel_timers()
-            entry.slot = None
-            self._waiting.appendleft(entry)
-            entry.position = 0
-            self._announce_positions()
-        else:
-            self._finish(entry, Failed("", FailureKind.WORKER_CRASHED, _CRASHED))
 
     @staticmethod
     def _start_exception(proc: _WorkerProcess, exitcode: int | None) -> Exception:
@@ -621,106 +549,23 @@ class EnginePool:
     def _dispatch(self) -> None:
         if self._state != "running":
             return
-        started = False
+        waiting = self._book.waiting
         for slot in self._slots:
-            if not self._waiting:
+            if not waiting:
                 break
             if slot.idle:
-                self._run(slot, self._waiting.popleft())
-                started = True
-        if started:
-            self._announce_positions()
-
-    def _run(self, slot: _Slot, entry: _Entry) -> None:
-        assert self._loop is not None and slot.proc is not None
-        entry.seq = next(self._seq)
-        entry.slot = slot
-        entry.attempts += 1
-        slot.entry = entry
-        entry.handle._emit(Started(entry.job.id, slot.index))
-        slot.proc.send(RunJob(entry.seq, entry.job))
-        entry.timers.append(
-            self._loop.call_later(self._job_timeout, self._on_timeout, entry, entry.seq)
-        )
-
-    def _announce_positions(self) -> None:
-        for position, entry in enumerate(self._waiting, start=1):
-            if entry.position != position:
-                entry.position = position
-                entry.handle._emit(Queued(entry.job.id, position))
-
-    def _cancel(self, job_id: str) -> None:
-        entry = self._entries.get(job_id)
-        if entry is None:
-            return
-        if entry.slot is None:
-            self._waiting.remove(entry)
-            self._finish(entry, Cancelled("", _CANCELLED))
-            self._announce_positions()
-        else:
-            self._stop(entry, "cancel")
-
-    def _on_timeout(self, entry: _Entry, seq: int) -> None:
-        if entry.seq == seq and entry.slot is not None and entry.slot.entry is entry:
-            log.warning("job %s: timed out after %g s", entry.job.id, self._job_timeout)
-            self._stop(entry, "timeout")
-
-    def _stop(self, entry: _Entry, reason: StopReason) -> None:
-        """Asks a running job to stop; kills its worker if it hasn't within ``stop_grace``."""
-        assert self._loop is not None and entry.slot is not None
-        if entry.stop_reason is not None:
-            return
-        entry.stop_reason = reason
-        if entry.slot.proc is not None:
-            entry.slot.proc.cancel(entry.seq)
-        entry.timers.append(
-            self._loop.call_later(self._stop_grace, self._kill_if_running, entry, entry.seq)
-        )
-
-    def _kill_if_running(self, entry: _Entry, seq: int) -> None:
-        slot = entry.slot
-        if entry.seq == seq and slot is not None and slot.entry is entry and slot.proc:
-            log.warning("job %s: worker %d did not stop within %g s; killing it",
-                        entry.job.id, slot.index, self._stop_grace)  # fmt: skip
-            slot.proc.kill()
-
-    def _stopped_event(self, entry: _Entry) -> FinalEvent:
-        if entry.stop_reason == "timeout":
-            return Failed("", FailureKind.TIMEOUT, _timeout_message(self._job_timeout))
-        if entry.stop_reason == "shutdown":
-            return Cancelled("", _SHUTDOWN)
-        return Cancelled("", _CANCELLED)
-
-    def _finish(self, entry: _Entry, event: FinalEvent) -> None:
-        """Delivers a job's one final event. ``event.job_id`` may be blank: it is filled in."""
-        if self._entries.pop(entry.job.id, None) is None:
-            return
-        entry.cancel_timers()
-        if event.job_id != entry.job.id:
-            event = _with_job_id(event, entry.job.id)
-        entry.handle._emit(event)
+                assert slot.proc is not None
+                run = waiting.popleft()
+                slot.run = run
+                seq = self._book.started(run, slot)
+                slot.proc.send(RunJob(seq, run.job))
 
 
-def _with_job_id(event: FinalEvent, job_id: str) -> FinalEvent:
-    return dataclasses.replace(event, job_id=job_id)
-
-
-def _timeout_message(seconds: float) -> str:
-    return (
-        f"The job took longer than {seconds:g} s and was stopped. "
-        "Try a smaller size or a lower quality."
-    )
-
-
-_CANCELLED = "Cancelled on request."
-_SHUTDOWN = "The engine is shutting down."
-_CRASHED = "The engine's worker stopped unexpectedly while running this job. Please try again."
-_BROKEN = "The engine's workers could not be restarted. Please tell the bot's operator."
 _NOT_RUNNING: dict[str, str] = {
     "new": "The engine pool has not been started.",
     "starting": "The engine pool is still starting.",
-    "broken": _BROKEN,
-    "closing": _SHUTDOWN,
+    "broken": BROKEN,
+    "closing": SHUTDOWN,
     "closed": "The engine pool is closed.",
 }
 

@@ -64,8 +64,11 @@ class HeldPool:
         self.events: dict[str, list[Event]] = defaultdict(list)
 
     @property
-    def size(self) -> int:
-        return self.pool.size
+    def capacity(self) -> int:
+        return self.pool.capacity
+
+    def add_capacity_listener(self, listener: Callable[[int], None]) -> None:
+        self.pool.add_capacity_listener(listener)
 
     @property
     def devices(self) -> tuple[str, ...]:

@@ -204,9 +204,12 @@ class ScriptedHandle:
 
 @dataclass
 class ScriptedPool:
-    size: int = 1
+    capacity: int = 1
     handles: dict[str, ScriptedHandle] = field(default_factory=dict)
     submitted: list[str] = field(default_factory=list)
+
+    def add_capacity_listener(self, listener: object) -> None:
+        pass
 
     def submit(self, job: Job) -> ScriptedHandle:
         handle = ScriptedHandle(job.id)
@@ -242,7 +245,7 @@ Runner = tuple[ScriptedPool, JobRunner]
 
 @pytest.fixture
 async def pool_and_runner() -> AsyncIterator[Runner]:
-    pool = ScriptedPool(size=1)
+    pool = ScriptedPool(capacity=1)
     runner = JobRunner(pool, per_user=2, max_waiting=10)  # type: ignore[arg-type]
     yield pool, runner
     await runner.shutdown(grace=5)  # ends every job still running, so no task outlives the test

@@ -1,0 +1,139 @@
+"""The seam between the bot and whatever runs its jobs: the ``Backend`` Protocol and
+``JobHandle``.
+
+Two backends implement it: ``engine.pool.EnginePool`` (spawned worker processes on this
+machine) and ``engine.ray_backend.RayBackend`` (one Ray actor per GPU in a Ray cluster).
+Neither schedules: the caller (the bot's fair queue) decides the order and submits a job only
+while ``capacity`` says a worker is free. A job submitted when none is, which can only happen
+in a race (a worker lost a moment ago), waits for the next free worker.
+
+A job's event stream is ``Started``, ``JobProgress``…, then exactly one final event:
+``Done``, ``Failed`` or ``Cancelled``. A job that never started ends with its final event
+alone.
+
+This module must not import torch or ray: the bot process imports it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable
+from typing import Protocol
+
+from engine.jobs import FINAL_EVENTS, Event, FinalEvent, Job
+
+log = logging.getLogger(__name__)
+
+CapacityListener = Callable[[int], None]
+"""Called on the event loop with the new capacity whenever it changes."""
+
+
+class JobHandle:
+    """A submitted job as its caller sees it: its events, its outcome, and a way to cancel it.
+
+    Backends build one with ``JobStream`` and feed it through the stream; callers only read.
+    """
+
+    def __init__(
+        self,
+        job_id: str,
+        events: asyncio.Queue[Event],
+        final: asyncio.Future[FinalEvent],
+        cancel: Callable[[], None],
+    ) -> None:
+        self.job_id = job_id
+        self._events = events
+        self._final = final
+        self._cancel = cancel
+
+    def __repr__(self) -> str:
+        return f"<JobHandle {self.job_id} {'done' if self.done else 'pending'}>"
+
+    @property
+    def done(self) -> bool:
+        """True once the final event has been produced (whether or not it was read)."""
+        return self._final.done()
+
+    @property
+    def result(self) -> FinalEvent | None:
+        return self._final.result() if self._final.done() else None
+
+    async def __aiter__(self) -> AsyncIterator[Event]:
+        """Every event of the job in order, ending with the final one. One reader."""
+        while True:
+            event = await self._events.get()
+            yield event
+            if isinstance(event, FINAL_EVENTS):
+                return
+
+    def cancel(self) -> None:
+        """Ask to stop the job: one that hasn't started ends at once, a running one within a
+        step of the optimisation."""
+        if not self.done:
+            self._cancel()
+
+    async def wait(self) -> FinalEvent:
+        """The final event. Does not consume the event stream."""
+        return await asyncio.shield(self._final)
+
+
+class JobStream:
+    """The backend's end of a ``JobHandle``: events go in here and come out of the handle."""
+
+    def __init__(self, job_id: str, cancel: Callable[[], None]) -> None:
+        self._events: asyncio.Queue[Event] = asyncio.Queue()
+        self._final: asyncio.Future[FinalEvent] = asyncio.get_running_loop().create_future()
+        self.handle = JobHandle(job_id, self._events, self._final, cancel)
+
+    @property
+    def ended(self) -> bool:
+        return self._final.done()
+
+    @property
+    def final(self) -> asyncio.Future[FinalEvent]:
+        """Resolves with the final event (for a backend that waits for its jobs to end)."""
+        return self._final
+
+    def emit(self, event: Event) -> None:
+        """Hands ``event`` to the reader; after the final event, nothing more is accepted."""
+        if self._final.done():
+            log.error("job %s: dropped %r after its final event", self.handle.job_id, event)
+            return
+        self._events.put_nowait(event)
+        if isinstance(event, FINAL_EVENTS):
+            self._final.set_result(event)
+
+
+class Backend(Protocol):
+    """Runs jobs somewhere: worker processes here, or actors in a Ray cluster.
+
+    Use it from one asyncio event loop; nothing here blocks that loop.
+    """
+
+    async def start(self) -> None:
+        """Returns when the first workers have loaded their network; raises
+        ``engine.WeightsError`` / ``SettingsError`` (as a worker reported it) or ``PoolError``."""
+
+    async def close(self, grace: float = 10.0) -> None:
+        """Takes no more jobs, gives running ones ``grace`` seconds, cancels the rest (each
+        gets its final event) and ends every worker it started."""
+
+    @property
+    def capacity(self) -> int:
+        """How many jobs can run at once right now: workers that are up. It changes as
+        workers die and come back, and as machines join or leave a cluster."""
+
+    @property
+    def devices(self) -> tuple[str, ...]:
+        """The device of each worker that is up, e.g. ``("cuda:0", "cuda:0")`` or ``("cpu",)``."""
+
+    def add_capacity_listener(self, listener: CapacityListener) -> None:
+        """Call ``listener(capacity)`` on the event loop whenever ``capacity`` changes."""
+
+    def submit(self, job: Job) -> JobHandle:
+        """Runs ``job`` on a free worker (or the next one to free up); raises ``PoolError``
+        when the backend is not running."""
+
+
+__all__ = ["Backend", "CapacityListener", "JobHandle", "JobStream"]

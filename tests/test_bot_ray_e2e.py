@@ -1,0 +1,88 @@
+"""End to end with ``STYLIZE_BACKEND=ray``: the real bot against the fake Discord, its jobs on
+a Ray actor. ``STYLIZE_RAY_ADDRESS`` is unset, so the bot starts Ray on this machine itself,
+and must stop it again (no process left behind) when it closes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+from collections.abc import Iterator
+
+import pytest
+import ray
+from PIL import Image
+
+from bot.client import StylizeBot
+from bot.config import load_settings
+from tests.backend_fixtures import children, picture
+from tests.fake_discord import FakeDiscord
+
+pytestmark = [pytest.mark.asyncio, pytest.mark.timeout(300)]
+
+TOKEN = "fake-token-XYZ.ray-e2e-SECRET-do-not-log"
+
+
+class LogLines(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+
+
+@pytest.fixture
+def logs() -> Iterator[LogLines]:
+    handler = LogLines()
+    root = logging.getLogger()
+    previous = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    yield handler
+    root.removeHandler(handler)
+    root.setLevel(previous)
+
+
+async def test_the_bot_runs_its_jobs_on_ray(logs: LogLines) -> None:
+    assert not ray.is_initialized()
+    before = children()
+    async with FakeDiscord(token=TOKEN) as fake:
+        settings = load_settings(
+            _env_file=None,
+            discord_token=fake.token,
+            discord_guild_id=fake.guild_id,
+            discord_api_base_url=fake.api_base_url,
+            discord_gateway_url=fake.gateway_url,
+            stylize_backend="ray",
+            stylize_weights="random:0",
+            stylize_device="cpu",
+            stylize_max_size=64,
+            stylize_steps=4,
+            stylize_progress_interval=1.0,
+        )
+        bot = StylizeBot(settings)
+        running = asyncio.create_task(bot.start(TOKEN))
+        try:
+            await fake.wait_commands(timeout=240)
+            content = fake.add_attachment(picture(1, (64, 48)), "photo.png")
+            style = fake.add_attachment(picture(2, (48, 48)), "painting.png")
+            interaction = await fake.invoke(
+                "stylize", {"content": content, "style": style, "size": 48, "seed": 3}
+            )
+            await fake.wait_for(lambda: bool(interaction.followups), 120)
+            [result] = interaction.followups
+            [(filename, data)] = result.attachments
+            assert filename == "stylized.png"
+            assert Image.open(io.BytesIO(data)).size == (48, 36)
+            assert "seed 3" in result.content
+        finally:
+            await bot.close()
+            await asyncio.wait_for(running, 60)
+    # The cluster as the operator sees it in the log, and Ray stopped with the bot.
+    started = "ray backend started: 1 actor(s) on 1 node(s)"
+    assert any(line.startswith(started) for line in logs.lines), logs.lines
+    assert not ray.is_initialized()
+    assert children() <= before
+    assert not any(TOKEN in line for line in logs.lines)
