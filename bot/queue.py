@@ -115,11 +115,17 @@ class FairQueue(Generic[T]):
 
     # Changes
 
-    def add(self, job_id: str, user_id: int, payload: T) -> Entry[T]:
-        """Queue a job; raise ``UserLimitReached`` or ``QueueFull`` if it may not wait."""
+    def add(
+        self, job_id: str, user_id: int, payload: T, *, enforce_limits: bool = True
+    ) -> Entry[T]:
+        """Queue a job; raise ``UserLimitReached`` or ``QueueFull`` if it may not wait.
+
+        Without ``enforce_limits`` it always joins (a job accepted before a restart), still
+        in fair order."""
         if job_id in self._entries:
             raise ValueError(f"job {job_id} is already queued")
-        self.check(user_id)
+        if enforce_limits:
+            self.check(user_id)
         mine = [e for e in self._entries.values() if e.user_id == user_id]
         round_ = max((e.round + 1 for e in mine), default=self._round)
         entry = Entry(job_id, user_id, payload, max(round_, self._round), next(self._seq))

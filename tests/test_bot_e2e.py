@@ -185,9 +185,11 @@ class Harness:
         return click
 
     async def idle(self) -> None:
-        runner = self.bot.runner
-        assert runner is not None
-        assert await runner.wait_idle(30), "jobs still running after the test"
+        # Not isinstance: load_extension imports the cog's module afresh, as its own copy.
+        cog: Any = self.bot.get_cog("Stylize")
+        assert cog is not None and cog.runner is not None
+        assert await cog.runner.wait_idle(30), "jobs still running after the test"
+        assert await cog.outbox.wait_idle(30), "results still undelivered after the test"
 
 
 def png(width: int, height: int, *, noise: bool = False) -> bytes:
@@ -200,9 +202,10 @@ def png(width: int, height: int, *, noise: bool = False) -> bytes:
     return buffer.getvalue()
 
 
-def e2e_settings(fake: FakeDiscord) -> BotSettings:
+def e2e_settings(fake: FakeDiscord, data_dir: Path) -> BotSettings:
     return load_settings(
         _env_file=None,
+        stylize_data_dir=data_dir,
         discord_token=fake.token,
         discord_guild_id=fake.guild_id,
         discord_api_base_url=fake.api_base_url,
@@ -223,7 +226,7 @@ def e2e_settings(fake: FakeDiscord) -> BotSettings:
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def h() -> AsyncIterator[Harness]:
+async def h(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Harness]:
     logs = LogCapture()
     root = logging.getLogger()
     previous_level = root.level
@@ -237,7 +240,8 @@ async def h() -> AsyncIterator[Harness]:
 
     try:
         async with FakeDiscord(token=TOKEN) as fake:
-            bot = StylizeBot(e2e_settings(fake), pool_factory=held_pool)
+            data_dir = tmp_path_factory.mktemp("data")
+            bot = StylizeBot(e2e_settings(fake, data_dir), pool_factory=held_pool)
             running = asyncio.create_task(bot.start(TOKEN))
             ready = asyncio.create_task(fake.wait_commands(timeout=START_TIMEOUT))
             await asyncio.wait({running, ready}, return_when=asyncio.FIRST_COMPLETED)
@@ -336,7 +340,7 @@ async def test_happy_path_defers_shows_progress_and_posts_the_result(h: Harness)
     for part in ("48×36 px", "8 steps", "strength 1", "seed 7", "took", "PNG"):
         assert part in result.content, result.content
     [(filename, data)] = result.attachments
-    assert filename == "stylized.png"
+    assert re.fullmatch(r"stylized-[0-9a-f]{12}\.png", filename), filename
     assert Image.open(io.BytesIO(data)).size == (48, 36)
     assert [m["id"] for m in result.mentions] == [str(fake.requester.id)]
 
