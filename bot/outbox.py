@@ -87,6 +87,7 @@ class Outbox:
     async def _run(self) -> None:
         while True:
             self._wake.clear()
+            self._idle.clear()
             try:
                 next_due = await self._deliver_due()
             except asyncio.CancelledError:

@@ -91,6 +91,7 @@ class Reply:
         status_message_id: int | None = None,
         interaction: discord.Interaction | None = None,
         on_status_message: Callable[[int], object] | None = None,
+        webhook: discord.Webhook | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         """``interaction``: the live one, in the process that took the command (its original
@@ -101,6 +102,7 @@ class Reply:
         self.mention = f"<@{conversation.user_id}>"
         self.upload_limit = conversation.upload_limit
         self._client = client
+        self._webhook = webhook
         self._interaction = interaction
         self._on_status_message = on_status_message
         self._clock = clock
@@ -123,8 +125,12 @@ class Reply:
 
     @property
     def webhook(self) -> discord.Webhook:
-        c = self.conversation
-        return discord.Webhook.partial(c.application_id, c.interaction_token, client=self._client)
+        if self._webhook is None:
+            c = self.conversation
+            self._webhook = discord.Webhook.partial(
+                c.application_id, c.interaction_token, client=self._client
+            )
+        return self._webhook
 
     @property
     def mentions(self) -> discord.AllowedMentions:

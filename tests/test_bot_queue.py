@@ -9,8 +9,18 @@ from dataclasses import dataclass, field
 import pytest
 
 from bot.queue import FairQueue, QueueFull, UserLimitReached
-from bot.runner import ON_REQUEST, RESTART, JobRunner, ShuttingDown
-from engine.jobs import Cancelled, Done, Failed, FailureKind, Job, JobProgress, JobStats, Started
+from bot.runner import ON_REQUEST, JobRunner, ShuttingDown
+from engine.jobs import (
+    Cancelled,
+    Done,
+    Failed,
+    FailureKind,
+    Job,
+    JobProgress,
+    JobStats,
+    PoolError,
+    Started,
+)
 from engine.settings import StylizeSettings
 
 A, B, C, D = 1, 2, 3, 4
@@ -207,8 +217,12 @@ class ScriptedPool:
     size: int = 1
     handles: dict[str, ScriptedHandle] = field(default_factory=dict)
     submitted: list[str] = field(default_factory=list)
+    broken: bool = False
+    """As the engine pool once its workers can't be restarted: it refuses every job."""
 
     def submit(self, job: Job) -> ScriptedHandle:
+        if self.broken:
+            raise PoolError("The engine's workers could not be restarted.")
         handle = ScriptedHandle(job.id)
         self.handles[job.id] = handle
         self.submitted.append(job.id)
@@ -235,6 +249,16 @@ class RecordingReporter:
 
     async def finished(self, event: object) -> None:
         self.final.set_result(event)
+
+    async def interrupted(self, *, engine_broken: bool) -> None:
+        self.final.set_result(Interrupted(engine_broken))
+
+
+@dataclass(frozen=True)
+class Interrupted:
+    """What a reporter was told instead of an end: the job is kept for after a restart."""
+
+    engine_broken: bool
 
 
 Runner = tuple[ScriptedPool, JobRunner]
@@ -306,14 +330,55 @@ async def test_runner_failure_reaches_the_reporter(pool_and_runner: Runner) -> N
     assert isinstance(event, Failed) and event.kind is FailureKind.OUT_OF_MEMORY
 
 
-async def test_runner_shutdown_tells_every_job_and_refuses_more(pool_and_runner: Runner) -> None:
-    _, runner = pool_and_runner
+async def test_runner_shutdown_keeps_every_job_tells_it_and_refuses_more(
+    pool_and_runner: Runner,
+) -> None:
+    pool, runner = pool_and_runner
     running, waiting = RecordingReporter(), RecordingReporter()
     runner.submit(job("a1"), A, running)
     runner.submit(job("b1"), B, waiting)
     await runner.shutdown(grace=5)
-    for reporter in (running, waiting):
-        event = reporter.final.result()
-        assert isinstance(event, Cancelled) and event.reason == RESTART
+    assert pool.handles["a1"].cancelled  # the running job was stopped…
+    for reporter in (running, waiting):  # …and neither job ended: both resume after a restart
+        assert reporter.final.result() == Interrupted(engine_broken=False)
     with pytest.raises(ShuttingDown):
         runner.submit(job("c1"), C, RecordingReporter())
+
+
+async def test_resumed_jobs_are_never_refused_and_keep_fair_order(
+    pool_and_runner: Runner,
+) -> None:
+    pool, runner = pool_and_runner
+    reporters = {name: RecordingReporter() for name in ("a1", "a2", "a3", "b1")}
+    # Three of A's jobs survived a restart during which the limit went down to 2.
+    for name in ("a1", "a2", "a3"):
+        runner.submit(job(name), A, reporters[name], resumed=True)
+    runner.submit(job("b1"), B, reporters["b1"], resumed=True)
+    assert pool.submitted == ["a1"]
+    assert reporters["b1"].positions == [1]
+    assert reporters["a3"].positions[-1] == 3
+    with pytest.raises(UserLimitReached):
+        runner.submit(job("a4"), A, RecordingReporter())
+
+
+async def test_a_broken_engine_keeps_the_job_and_stops_the_bot() -> None:
+    pool = ScriptedPool(size=1)
+    calls: list[str] = []
+    runner = JobRunner(
+        pool,  # type: ignore[arg-type]
+        per_user=2,
+        max_waiting=10,
+        on_engine_broken=lambda: calls.append("broken"),
+    )
+    first, second = RecordingReporter(), RecordingReporter()
+    runner.submit(job("a1"), A, first)
+    runner.submit(job("b1"), B, second)
+    pool.broken = True  # a1's worker died and could not be replaced
+    pool.handles["a1"].push(Failed("a1", FailureKind.WORKER_CRASHED, "crashed"))
+    assert isinstance(await first.final, Failed)
+    # b1 was refused by the engine: not failed, kept for after the restart, and its user told.
+    assert await second.final == Interrupted(engine_broken=True)
+    assert calls == ["broken"]
+    assert runner.engine_broken and not runner.accepting
+    await runner.shutdown(grace=5)
+    assert calls == ["broken"]
