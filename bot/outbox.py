@@ -69,6 +69,8 @@ class Outbox:
 
     async def wait_idle(self, timeout: float) -> bool:
         """Wait until nothing is due (delivered, or waiting for a retry); False on timeout."""
+        if self._task is None:  # never started (start-up failed) or already stopped
+            return True
         try:
             await asyncio.wait_for(self._idle.wait(), timeout)
         except asyncio.TimeoutError:
