@@ -10,6 +10,7 @@ by a shutdown is put back in the journal's queue, and its user is told it will r
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 from collections.abc import Callable, Coroutine
@@ -111,6 +112,19 @@ class DiscordReporter:
     async def finished(self, event: FinalEvent) -> None:
         await self._throttle.close()
         await self._writes_done()
+        try:
+            await self._record_end(event)
+        except Exception:
+            # The journal can't take it (a full disk?): the user still hears the job ended.
+            log.exception("job %s: recording its end failed", self.job_id)
+            text = f"❌ {errors.GENERIC}"
+            with contextlib.suppress(*SEND_ERRORS):
+                await self.reply.edit_status(text, view=None, clear_preview=True, create=True)
+            return
+        self._outbox.kick()
+
+    async def _record_end(self, event: FinalEvent) -> None:
+        """The end, and what to deliver for it, into the journal; the outbox does the rest."""
         if isinstance(event, Done):
             await self._journal.finish(
                 self.job_id,
@@ -141,7 +155,6 @@ class DiscordReporter:
                 deliver="status",
                 text=messages.cancelled(mention, own=own),
             )
-        self._outbox.kick()
 
     async def interrupted(self, *, engine_broken: bool) -> None:
         await self._throttle.close()
