@@ -81,6 +81,17 @@ async def loop_lag(stop: asyncio.Event, lags: list[float], every: float = 0.001)
         lags.append(loop.time() - before - every)
 
 
+async def idle_lag(seconds: float) -> None:
+    """The event loop's hold-ups with nothing else in the process: the machine's own noise."""
+    stop, lags = asyncio.Event(), []
+    ticker = asyncio.create_task(loop_lag(stop, lags))
+    await asyncio.sleep(seconds)
+    stop.set()
+    await ticker
+    print(f"idle event loop, {seconds:g} s: held up at most {max(lags) * 1e3:.2f} ms "
+          f"(p99 {percentile(lags, 0.99) * 1e3:.2f} ms)")  # fmt: skip
+
+
 async def command_path(folder: Path, jobs: int, *, sync_files: bool) -> None:
     journal = await Journal.open(folder / f"write-{sync_files}", sync_files=sync_files)
     how = "files fsynced" if sync_files else "files not fsynced (row only)"
@@ -183,6 +194,7 @@ async def main() -> None:
     print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
           f"Python {platform.python_version()}, journal on {args.dir}")  # fmt: skip
     with tempfile.TemporaryDirectory(dir=args.dir, prefix="journal-bench-") as tmp:
+        await idle_lag(5.0)
         await command_path(Path(tmp), args.jobs, sync_files=True)
         await command_path(Path(tmp), args.jobs, sync_files=False)
         await recovery(Path(tmp), args.recover, args.rounds)

@@ -205,9 +205,16 @@ class Journal:
 
     # --- jobs ---------------------------------------------------------------------------------
 
-    async def add(self, job: NewJob) -> None:
-        """Store the inputs, then the row: once this returns, the job survives a crash."""
-        await self._call(self._add, job)
+    async def stage_inputs(self, job_id: str, content: bytes, styles: tuple[bytes, ...]) -> None:
+        """Write a job's input files ahead of its row (while the command decodes them, say).
+        Until ``add`` commits the row they are an orphan, removed by ``purge`` after a crash;
+        ``discard`` removes them at once if the job is refused."""
+        await self._call(self._write_inputs, job_id, content, styles)
+
+    async def add(self, job: NewJob, *, inputs_staged: bool = False) -> None:
+        """Store the inputs (unless ``stage_inputs`` did), then the row: once this returns,
+        the job survives a crash."""
+        await self._call(self._add, job, inputs_staged)
 
     async def set_status_message(self, job_id: str, message_id: int) -> None:
         await self._call(self._update, job_id, status_message_id=message_id)
@@ -369,14 +376,18 @@ class Journal:
             raise ValueError(f"bad job id {job_id!r}")
         return self.files_dir / job_id
 
-    def _add(self, job: NewJob) -> None:
-        folder = self._job_dir(job.id)
+    def _write_inputs(self, job_id: str, content: bytes, styles: tuple[bytes, ...]) -> None:
+        folder = self._job_dir(job_id)
         folder.mkdir(parents=True, exist_ok=True)
-        _write(folder / "content", job.content, sync=self._sync_files)
-        for index, style in enumerate(job.styles):
+        _write(folder / "content", content, sync=self._sync_files)
+        for index, style in enumerate(styles):
             _write(folder / f"style-{index}", style, sync=self._sync_files)
         if self._sync_files:
             _fsync_dir(folder)
+
+    def _add(self, job: NewJob, inputs_staged: bool) -> None:
+        if not inputs_staged:
+            self._write_inputs(job.id, job.content, job.styles)
         c = job.conversation
         now = self._clock()
         with self._transaction() as db:

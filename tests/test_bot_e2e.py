@@ -422,8 +422,10 @@ async def test_bad_uploads_are_refused_with_a_message(
         "decompression bomb": lambda: fake.add_attachment(png(3000, 3000), "photo.png"),
     }
     content = attachments[case]()
+    folders = sorted((h.data_dir / "jobs").iterdir())
     interaction = await h.stylize(content=content)
     status = await h.status(interaction, lambda text: text.startswith("❌"))
+    assert sorted((h.data_dir / "jobs").iterdir()) == folders  # nothing of it kept on disk
     assert expected in status.content, status.content
     fetched = [r for r in fake.cdn_requests if str(content["id"]) in r.path]
     assert bool(fetched) == downloaded

@@ -157,6 +157,15 @@ async def test_every_read_and_write_runs_on_the_journal_thread(
     assert clock.threads and all(name.startswith("journal") for name in clock.threads)
 
 
+async def test_inputs_written_ahead_then_the_row(journal: Journal) -> None:
+    job = new_job(job_id(1))
+    await journal.stage_inputs(job.id, job.content, job.styles)
+    assert await journal.unfinished() == []  # no row yet: not a job until it is added
+    await journal.add(job, inputs_staged=True)
+    [record] = await journal.unfinished()
+    assert await journal.inputs(job.id, record.style_count) == (job.content, job.styles)
+
+
 async def test_discard_forgets_a_refused_job(journal: Journal) -> None:
     await journal.add(new_job(job_id(1)))
     await journal.discard(job_id(1))

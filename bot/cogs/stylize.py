@@ -30,7 +30,7 @@ from bot.queue import QueueRefusal
 from bot.reporter import DiscordReporter
 from bot.runner import JobRunner, ShuttingDown
 from bot.status import TOKEN_LIFETIME, Reply
-from engine.jobs import Job
+from engine.jobs import Job, new_job_id
 from engine.pool import EnginePool
 from engine.settings import MIN_SIZE, StylizeSettings
 
@@ -324,12 +324,30 @@ class Stylize(commands.Cog):
             raise ShuttingDown("not accepting jobs")
         runner.check(interaction.user.id)  # before any download
 
-        pictures = await intake.receive(
-            self.bot.http_session,
-            [_ref("photo (content)", content), _ref("style image", style)],
-            max_bytes=config.max_input_bytes,
-            max_pixels=config.stylize_max_pixels,
-        )
+        # The inputs go to disk while they are decoded, so that writing the job's record
+        # after the checks costs only its row.
+        job_id = new_job_id()
+        staging: list[asyncio.Task[None]] = []
+
+        def stage(bodies: list[bytes]) -> None:
+            staged = self.journal.stage_inputs(job_id, bodies[0], tuple(bodies[1:]))
+            staging.append(asyncio.get_running_loop().create_task(staged))
+
+        try:
+            pictures = await intake.receive(
+                self.bot.http_session,
+                [_ref("photo (content)", content), _ref("style image", style)],
+                max_bytes=config.max_input_bytes,
+                max_pixels=config.stylize_max_pixels,
+                on_downloaded=stage,
+            )
+            for task in staging:
+                await task
+        except BaseException:
+            if staging:
+                await asyncio.gather(*staging, return_exceptions=True)
+                await self.journal.discard(job_id)
+            raise
         # The seed is fixed now, so a job resumed after a restart paints the same picture.
         settings = build_settings(
             standard_steps=config.stylize_steps,
@@ -358,11 +376,13 @@ class Stylize(commands.Cog):
             settings=settings,
             max_bytes=conversation.upload_limit,
             preview_interval=config.stylize_progress_interval * config.stylize_preview_every,
+            id=job_id,
         )
         # Durable before the user hears it is queued.
         await self.journal.add(
             NewJob(job.id, conversation, settings.to_dict(), settings.seed, job.content,
-                   job.styles)
+                   job.styles),
+            inputs_staged=True,
         )  # fmt: skip
         reply = self._reply(job.id, conversation, None, interaction)
         reporter = self._reporter(reply, job.id, resumed=False)
