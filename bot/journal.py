@@ -58,6 +58,7 @@ MIGRATIONS: tuple[str, ...] = (
         interaction_token TEXT NOT NULL,
         token_expires_at REAL NOT NULL,
         status_message_id INTEGER,
+        status_in_channel INTEGER NOT NULL DEFAULT 0,
         upload_limit INTEGER NOT NULL,
         settings TEXT NOT NULL,
         seed INTEGER NOT NULL,
@@ -119,6 +120,16 @@ class Conversation:
 
 
 @dataclass(frozen=True)
+class StatusMessage:
+    """The message that shows a job's state."""
+
+    id: int
+    in_channel: bool = False
+    """Posted with the bot token in the channel (after the interaction's token died), rather
+    than the interaction's own response: only the bot token can edit it then."""
+
+
+@dataclass(frozen=True)
 class NewJob:
     id: str
     conversation: Conversation
@@ -134,7 +145,7 @@ class JobRecord:
     seq: int
     id: str
     conversation: Conversation
-    status_message_id: int | None
+    status_message: StatusMessage | None
     settings: dict[str, Any]
     seed: int
     style_count: int
@@ -216,8 +227,13 @@ class Journal:
         the job survives a crash."""
         await self._call(self._add, job, inputs_staged)
 
-    async def set_status_message(self, job_id: str, message_id: int) -> None:
-        await self._call(self._update, job_id, status_message_id=message_id)
+    async def set_status_message(self, job_id: str, message: StatusMessage) -> None:
+        await self._call(
+            self._update,
+            job_id,
+            status_message_id=message.id,
+            status_in_channel=int(message.in_channel),
+        )
 
     async def mark_running(self, job_id: str) -> None:
         await self._call(self._mark_running, job_id)
@@ -563,7 +579,9 @@ def _record(db: sqlite3.Connection, row: Sequence[Any]) -> JobRecord:
         seq=r["seq"],
         id=r["id"],
         conversation=conversation,
-        status_message_id=r["status_message_id"],
+        status_message=None
+        if r["status_message_id"] is None
+        else StatusMessage(r["status_message_id"], bool(r["status_in_channel"])),
         settings=json.loads(r["settings"]),
         seed=r["seed"],
         style_count=r["style_count"],

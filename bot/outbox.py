@@ -24,6 +24,8 @@ log = logging.getLogger(__name__)
 
 BASE_DELAY = 2.0
 MAX_DELAY = 600.0
+MAX_ATTEMPTS = 60
+"""Then an item is given up: with the delays capped at 10 minutes, about 8 hours of trying."""
 
 
 class Undeliverable(Exception):
@@ -116,6 +118,11 @@ class Outbox:
         return next_due
 
     async def _attempt(self, item: OutboxItem) -> float | None:
+        if item.attempts >= MAX_ATTEMPTS:
+            log.error("job %s: giving up on the %s after %d attempts", item.job_id, item.kind,
+                      item.attempts)  # fmt: skip
+            await self._journal.undeliverable(item.id, f"gave up after {item.attempts} attempts")
+            return None
         await self._journal.begin_attempt(item.id)
         try:
             message_id = await self._deliver(item)

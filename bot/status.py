@@ -21,7 +21,7 @@ import aiohttp
 import discord
 from discord.utils import MISSING
 
-from bot.journal import Conversation
+from bot.journal import Conversation, StatusMessage
 
 log = logging.getLogger(__name__)
 
@@ -88,9 +88,9 @@ class Reply:
         client: discord.Client,
         conversation: Conversation,
         *,
-        status_message_id: int | None = None,
+        status_message: StatusMessage | None = None,
         interaction: discord.Interaction | None = None,
-        on_status_message: Callable[[int], object] | None = None,
+        on_status_message: Callable[[StatusMessage], object] | None = None,
         webhook: discord.Webhook | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -107,8 +107,8 @@ class Reply:
         self._on_status_message = on_status_message
         self._clock = clock
         self._token_ok = bool(conversation.interaction_token)
-        self._message_id = status_message_id
-        self._message_via_channel = False
+        self._message_id = status_message.id if status_message else None
+        self._message_via_channel = status_message.in_channel if status_message else False
         self._status_gone = False
         self._view: discord.ui.View | None = None
 
@@ -143,11 +143,10 @@ class Reply:
             self._token_ok = False
 
     def _remember(self, message_id: int, *, via_channel: bool) -> None:
-        self._message_via_channel = via_channel
-        if message_id != self._message_id:
-            self._message_id = message_id
-            if self._on_status_message is not None:
-                self._on_status_message(message_id)
+        changed = (message_id, via_channel) != (self._message_id, self._message_via_channel)
+        self._message_id, self._message_via_channel = message_id, via_channel
+        if changed and self._on_status_message is not None:
+            self._on_status_message(StatusMessage(message_id, via_channel))
 
     # The status message
 
@@ -201,7 +200,7 @@ class Reply:
             message = self.channel.get_partial_message(self._message_id)
             try:
                 await message.edit(**kwargs)
-                self._message_via_channel = True
+                self._remember(self._message_id, via_channel=True)
                 return True
             except discord.HTTPException as error:
                 if message_gone(error):

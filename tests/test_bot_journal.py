@@ -17,6 +17,7 @@ from bot.journal import (
     Journal,
     JournalError,
     NewJob,
+    StatusMessage,
 )
 
 DAY = 24 * 3600.0
@@ -87,11 +88,12 @@ async def test_a_job_and_its_inputs_are_kept_until_it_ends(
     assert (content, styles) == (b"content-" + job_id(1).encode(), (b"style-a", b"style-b"))
     assert (tmp_path / "data" / "jobs" / job_id(1) / "content").is_file()
 
-    await journal.set_status_message(job_id(1), 1234)
+    await journal.set_status_message(job_id(1), StatusMessage(1234, in_channel=True))
     clock.now += 5
     await journal.mark_running(job_id(1))
     [record] = await journal.unfinished()
-    assert (record.state, record.runs, record.status_message_id) == ("running", 1, 1234)
+    assert (record.state, record.runs) == ("running", 1)
+    assert record.status_message == StatusMessage(1234, in_channel=True)
     assert record.started_at == clock.now
 
     await journal.finish(

@@ -16,7 +16,7 @@ from PIL import Image
 
 from bot import errors, intake, messages, status, uploads
 from bot.job_settings import build_settings, steps_for
-from bot.journal import Conversation
+from bot.journal import Conversation, StatusMessage
 from bot.queue import QueueFull, UserLimitReached
 from bot.runner import ShuttingDown
 from bot.throttle import Throttle
@@ -446,7 +446,7 @@ async def test_a_reply_rebuilt_after_a_restart_edits_the_same_status_message() -
     reply = status.Reply(
         client,  # type: ignore[arg-type]
         conversation(2000.0),
-        status_message_id=77,
+        status_message=StatusMessage(77),
         on_status_message=saved.append,
         webhook=client,  # type: ignore[arg-type]
         clock=lambda: 1000.0,
@@ -454,3 +454,39 @@ async def test_a_reply_rebuilt_after_a_restart_edits_the_same_status_message() -
     assert await reply.edit_status("🔄 Back")
     assert client.routes == ["interaction token, message 77"]
     assert saved == []  # the journal already has it
+
+
+async def test_a_status_message_posted_in_the_channel_is_edited_with_the_bot_token() -> None:
+    # The token died in an earlier run, so the status went on in a channel message: the
+    # interaction's webhook can't see that one, even with the token still counted as alive.
+    client = StubClient()
+    saved: list[StatusMessage] = []
+    reply = status.Reply(
+        client,  # type: ignore[arg-type]
+        conversation(2000.0),
+        status_message=StatusMessage(88, in_channel=True),
+        on_status_message=saved.append,
+        webhook=client,  # type: ignore[arg-type]
+        clock=lambda: 1000.0,
+    )
+    assert await reply.edit_status("🔄 Back")
+    assert client.routes == ["bot token, message 88"]
+    assert saved == []
+
+
+async def test_the_journal_learns_where_the_status_message_went() -> None:
+    now = [1000.0]
+    client = StubClient()
+    saved: list[StatusMessage] = []
+    reply = status.Reply(
+        client,  # type: ignore[arg-type]
+        conversation(now[0] + status.TOKEN_LIFETIME),
+        interaction=client,  # type: ignore[arg-type]
+        on_status_message=saved.append,
+        webhook=client,  # type: ignore[arg-type]
+        clock=lambda: now[0],
+    )
+    assert await reply.edit_status("⏳ Queued")
+    now[0] += status.TOKEN_LIFETIME
+    assert await reply.edit_status("🎨 Painting")  # the bot token may edit it: same message
+    assert saved == [StatusMessage(99), StatusMessage(99, in_channel=True)]

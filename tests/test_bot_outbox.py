@@ -14,7 +14,7 @@ import pytest
 
 from bot.delivery import post
 from bot.journal import Conversation, Journal, NewJob, OutboxItem
-from bot.outbox import MAX_DELAY, Outbox, Undeliverable, backoff
+from bot.outbox import MAX_ATTEMPTS, MAX_DELAY, Outbox, Undeliverable, backoff
 from bot.status import Reply, transient
 
 JOB = "ab" * 16
@@ -93,6 +93,24 @@ async def test_a_permanent_refusal_is_not_retried_and_is_logged_with_the_job_id(
     assert deliver.attempts == [0]
     assert await journal.outbox_pending() == []
     assert any(JOB in r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR)
+
+
+async def test_an_item_that_never_gets_through_is_given_up(
+    journal: Journal, caplog: pytest.LogCaptureFixture
+) -> None:
+    [item] = await journal.outbox_pending()
+    for _ in range(MAX_ATTEMPTS):  # as if every earlier attempt had failed and been retried
+        await journal.begin_attempt(item.id)
+    deliver = ScriptedDeliver()
+    outbox = Outbox(journal, deliver, base_delay=0.01)
+    with caplog.at_level(logging.ERROR, "bot.outbox"):
+        outbox.start()
+        try:
+            assert await outbox.wait_idle(30)
+        finally:
+            await outbox.stop()
+    assert deliver.attempts == [] and await journal.outbox_pending() == []
+    assert any("giving up" in r.getMessage() and JOB in r.getMessage() for r in caplog.records)
 
 
 def test_backoff_doubles_up_to_a_cap() -> None:

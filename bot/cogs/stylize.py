@@ -24,7 +24,7 @@ from discord.ext import commands
 from bot import errors, intake
 from bot.delivery import Delivery
 from bot.job_settings import build_settings
-from bot.journal import Conversation, JobRecord, Journal, NewJob
+from bot.journal import Conversation, JobRecord, Journal, NewJob, StatusMessage
 from bot.outbox import Outbox
 from bot.queue import QueueRefusal
 from bot.reporter import DiscordReporter
@@ -144,6 +144,8 @@ class Stylize(commands.Cog):
         records = await self.journal.unfinished()
         resumed = 0
         for record in records:
+            if not self.runner.accepting:  # a signal came while resuming: the rest stay kept
+                break
             job = await self._rebuild(record)
             if job is None:
                 continue
@@ -224,22 +226,22 @@ class Stylize(commands.Cog):
     # Talking to users
 
     def reply_for(self, record: JobRecord) -> Reply:
-        return self._reply(record.id, record.conversation, record.status_message_id, None)
+        return self._reply(record.id, record.conversation, record.status_message, None)
 
     def _reply(
         self,
         job_id: str,
         conversation: Conversation,
-        status_message_id: int | None,
+        status_message: StatusMessage | None,
         interaction: discord.Interaction | None,
     ) -> Reply:
         return Reply(
             self.bot,
             conversation,
-            status_message_id=status_message_id,
+            status_message=status_message,
             interaction=interaction,
-            on_status_message=lambda message_id: self._spawn(
-                self.journal.set_status_message(job_id, message_id)
+            on_status_message=lambda message: self._spawn(
+                self.journal.set_status_message(job_id, message)
             ),
         )
 
