@@ -210,21 +210,25 @@ def journal_rows(bots: Bots) -> list[tuple[str, str]]:
 async def test_kill_9_mid_job_then_every_result_exactly_once_in_order(
     fake: FakeDiscord, bots: Bots
 ) -> None:
-    requester, other = fake.requester, fake.other_user
+    requester, other, third_user = fake.requester, fake.other_user, fake.moderator
+    seeds = (1, 2, 3, 4)
 
-    # 1. Three jobs from two users; the first is painting when the whole group is killed.
+    # 1. Four jobs from three users; the first is painting when the whole group is killed.
+    #    They were sent as a1, a4, b2, c3; the fair order is a1, b2, c3, a4 (seeds 1 to 4).
     first = await bots.start()
     a1 = await stylize(fake, requester, seed=1, quality="high")
     await fake.wait_for(shows(a1, "🎨 Painting"), RESULT_TIMEOUT)
-    a3 = await stylize(fake, requester, seed=3, quality="draft")
+    a4 = await stylize(fake, requester, seed=4, quality="draft")
     b2 = await stylize(fake, other, seed=2, quality="draft")
-    await fake.wait_for(shows(b2, "you're next"), 30)  # fair order: b2 goes before a3
-    await fake.wait_for(shows(a3, "position **2**"), 30)
+    c3 = await stylize(fake, third_user, seed=3, quality="draft")
+    await fake.wait_for(shows(b2, "you're next"), 30)
+    await fake.wait_for(shows(c3, "position **2**"), 30)
+    await fake.wait_for(shows(a4, "position **3**"), 30)
     assert not results(fake, 1), "the first job ended before the kill; raise STEPS"
     first.kill_group()
     assert await first.wait() == -signal.SIGKILL
-    assert not any(results(fake, seed) for seed in (1, 2, 3))
-    assert [state for _, state in journal_rows(bots)] == ["running", "queued", "queued"]
+    assert not any(results(fake, seed) for seed in seeds)
+    assert [state for _, state in journal_rows(bots)] == ["running", "queued", "queued", "queued"]
 
     # 2. After a restart the jobs resume; the bot dies again the moment the first result
     #    lands, before it can record that it was delivered.
@@ -235,32 +239,32 @@ async def test_kill_9_mid_job_then_every_result_exactly_once_in_order(
 
     fake.on_request = kill_on_first_result
     second = await bots.start()
-    await fake.wait_for(shows(a3, "🔄 Back after a restart"), 60)
+    await fake.wait_for(shows(a4, "🔄 Back after a restart"), 60)
     assert await second.wait(RESULT_TIMEOUT) == -signal.SIGKILL
-    assert [len(results(fake, seed)) for seed in (1, 2, 3)] == [1, 0, 0]
+    assert [len(results(fake, seed)) for seed in seeds] == [1, 0, 0, 0]
 
     # 3. The next start finds that post instead of making another, and delivers the rest.
     third = await bots.start()
-    await fake.wait_for(lambda: all(results(fake, seed) for seed in (1, 2, 3)), RESULT_TIMEOUT)
-    for interaction in (a1, b2, a3):
+    await fake.wait_for(lambda: all(results(fake, seed) for seed in seeds), RESULT_TIMEOUT)
+    for interaction in (a1, b2, c3, a4):
         await fake.wait_for(shows(interaction, "✅ Done"), 30)
     await bots.stop(third)
-    posted = {seed: results(fake, seed) for seed in (1, 2, 3)}
-    assert {seed: len(found) for seed, found in posted.items()} == {1: 1, 2: 1, 3: 1}
-    ids = [posted[seed][0].id for seed in (1, 2, 3)]
-    assert ids == sorted(ids), "results out of their old order (a1, then b2, then a3)"
-    for seed, user in ((1, requester), (2, other), (3, requester)):
+    posted = {seed: results(fake, seed) for seed in seeds}
+    assert {seed: len(found) for seed, found in posted.items()} == dict.fromkeys(seeds, 1)
+    ids = [posted[seed][0].id for seed in seeds]
+    assert ids == sorted(ids), "results out of their old order (a1, b2, c3, then a4)"
+    for seed, user in zip(seeds, (requester, other, third_user, requester), strict=True):
         assert posted[seed][0].content.startswith(user.mention)
-    assert len(result_posts(fake)) == 3
+    assert len(result_posts(fake)) == 4
     assert "was already posted" in third.log
 
     # 4. A restart after everything was delivered delivers nothing again; a retention of
     #    almost nothing deletes the finished jobs' files and rows at start-up.
-    assert len(job_folders(bots)) == 3
+    assert len(job_folders(bots)) == 4
     fourth = await bots.start(STYLIZE_KEEP_DAYS="0.000000001")
     await bots.stop(fourth)
-    assert len(result_posts(fake)) == 3
-    assert "retention: deleted 3 job(s)" in fourth.log
+    assert len(result_posts(fake)) == 4
+    assert "retention: deleted 4 job(s)" in fourth.log
     assert job_folders(bots) == [] and journal_rows(bots) == []
 
 

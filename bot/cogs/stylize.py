@@ -22,6 +22,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot import errors, intake
+from bot.client import EXIT_ENGINE_BROKEN
 from bot.delivery import Delivery
 from bot.job_settings import build_settings
 from bot.journal import Conversation, JobRecord, Journal, NewJob, StatusMessage
@@ -107,7 +108,8 @@ class Stylize(commands.Cog):
         self.runner: JobRunner | None = None
         self.outbox = Outbox(journal, Delivery(journal, self.reply_for))
         self.command = self._build_command(bot.settings.stylize_max_size)
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._writes: set[asyncio.Task[Any]] = set()
+        self._retention: asyncio.Task[None] | None = None
         self._closed = False
 
     async def cog_load(self) -> None:
@@ -135,7 +137,7 @@ class Stylize(commands.Cog):
                      config.stylize_keep_days)  # fmt: skip
         await self.resume()
         self.outbox.start()
-        self._spawn(self._retention_loop())
+        self._retention = asyncio.get_running_loop().create_task(self._retention_loop())
 
     async def resume(self) -> int:
         """Queue again every job the journal holds unfinished, in its old order."""
@@ -201,14 +203,14 @@ class Stylize(commands.Cog):
         # Results that were just done go out now if they can; the rest after the next start.
         await self.outbox.wait_idle(max(0.0, deadline - loop.time()))
         await self.outbox.stop()
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._retention is not None:
+            self._retention.cancel()
+            await asyncio.gather(self._retention, return_exceptions=True)
+        # Writes already asked for still land: the journal finishes them before it closes.
+        await asyncio.gather(*self._writes, return_exceptions=True)
         await self.journal.close()
 
     def _engine_broken(self) -> None:
-        from bot.client import EXIT_ENGINE_BROKEN  # the client loads this module by name
-
         self.bot.request_exit(EXIT_ENGINE_BROKEN)
 
     async def _retention_loop(self) -> None:
@@ -260,8 +262,8 @@ class Stylize(commands.Cog):
 
     def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
         task = asyncio.get_running_loop().create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._writes.add(task)
+        task.add_done_callback(self._writes.discard)
 
     # The command
 
