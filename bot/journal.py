@@ -64,6 +64,7 @@ MIGRATIONS: tuple[str, ...] = (
         seed INTEGER NOT NULL,
         style_count INTEGER NOT NULL,
         state TEXT NOT NULL,
+        queue_rank INTEGER,
         runs INTEGER NOT NULL DEFAULT 0,
         created_at REAL NOT NULL,
         started_at REAL,
@@ -238,9 +239,15 @@ class Journal:
     async def mark_running(self, job_id: str) -> None:
         await self._call(self._mark_running, job_id)
 
+    async def set_order(self, job_ids: list[str]) -> None:
+        """The waiting jobs in the order they will start (the fair queue's, which is not the
+        order they arrived in): the order they resume in after a restart."""
+        await self._call(self._set_order, job_ids)
+
     async def requeue(self, job_id: str) -> None:
-        """A job was stopped for a restart: it waits again, in its old place. An orderly stop
-        does not count as a run (``runs`` counts the runs that a crash ended)."""
+        """A running job was stopped for a restart: it waits again, ahead of the jobs that were
+        waiting. An orderly stop does not count as a run (``runs`` counts the runs that a crash
+        ended)."""
         await self._call(self._requeue, job_id)
 
     async def discard(self, job_id: str) -> None:
@@ -266,7 +273,8 @@ class Journal:
         )  # fmt: skip
 
     async def unfinished(self) -> list[JobRecord]:
-        """Jobs to resume, in their old order: those that were running first, then by arrival."""
+        """Jobs to resume, in their old order: those that were running first (by when they
+        started), then the waiting ones in the order they were to start."""
         return await self._call(self._unfinished)
 
     async def get(self, job_id: str) -> JobRecord | None:
@@ -434,11 +442,20 @@ class Journal:
                 (now, now, job_id),
             )
 
+    def _set_order(self, job_ids: list[str]) -> None:
+        with self._transaction() as db:
+            db.executemany(
+                "UPDATE jobs SET queue_rank = ? WHERE id = ? AND state = 'queued'",
+                [(rank, job_id) for rank, job_id in enumerate(job_ids, start=1)],
+            )
+
     def _requeue(self, job_id: str) -> None:
+        # Rank 0: ahead of every waiting job (ranked from 1); among themselves, by start time.
         with self._transaction() as db:
             db.execute(
                 "UPDATE jobs SET runs = CASE WHEN state = 'running' THEN MAX(runs - 1, 0) "
-                "ELSE runs END, state = 'queued', updated_at = ? WHERE id = ?",
+                "ELSE runs END, queue_rank = CASE WHEN state = 'running' THEN 0 "
+                "ELSE queue_rank END, state = 'queued', updated_at = ? WHERE id = ?",
                 (self._clock(), job_id),
             )
 
@@ -481,8 +498,8 @@ class Journal:
 
     def _unfinished(self) -> list[JobRecord]:
         rows = self.db.execute(
-            "SELECT * FROM jobs WHERE state IN ('queued', 'running') "
-            "ORDER BY state = 'running' DESC, seq"
+            "SELECT * FROM jobs WHERE state IN ('queued', 'running') ORDER BY "
+            "state = 'running' DESC, queue_rank IS NULL, queue_rank, started_at, seq"
         ).fetchall()
         return [_record(self.db, row) for row in rows]
 

@@ -79,11 +79,15 @@ class JobRunner:
         per_user: int,
         max_waiting: int,
         on_engine_broken: Callable[[], None] | None = None,
+        on_order: Callable[[list[str]], None] | None = None,
     ) -> None:
         """``on_engine_broken`` is called once if the engine refuses jobs for good (it can no
-        longer start workers): the job it refused is kept for after a restart."""
+        longer start workers): the job it refused is kept for after a restart. ``on_order`` is
+        told the waiting jobs' ids, in the order they will start, whenever that changes."""
         self._pool = pool
         self._on_engine_broken = on_engine_broken
+        self._on_order = on_order
+        self._last_order: list[str] = []
         self.engine_broken = False
         self._queue: FairQueue[Request] = FairQueue(
             per_user=per_user, max_waiting=max_waiting, slots=max(1, pool.size)
@@ -115,12 +119,13 @@ class JobRunner:
     ) -> None:
         """Queue a job; raises ``bot.queue.QueueRefusal`` when the user or the queue is full.
 
-        A ``resumed`` job (accepted before a restart) is never refused: it had its place.
+        ``resumed`` jobs (accepted before a restart) are never refused, and keep the order
+        they are submitted in: submit them in their old order.
         """
         if not self.accepting:
             raise ShuttingDown("the bot is shutting down")
         request = Request(job, user_id, reporter)
-        self._queue.add(job.id, user_id, request, enforce_limits=not resumed)
+        self._queue.add(job.id, user_id, request, resumed=resumed)
         self._pump()
 
     def cancel(self, job_id: str, by_user_id: int) -> bool:
@@ -189,7 +194,13 @@ class JobRunner:
         self._announce_positions()
 
     def _announce_positions(self) -> None:
-        for job_id, position in self._queue.positions().items():
+        positions = self._queue.positions()
+        order = list(positions)
+        if order != self._last_order:
+            self._last_order = order
+            if self._on_order is not None:
+                self._on_order(order)
+        for job_id, position in positions.items():
             entry = self._queue.get(job_id)
             assert entry is not None
             request = entry.payload

@@ -112,28 +112,44 @@ async def test_the_token_stays_out_of_the_records_repr(journal: Journal) -> None
     assert "secret-interaction-token" not in repr(record)
 
 
-async def test_unfinished_jobs_come_back_running_first_then_in_arrival_order(
-    journal: Journal,
+async def test_unfinished_jobs_come_back_running_first_then_in_the_queues_order(
+    journal: Journal, clock: Clock
 ) -> None:
-    for n in (1, 2, 3, 4):
+    for n in (1, 2, 3, 4, 5):
         await journal.add(new_job(job_id(n)))
     await journal.mark_running(job_id(3))
     await journal.finish(job_id(2), "cancelled", outcome={}, deliver="status", text="🛑")
-    assert [r.id for r in await journal.unfinished()] == [job_id(3), job_id(1), job_id(4)]
+    # Not yet ranked: by arrival.
+    assert [r.id for r in await journal.unfinished()] == [
+        job_id(3),
+        job_id(1),
+        job_id(4),
+        job_id(5),
+    ]
+    # The fair queue put 5 (another user's first job) ahead of 1 and 4.
+    await journal.set_order([job_id(5), job_id(1), job_id(4)])
+    assert [r.id for r in await journal.unfinished()] == [
+        job_id(3),
+        job_id(5),
+        job_id(1),
+        job_id(4),
+    ]
 
 
-async def test_a_requeued_job_keeps_its_place_and_an_orderly_stop_is_not_a_run(
+async def test_a_job_stopped_for_a_restart_goes_first_and_that_is_not_a_run(
     journal: Journal,
 ) -> None:
     for n in (1, 2):
         await journal.add(new_job(job_id(n)))
+    await journal.set_order([job_id(1), job_id(2)])
     await journal.mark_running(job_id(2))  # crashed once while running…
     await journal.mark_running(job_id(2))  # …then started again and stopped for a deploy
     await journal.requeue(job_id(2))
+    await journal.requeue(job_id(1))  # a waiting job keeps its place
     records = await journal.unfinished()
     assert [(r.id, r.state, r.runs) for r in records] == [
-        (job_id(1), "queued", 0),
         (job_id(2), "queued", 1),
+        (job_id(1), "queued", 0),
     ]
 
 

@@ -345,20 +345,36 @@ async def test_runner_shutdown_keeps_every_job_tells_it_and_refuses_more(
         runner.submit(job("c1"), C, RecordingReporter())
 
 
-async def test_resumed_jobs_are_never_refused_and_keep_fair_order(
+async def test_resumed_jobs_are_never_refused_and_keep_their_old_order(
     pool_and_runner: Runner,
 ) -> None:
     pool, runner = pool_and_runner
-    reporters = {name: RecordingReporter() for name in ("a1", "a2", "a3", "b1")}
-    # Three of A's jobs survived a restart during which the limit went down to 2.
-    for name in ("a1", "a2", "a3"):
-        runner.submit(job(name), A, reporters[name], resumed=True)
-    runner.submit(job("b1"), B, reporters["b1"], resumed=True)
+    reporters = {name: RecordingReporter() for name in ("a1", "b1", "a2", "a3", "c1")}
+    # Before the restart the fair queue had them in this order; A's three jobs are more than
+    # the limit allows now.
+    for name, user in (("a1", A), ("b1", B), ("a2", A), ("a3", A)):
+        runner.submit(job(name), user, reporters[name], resumed=True)
     assert pool.submitted == ["a1"]
-    assert reporters["b1"].positions == [1]
-    assert reporters["a3"].positions[-1] == 3
+    assert [reporters[n].positions[-1] for n in ("b1", "a2", "a3")] == [1, 2, 3]
     with pytest.raises(UserLimitReached):
         runner.submit(job("a4"), A, RecordingReporter())
+    # A first job sent after the restart goes behind every resumed one.
+    runner.submit(job("c1"), C, reporters["c1"])
+    assert reporters["c1"].positions == [4]
+
+
+async def test_the_runner_reports_the_order_jobs_will_start_in() -> None:
+    pool = ScriptedPool(size=1)
+    orders: list[list[str]] = []
+    runner = JobRunner(pool, per_user=2, max_waiting=10, on_order=orders.append)  # type: ignore[arg-type]
+    for name, user in (("a1", A), ("a2", A), ("b1", B)):
+        runner.submit(job(name), user, RecordingReporter())
+    # b1, a first job, overtook a2: the order differs from the order of arrival.
+    assert orders == [["a2"], ["b1", "a2"]]
+    pool.handles["a1"].push(done("a1"))
+    await runner.wait_idle(5)
+    assert orders[-1] == ["a2"]
+    await runner.shutdown(grace=5)
 
 
 async def test_a_broken_engine_keeps_the_job_and_stops_the_bot() -> None:

@@ -130,6 +130,7 @@ class Stylize(commands.Cog):
             per_user=config.stylize_queue_per_user,
             max_waiting=config.stylize_queue_size,
             on_engine_broken=self._engine_broken,
+            on_order=lambda job_ids: self._spawn(self.journal.set_order(job_ids)),
         )
         purged = await self.journal.purge(config.keep_seconds)
         if purged:
