@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sqlite3
 import threading
@@ -10,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from bot import errors
+from bot.cogs.stylize import MAX_RUNS, rebuild_job
 from bot.journal import (
     ORPHAN_AGE,
     SCHEMA_VERSION,
@@ -19,6 +22,8 @@ from bot.journal import (
     NewJob,
     StatusMessage,
 )
+from engine.jobs import Job
+from engine.settings import StylizeSettings
 
 DAY = 24 * 3600.0
 
@@ -189,6 +194,36 @@ async def test_discard_forgets_a_refused_job(journal: Journal) -> None:
     await journal.discard(job_id(1))
     assert await journal.unfinished() == []
     assert not journal.job_dir(job_id(1)).exists()
+
+
+# --- resuming a record ----------------------------------------------------------------------
+
+
+async def test_a_record_becomes_its_engine_job_again(journal: Journal) -> None:
+    settings = StylizeSettings(size=64, steps=3, style_weights=(2.0, 1.0)).resolved()
+    job = new_job(job_id(1))
+    await journal.add(dataclasses.replace(job, settings=settings.to_dict()))
+    [record] = await journal.unfinished()
+    rebuilt = await rebuild_job(journal, record, preview_interval=2.0)
+    assert isinstance(rebuilt, Job)
+    assert (rebuilt.id, rebuilt.content, rebuilt.styles) == (job.id, job.content, job.styles)
+    assert rebuilt.settings == settings and rebuilt.preview_interval == 2.0
+    assert rebuilt.max_bytes == record.conversation.upload_limit
+
+
+async def test_a_record_whose_inputs_are_gone_is_not_resumed(journal: Journal) -> None:
+    await journal.add(new_job(job_id(1)))
+    (journal.job_dir(job_id(1)) / "style-1").unlink()
+    [record] = await journal.unfinished()
+    assert await rebuild_job(journal, record, preview_interval=0) == errors.inputs_lost()
+
+
+async def test_a_job_that_keeps_killing_the_bot_is_given_up(journal: Journal) -> None:
+    await journal.add(new_job(job_id(1)))
+    for _ in range(MAX_RUNS):  # running each time the bot died
+        await journal.mark_running(job_id(1))
+    [record] = await journal.unfinished()
+    assert await rebuild_job(journal, record, preview_interval=0) == errors.keeps_crashing()
 
 
 # --- the outbox ---------------------------------------------------------------------------

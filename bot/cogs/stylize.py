@@ -163,28 +163,12 @@ class Stylize(commands.Cog):
     async def _rebuild(self, record: JobRecord) -> Job | None:
         """The engine job of a journal record; None (the user told why) if it can't be run."""
         config = self.bot.settings
-        text: str | None = None
-        if record.runs >= MAX_RUNS:
-            log.error("job %s: the bot died %d times while running it; giving up", record.id,
-                      record.runs)  # fmt: skip
-            text = errors.keeps_crashing()
-        else:
-            try:
-                content, styles = await self.journal.inputs(record.id, record.style_count)
-                return Job(
-                    content=content,
-                    styles=styles,
-                    settings=StylizeSettings.from_dict(record.settings),
-                    max_bytes=record.conversation.upload_limit,
-                    preview_interval=config.stylize_progress_interval
-                    * config.stylize_preview_every,
-                    id=record.id,
-                )
-            except (OSError, ValueError, TypeError) as error:  # EngineError is a ValueError
-                log.error("job %s: cannot be resumed (%s)", record.id, type(error).__name__)
-                text = errors.inputs_lost()
+        preview_interval = config.stylize_progress_interval * config.stylize_preview_every
+        rebuilt = await rebuild_job(self.journal, record, preview_interval=preview_interval)
+        if isinstance(rebuilt, Job):
+            return rebuilt
         await self.journal.finish(
-            record.id, "failed", outcome={"kind": "not_resumed"}, deliver="notice", text=text
+            record.id, "failed", outcome={"kind": "not_resumed"}, deliver="notice", text=rebuilt
         )
         self.outbox.kick()
         return None
@@ -407,6 +391,28 @@ class Stylize(commands.Cog):
             settings.size,
             settings.steps,
         )
+
+
+async def rebuild_job(journal: Journal, record: JobRecord, *, preview_interval: float) -> Job | str:
+    """The engine job of an unfinished journal record, or why it can't run again (words for
+    its user): its inputs are gone, or the bot died while running it too often."""
+    if record.runs >= MAX_RUNS:
+        log.error("job %s: the bot died %d times while running it; giving up", record.id,
+                  record.runs)  # fmt: skip
+        return errors.keeps_crashing()
+    try:
+        content, styles = await journal.inputs(record.id, record.style_count)
+        return Job(
+            content=content,
+            styles=styles,
+            settings=StylizeSettings.from_dict(record.settings),
+            max_bytes=record.conversation.upload_limit,
+            preview_interval=preview_interval,
+            id=record.id,
+        )
+    except (OSError, ValueError, TypeError) as error:  # EngineError is a ValueError
+        log.error("job %s: cannot be resumed (%s)", record.id, type(error).__name__)
+        return errors.inputs_lost()
 
 
 def _ref(label: str, attachment: discord.Attachment) -> intake.AttachmentRef:
