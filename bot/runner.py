@@ -160,6 +160,13 @@ class JobRunner:
                 entry.payload.handle.cancel()
         await self.wait_idle(grace)
 
+    async def abandon(self) -> None:
+        """Stop whatever is still reporting (the bot is out of time): the journal already
+        keeps those jobs, and their status is set right after the next start."""
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
     async def wait_idle(self, timeout: float) -> bool:
         """Wait until every job has been reported; False if some were still busy."""
         if self._tasks:

@@ -345,6 +345,24 @@ async def test_runner_shutdown_keeps_every_job_tells_it_and_refuses_more(
         runner.submit(job("c1"), C, RecordingReporter())
 
 
+async def test_reporting_that_outlasts_the_shutdown_is_abandoned_quietly(
+    pool_and_runner: Runner,
+) -> None:
+    _, runner = pool_and_runner
+    stuck = asyncio.Event()  # a status edit that never returns (a rate-limited channel)
+
+    class SlowReporter(RecordingReporter):
+        async def interrupted(self, *, engine_broken: bool) -> None:
+            await stuck.wait()
+
+    runner.submit(job("a1"), A, RecordingReporter())
+    runner.submit(job("b1"), B, SlowReporter())
+    await runner.shutdown(grace=0.01)
+    assert runner.busy
+    await runner.abandon()
+    assert not runner.busy
+
+
 async def test_resumed_jobs_are_never_refused_and_keep_their_old_order(
     pool_and_runner: Runner,
 ) -> None:

@@ -183,8 +183,10 @@ class Stylize(commands.Cog):
         self._closed = True
         loop = asyncio.get_running_loop()
         deadline = loop.time() + limit
-        if self.runner is not None:
-            await self.runner.wait_idle(max(0.0, deadline - loop.time()))
+        runner = self.runner
+        if runner is not None and not await runner.wait_idle(max(0.0, deadline - loop.time())):
+            log.info("out of time for some 'restarting' notices: sent at the next start")
+            await runner.abandon()
         # Results that were just done go out now if they can; the rest after the next start.
         await self.outbox.wait_idle(max(0.0, deadline - loop.time()))
         await self.outbox.stop()
