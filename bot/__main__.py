@@ -11,12 +11,14 @@ import contextlib
 import logging
 import signal
 import sys
+from typing import NoReturn
 
 import aiohttp
 import discord
 
-from bot.client import StartupError, StylizeBot
+from bot.client import EXIT_ENGINE_BROKEN, StartupError, StylizeBot
 from bot.config import BotSettings, ConfigError, load_settings
+from bot.journal import JournalError
 from engine.errors import EngineError
 
 log = logging.getLogger("bot")
@@ -29,7 +31,9 @@ def main() -> None:
         _fail(str(error), code=2)
     discord.utils.setup_logging(level=logging.INFO, root=True)
     try:
-        asyncio.run(run(settings))
+        code = asyncio.run(run(settings))
+    except JournalError as error:
+        _fail(str(error), code=2)
     except discord.LoginFailure:
         _fail("DISCORD_TOKEN was refused by Discord: copy the bot's token again from the "
               "developer portal (Bot → Reset Token).")  # fmt: skip
@@ -46,10 +50,19 @@ def main() -> None:
             "DISCORD_API_BASE_URL / DISCORD_GATEWAY_URL."
         )
     except KeyboardInterrupt:  # a second Ctrl+C during shutdown
-        pass
+        return
+    if code == EXIT_ENGINE_BROKEN:
+        _fail(
+            "the engine can no longer start its workers; the jobs are kept and resume at the "
+            "next start (see the log above for why the workers failed)",
+            code=code,
+        )
+    if code:
+        raise SystemExit(code)
 
 
-async def run(settings: BotSettings) -> None:
+async def run(settings: BotSettings) -> int:
+    """Run the bot until a signal or a fatal error; returns the exit status."""
     bot = StylizeBot(settings)
     loop = asyncio.get_running_loop()
     closing: set[asyncio.Task[None]] = set()
@@ -66,9 +79,10 @@ async def run(settings: BotSettings) -> None:
             loop.add_signal_handler(sig, request_close, sig.name)
     async with bot:
         await bot.start(settings.token)
+    return bot.exit_code
 
 
-def _fail(message: str, *, code: int = 1) -> None:
+def _fail(message: str, *, code: int = 1) -> NoReturn:
     print(f"stylize-bot: {message}", file=sys.stderr)
     raise SystemExit(code)
 

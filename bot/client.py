@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import aiohttp
 import discord
@@ -20,7 +20,6 @@ from discord.http import Route
 
 from bot import errors
 from bot.config import DEFAULT_GATEWAY_URL, BotSettings
-from bot.runner import JobRunner
 from engine.backend import Backend
 from engine.pool import EnginePool
 
@@ -31,12 +30,29 @@ EXTENSIONS = ("bot.cogs.stylize",)
 # Shutdown budget (SIGTERM to exit within 15 s): tell users, stop workers, close sessions.
 NOTIFY_GRACE = 4.0
 POOL_GRACE = 1.0
-POOL_CLOSE_LIMIT = 7.0
+POOL_CLOSE_LIMIT = 6.0
 DRAIN_LIMIT = 2.0
+
+EXIT_ENGINE_BROKEN = 3
+"""Exit status when the engine can no longer start workers (a service manager restarts us)."""
 
 
 class StartupError(Exception):
     """Start-up cannot go on; ``str()`` is one line saying what to fix."""
+
+
+@runtime_checkable
+class JobsFeature(Protocol):
+    """A cog that owns jobs: the bot hands it the started engine, and stops it first."""
+
+    async def start_jobs(self, pool: Backend) -> None:
+        """The engine is running: resume the jobs kept from before and take new ones."""
+
+    async def stop_jobs(self, grace: float) -> None:
+        """Take no new jobs, stop the running ones, tell their users; within ``grace`` s."""
+
+    async def close_jobs(self, limit: float) -> None:
+        """After the engine closed: finish what can be within ``limit`` s, then let go."""
 
 
 def point_at(api_base_url: str, gateway_url: str) -> tuple[str, yarl.URL]:
@@ -100,7 +116,8 @@ class StylizeBot(commands.Bot):
         self._pool_factory = pool_factory
         self.http_session: aiohttp.ClientSession | None = None
         self.pool: Backend | None = None
-        self.runner: JobRunner | None = None
+        self.exit_code = 0
+        """Non-zero when the bot stopped because it cannot go on (``request_exit``)."""
         self._custom_gateway = settings.discord_gateway_url != DEFAULT_GATEWAY_URL
         self._previous_endpoints: tuple[str, yarl.URL] | None = None
         self._shutdown: asyncio.Task[None] | None = None
@@ -116,6 +133,13 @@ class StylizeBot(commands.Bot):
     async def setup_hook(self) -> None:
         config = self.settings
         self.http_session = aiohttp.ClientSession(headers={"User-Agent": "stylize-bot"})
+        self.tree.error(errors.on_app_command_error)
+        # Features first: a journal that cannot be opened stops us before the engine starts.
+        for extension in EXTENSIONS:
+            try:
+                await self.load_extension(extension)
+            except commands.ExtensionFailed as failure:
+                raise failure.original from None
         self.pool = self._pool_factory(config)
         log.info("starting the engine (weights %s, device %s)", config.stylize_weights,
                  config.stylize_device)  # fmt: skip
@@ -129,17 +153,13 @@ class StylizeBot(commands.Bot):
                 config.stylize_max_size, config.stylize_steps, config.stylize_job_timeout,
             )  # fmt: skip
         if self.shutting_down:  # a signal arrived while the workers were starting
-            await self.pool.close(grace=0)
             return
-        self.runner = JobRunner(
-            self.pool,
-            per_user=config.stylize_queue_per_user,
-            max_waiting=config.stylize_queue_size,
-        )
-        self.tree.error(errors.on_app_command_error)
-        for extension in EXTENSIONS:
-            await self.load_extension(extension)
+        for feature in self._jobs_features():
+            await feature.start_jobs(self.pool)
         await self._sync_commands()
+
+    def _jobs_features(self) -> list[JobsFeature]:
+        return [cog for cog in self.cogs.values() if isinstance(cog, JobsFeature)]
 
     async def _sync_commands(self) -> None:
         guild_id = self.settings.discord_guild_id
@@ -177,6 +197,13 @@ class StylizeBot(commands.Bot):
     def shutting_down(self) -> bool:
         return self._shutdown is not None
 
+    def request_exit(self, code: int) -> None:
+        """Stop the bot (as a signal would), and have ``stylize-bot`` exit with ``code``."""
+        self.exit_code = code
+        loop = asyncio.get_running_loop()
+        if self._shutdown is None:
+            self._shutdown = loop.create_task(self._close())
+
     async def close(self) -> None:
         # Idempotent: a signal, `async with` and discord.py itself may each call close().
         if self._shutdown is None:
@@ -185,14 +212,15 @@ class StylizeBot(commands.Bot):
 
     async def _close(self) -> None:
         log.info("shutting down")
+        features = self._jobs_features()
         try:
-            if self.runner is not None:
-                # Stop taking commands and tell everyone with a job that it was cancelled.
-                await self.runner.shutdown(grace=NOTIFY_GRACE)
+            for feature in features:
+                # No new jobs; running ones stop and go back to the journal's queue.
+                await feature.stop_jobs(NOTIFY_GRACE)
             if self.pool is not None:
                 await _bounded(self.pool.close(grace=POOL_GRACE), POOL_CLOSE_LIMIT, "engine pool")
-            if self.runner is not None:
-                await self.runner.wait_idle(DRAIN_LIMIT)
+            for feature in features:
+                await feature.close_jobs(DRAIN_LIMIT)
         except Exception:
             log.exception("error while stopping the jobs")
         finally:

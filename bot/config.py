@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import re
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
@@ -63,6 +64,8 @@ class BotSettings(BaseSettings):
     stylize_progress_interval: float = Field(default=5.0, ge=MIN_PROGRESS_INTERVAL)
     # Bot-only extra: a preview image rides on every N-th progress edit; 0 sends none.
     stylize_preview_every: int = Field(default=3, ge=0)
+    stylize_data_dir: Path = Path("data")
+    stylize_keep_days: float = Field(default=7.0, gt=0, le=3650)
     stylize_backend: Literal["local", "ray"] = "local"
     stylize_ray_address: str | None = None
 
@@ -124,6 +127,10 @@ class BotSettings(BaseSettings):
     @property
     def token(self) -> str:
         return self.discord_token.get_secret_value()
+
+    @property
+    def keep_seconds(self) -> float:
+        return self.stylize_keep_days * 24 * 3600
 
     @property
     def max_input_bytes(self) -> int:

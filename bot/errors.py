@@ -124,6 +124,24 @@ def not_yours() -> str:
     return "That's not yours: only the person who asked, or a moderator, can cancel it."
 
 
+def cannot_post() -> str:
+    return (
+        "❌ Your picture is ready, but I may not post in that channel and couldn't DM you. "
+        "Ask the server's admins to let me send messages and attach files there."
+    )
+
+
+def inputs_lost() -> str:
+    return "❌ Your pictures were lost while the bot restarted. Please run `/stylize` again."
+
+
+def keeps_crashing() -> str:
+    return (
+        "❌ The bot stopped several times while painting this picture, so it gave up on it. "
+        "Try a smaller size or quality: draft."
+    )
+
+
 def result_lost(mention: str) -> str:
     return f"{mention}, your picture was made but I couldn't post it here. Please try again."
 

@@ -9,6 +9,7 @@ thread, never on the event loop.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import aiohttp
@@ -100,8 +101,12 @@ async def receive(
     *,
     max_bytes: int,
     max_pixels: int,
+    on_downloaded: Callable[[list[bytes]], object] | None = None,
 ) -> list[Picture]:
-    """Check, download (concurrently) and decode every upload, in the order given."""
+    """Check, download (concurrently) and decode every upload, in the order given.
+
+    ``on_downloaded`` gets the bodies once all have arrived, before decoding starts: the cog
+    writes them to the journal meanwhile."""
     for upload in uploads:
         check_declared(upload, max_bytes)
     results = await asyncio.gather(
@@ -111,6 +116,8 @@ async def receive(
         if isinstance(result, BaseException):
             raise result
     bodies: list[bytes] = results  # type: ignore[assignment]
+    if on_downloaded is not None:
+        on_downloaded(bodies)
     # One at a time: decoding two 40-megapixel images at once doubles the peak memory.
     return [
         await inspect(u.label, body, max_pixels) for u, body in zip(uploads, bodies, strict=True)

@@ -5,6 +5,7 @@ Refusals and failures are worded in ``bot.errors``; this module words the normal
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -84,8 +85,14 @@ def cancelled(by_mention: str | None, *, own: bool) -> str:
     return f"🛑 Cancelled by {by_mention}."
 
 
-def restarting() -> str:
-    return "🛑 Cancelled: the bot is restarting. Please run `/stylize` again in a minute."
+def restarting(*, engine_broken: bool = False) -> str:
+    why = "The painters stopped working, so the bot" if engine_broken else "The bot"
+    return f"🔄 {why} is restarting: your picture will resume as soon as it is back."
+
+
+def resumed(text: str) -> str:
+    """The first status after a restart: say so, then the usual state."""
+    return f"🔄 Back after a restart, your picture resumes.\n{text}"
 
 
 def done_status(seconds: float, result_url: str | None) -> str:
@@ -113,14 +120,21 @@ class ResultInfo:
 
     @classmethod
     def from_stats(cls, stats: Any, fmt: str, size_bytes: int, *, refit: bool) -> ResultInfo:
-        settings = stats.settings or {}
+        return cls.from_dict(dataclasses.asdict(stats), fmt, size_bytes, refit=refit)
+
+    @classmethod
+    def from_dict(
+        cls, stats: dict[str, Any], fmt: str, size_bytes: int, *, refit: bool
+    ) -> ResultInfo:
+        """From ``JobStats`` as the journal keeps it (``dataclasses.asdict``)."""
+        settings = stats.get("settings") or {}
         return cls(
-            width=stats.width,
-            height=stats.height,
-            steps=stats.steps,
+            width=int(stats["width"]),
+            height=int(stats["height"]),
+            steps=int(stats["steps"]),
             strength=float(settings.get("strength", 1.0)),
-            seed=stats.seed,
-            seconds=stats.seconds,
+            seed=int(stats["seed"]),
+            seconds=float(stats["seconds"]),
             format=fmt,
             size_bytes=size_bytes,
             preserve_colors=bool(settings.get("preserve_colors")),
@@ -128,8 +142,13 @@ class ResultInfo:
         )
 
 
-def result_filename(fmt: str) -> str:
-    return f"stylized.{format_extension(fmt)}"
+def result_stem(job_id: str) -> str:
+    """``stylized-<first 12 of the job id>``: the id lets a retry find its own post."""
+    return f"stylized-{job_id[:12]}"
+
+
+def result_filename(fmt: str, job_id: str) -> str:
+    return f"{result_stem(job_id)}.{format_extension(fmt)}"
 
 
 def result(mention: str, info: ResultInfo, *, upload_limit: int) -> str:

@@ -115,10 +115,18 @@ class FairQueue(Generic[T]):
 
     # Changes
 
-    def add(self, job_id: str, user_id: int, payload: T) -> Entry[T]:
-        """Queue a job; raise ``UserLimitReached`` or ``QueueFull`` if it may not wait."""
+    def add(self, job_id: str, user_id: int, payload: T, *, resumed: bool = False) -> Entry[T]:
+        """Queue a job; raise ``UserLimitReached`` or ``QueueFull`` if it may not wait.
+
+        A ``resumed`` job (accepted before a restart, and added back in the order it had) is
+        never refused and keeps that order: it joins the current round, behind the jobs added
+        before it, so jobs sent after the restart go behind all of them."""
         if job_id in self._entries:
             raise ValueError(f"job {job_id} is already queued")
+        if resumed:
+            entry = Entry(job_id, user_id, payload, self._round, next(self._seq))
+            self._entries[job_id] = entry
+            return entry
         self.check(user_id)
         mine = [e for e in self._entries.values() if e.user_id == user_id]
         round_ = max((e.round + 1 for e in mine), default=self._round)

@@ -1,25 +1,31 @@
-"""Tells one Discord user how their job goes: the runner's ``JobReporter`` for Discord.
+"""Tells one Discord user how their job goes, and writes its course to the journal: the
+runner's ``JobReporter`` for Discord.
 
-Progress goes through a ``Throttle`` (one status edit per STYLIZE_PROGRESS_INTERVAL at most);
-final states are shown at once. The result is always posted, whatever happened to the status
-message or the interaction token.
+Progress goes through a ``Throttle`` (one status edit per STYLIZE_PROGRESS_INTERVAL at most).
+A job's end is written to the journal with what must be delivered for it (the result, or a
+final notice), and the outbox delivers it, with retries, even after a restart. A job stopped
+by a shutdown is put back in the journal's queue, and its user is told it will resume.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
+from typing import Any
 
 import discord
 from discord.utils import MISSING
 
-from bot import errors, messages, uploads
-from bot.runner import RESTART
-from bot.status import SEND_ERRORS, Reply, describe, too_large
+from bot import errors, messages
+from bot.journal import Journal
+from bot.outbox import Outbox
+from bot.status import SEND_ERRORS, Reply, describe
 from bot.throttle import Throttle
-from engine.jobs import Cancelled, Done, Failed, FinalEvent, JobProgress, Started
+from engine.jobs import Done, Failed, FinalEvent, JobProgress, Started
 
 log = logging.getLogger(__name__)
 
@@ -41,16 +47,23 @@ class DiscordReporter:
         reply: Reply,
         *,
         job_id: str,
+        journal: Journal,
+        outbox: Outbox,
         interval: float,
         job_timeout: float,
         make_view: Callable[[], discord.ui.View],
+        resumed: bool = False,
     ) -> None:
         self.reply = reply
         self.job_id = job_id
+        self._journal = journal
+        self._outbox = outbox
         self._job_timeout = job_timeout
         self._make_view = make_view
         self._view_shown = False
+        self._resumed = resumed
         self._cancelled_by: int | None = None
+        self._writes: set[asyncio.Task[None]] = set()
         self._throttle: Throttle[StatusUpdate] = Throttle(
             self._show, interval, merge=StatusUpdate.merge
         )
@@ -62,6 +75,8 @@ class DiscordReporter:
             self._throttle.push(StatusUpdate(messages.queued(position)))
 
     def progress(self, event: Started | JobProgress) -> None:
+        if isinstance(event, Started):
+            self._write(self._journal.mark_running(self.job_id))
         if self._cancelled_by is not None:
             return
         if isinstance(event, Started):
@@ -77,68 +92,77 @@ class DiscordReporter:
     async def _show(self, update: StatusUpdate) -> None:
         # The Cancel button goes on with the first edit; later edits leave it in place.
         view = MISSING if self._view_shown else self._make_view()
-        if await self.reply.edit_status(update.text, view=view, preview=update.preview):
+        text = update.text
+        if self._resumed and not self._view_shown:
+            text = messages.resumed(text)
+        if await self.reply.edit_status(text, view=view, preview=update.preview):
             self._view_shown = True
+
+    def _write(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._writes.add(task)
+        task.add_done_callback(self._writes.discard)
+
+    async def _writes_done(self) -> None:
+        if self._writes:
+            await asyncio.gather(*self._writes, return_exceptions=True)
 
     # JobReporter: the end
 
     async def finished(self, event: FinalEvent) -> None:
         await self._throttle.close()
+        await self._writes_done()
         try:
-            await self._finish(event)
+            await self._record_end(event)
         except Exception:
-            # Whatever broke, the user hears that the job ended.
-            log.exception("job %s: reporting its end failed", self.job_id)
-            await self._final_status(f"❌ {errors.GENERIC}", tell=True)
+            # The journal can't take it (a full disk?): the user still hears the job ended.
+            log.exception("job %s: recording its end failed", self.job_id)
+            text = f"❌ {errors.GENERIC}"
+            with contextlib.suppress(*SEND_ERRORS):
+                await self.reply.edit_status(text, view=None, clear_preview=True, create=True)
+            return
+        self._outbox.kick()
 
-    async def _finish(self, event: FinalEvent) -> None:
+    async def _record_end(self, event: FinalEvent) -> None:
+        """The end, and what to deliver for it, into the journal; the outbox does the rest."""
         if isinstance(event, Done):
-            await self._deliver(event)
+            await self._journal.finish(
+                self.job_id,
+                "done",
+                outcome={"kind": "done"},
+                deliver="result",
+                result=event.image,
+                result_format=event.format,
+                result_stats=dataclasses.asdict(event.stats),
+            )
         elif isinstance(event, Failed):
             text = errors.failure_message(event.kind, event.message, timeout=self._job_timeout)
-            await self._final_status(text, tell=True)
-        elif isinstance(event, Cancelled):
-            if event.reason == RESTART:
-                await self._final_status(messages.restarting(), tell=True)
-            else:
-                by = self._cancelled_by
-                own = by is None or by == self.reply.user.id
-                mention = f"<@{by}>" if by is not None else None
-                await self._final_status(messages.cancelled(mention, own=own), tell=False)
-
-    async def _final_status(self, text: str, *, tell: bool) -> None:
-        """Show a final state; if the status message is gone, say it in the channel instead."""
-        shown = False
-        try:
-            shown = await self.reply.edit_status(text, view=None, clear_preview=True, create=False)
-        except SEND_ERRORS as error:
-            log.warning("job %s: final status edit failed (%s)", self.job_id, describe(error))
-        if not shown and tell:
-            await self.reply.post(f"{self.reply.user.mention} {text}")
-
-    async def _deliver(self, done: Done) -> None:
-        limit = self.reply.upload_limit
-        url: str | None = None
-        for budget in (limit, int(limit * 0.8)):
-            result = await asyncio.to_thread(uploads.fit, done.image, done.format, budget)
-            info = messages.ResultInfo.from_stats(
-                done.stats, result.format, len(result.data), refit=result.reencoded
+            await self._journal.finish(
+                self.job_id,
+                "failed",
+                outcome={"kind": str(event.kind)},
+                deliver="notice",
+                text=text,
             )
-            content = messages.result(self.reply.user.mention, info, upload_limit=limit)
-            filename = messages.result_filename(result.format)
-            try:
-                url = await self.reply.post(content, result.data, filename)
-                break
-            except discord.HTTPException as error:
-                if not too_large(error):
-                    raise
-                size = len(result.data)
-                log.warning("job %s: Discord refused %d bytes as too large", self.job_id, size)
-        if url is None:
-            await self._final_status(errors.result_lost(self.reply.user.mention), tell=False)
-            return
+        else:
+            by = self._cancelled_by
+            own = by is None or by == self.reply.user_id
+            mention = f"<@{by}>" if by is not None else None
+            await self._journal.finish(
+                self.job_id,
+                "cancelled",
+                outcome={"kind": "cancelled", "by": by, "reason": event.reason},
+                deliver="status",
+                text=messages.cancelled(mention, own=own),
+            )
+
+    async def interrupted(self, *, engine_broken: bool) -> None:
+        await self._throttle.close()
+        await self._writes_done()
+        await self._journal.requeue(self.job_id)
+        text = messages.restarting(engine_broken=engine_broken)
         try:
-            text = messages.done_status(done.stats.seconds, url)
             await self.reply.edit_status(text, view=None, clear_preview=True, create=False)
         except SEND_ERRORS as error:
-            log.info("job %s: 'done' status edit failed (%s)", self.job_id, describe(error))
+            # The status is set right when the job resumes.
+            log.info("job %s: 'restarting' status edit failed (%s)", self.job_id, describe(error))

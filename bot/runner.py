@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -24,6 +24,7 @@ from engine.jobs import (
     FinalEvent,
     Job,
     JobProgress,
+    PoolError,
     Started,
 )
 
@@ -54,6 +55,10 @@ class JobReporter(Protocol):
     async def finished(self, event: FinalEvent) -> None:
         """The one final event: deliver the result or say what happened."""
 
+    async def interrupted(self, *, engine_broken: bool) -> None:
+        """The bot stops before the job could end: it is kept, to resume after the restart.
+        Instead of ``finished``, for a job stopped or never started because of a shutdown."""
+
 
 @dataclass
 class Request:
@@ -66,8 +71,23 @@ class Request:
 
 
 class JobRunner:
-    def __init__(self, pool: Backend, *, per_user: int, max_waiting: int) -> None:
+    def __init__(
+        self,
+        pool: Backend,
+        *,
+        per_user: int,
+        max_waiting: int,
+        on_engine_broken: Callable[[], None] | None = None,
+        on_order: Callable[[list[str]], None] | None = None,
+    ) -> None:
+        """``on_engine_broken`` is called once if the engine refuses jobs for good (it can no
+        longer start workers): the job it refused is kept for after a restart. ``on_order`` is
+        told the waiting jobs' ids, in the order they will start, whenever that changes."""
         self._pool = pool
+        self._on_engine_broken = on_engine_broken
+        self._on_order = on_order
+        self._last_order: list[str] = []
+        self.engine_broken = False
         self._queue: FairQueue[Request] = FairQueue(
             per_user=per_user, max_waiting=max_waiting, slots=max(1, pool.capacity)
         )
@@ -95,11 +115,18 @@ class JobRunner:
 
     # Changes
 
-    def submit(self, job: Job, user_id: int, reporter: JobReporter) -> None:
-        """Queue a job; raises ``bot.queue.QueueRefusal`` when the user or the queue is full."""
+    def submit(
+        self, job: Job, user_id: int, reporter: JobReporter, *, resumed: bool = False
+    ) -> None:
+        """Queue a job; raises ``bot.queue.QueueRefusal`` when the user or the queue is full.
+
+        ``resumed`` jobs (accepted before a restart) are never refused, and keep the order
+        they are submitted in: submit them in their old order.
+        """
         if not self.accepting:
             raise ShuttingDown("the bot is shutting down")
-        self._queue.add(job.id, user_id, Request(job, user_id, reporter))
+        request = Request(job, user_id, reporter)
+        self._queue.add(job.id, user_id, request, resumed=resumed)
         self._pump()
 
     def cancel(self, job_id: str, by_user_id: int) -> bool:
@@ -122,16 +149,24 @@ class JobRunner:
         return True
 
     async def shutdown(self, grace: float) -> None:
-        """Take no more jobs, cancel every job (telling its user), wait up to ``grace`` s."""
+        """Take no more jobs; stop the running ones; tell every user whose job was waiting or
+        running that it will resume (the journal keeps them); wait up to ``grace`` s."""
         self.accepting = False
         for entry in self._queue.drain():
             entry.payload.cancel_reason = RESTART
-            self._spawn(self._finish(entry.payload, Cancelled(entry.job_id, RESTART)))
+            self._spawn(self._interrupt(entry.payload))
         for entry in self._queue.running():
             entry.payload.cancel_reason = RESTART
             if entry.payload.handle is not None:
                 entry.payload.handle.cancel()
         await self.wait_idle(grace)
+
+    async def abandon(self) -> None:
+        """Stop whatever is still reporting (the bot is out of time): the journal already
+        keeps those jobs, and their status is set right after the next start."""
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
 
     async def wait_idle(self, timeout: float) -> bool:
         """Wait until every job has been reported; False if some were still busy."""
@@ -150,8 +185,11 @@ class JobRunner:
                 # Submitted here, synchronously, so that a Cancel pressed from now on always
                 # finds the handle.
                 request.handle = self._pool.submit(request.job)
+            except PoolError as error:  # the backend is not running any more
+                self._engine_broke(request, error)
+                return
             except Exception as error:
-                log.exception("job %s: the engine pool refused it", entry.job_id)
+                log.exception("job %s: the engine refused it", entry.job_id)
                 self._queue.remove(entry.job_id)
                 failed = Failed(entry.job_id, FailureKind.INTERNAL, str(error))
                 self._spawn(self._finish(request, failed))
@@ -160,7 +198,13 @@ class JobRunner:
         self._announce_positions()
 
     def _announce_positions(self) -> None:
-        for job_id, position in self._queue.positions().items():
+        positions = self._queue.positions()
+        order = list(positions)
+        if order != self._last_order:
+            self._last_order = order
+            if self._on_order is not None:
+                self._on_order(order)
+        for job_id, position in positions.items():
             entry = self._queue.get(job_id)
             assert entry is not None
             request = entry.payload
@@ -187,12 +231,28 @@ class JobRunner:
             final = Failed(job_id, FailureKind.INTERNAL, "The job ended without a result.")
         await self._finish(request, final)
 
+    def _engine_broke(self, request: Request, error: Exception) -> None:
+        log.error("the engine refuses jobs for good (%s): stopping the bot", error)
+        self.engine_broken = True
+        self.accepting = False
+        self._queue.remove(request.job.id)
+        self._spawn(self._interrupt(request))
+        if self._on_engine_broken is not None:
+            self._on_engine_broken()
+
+    async def _interrupt(self, request: Request) -> None:
+        try:
+            await request.reporter.interrupted(engine_broken=self.engine_broken)
+        except Exception:
+            log.exception("job %s: telling its user about the restart failed", request.job.id)
+
     async def _finish(self, request: Request, event: FinalEvent) -> None:
+        # The pool cancels on its own only when it shuts down.
+        if isinstance(event, Cancelled) and request.cancel_reason in (None, RESTART):
+            await self._interrupt(request)
+            return
         if isinstance(event, Cancelled) and request.cancel_reason is not None:
             event = Cancelled(event.job_id, request.cancel_reason)
-        elif isinstance(event, Cancelled):
-            # The pool cancels on its own only when it shuts down.
-            event = Cancelled(event.job_id, RESTART)
         try:
             await request.reporter.finished(event)
         except Exception:

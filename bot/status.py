@@ -1,10 +1,11 @@
-"""The bot's two ways of talking back about one command, and Discord's limits on them.
+"""The bot's ways of talking back about one job, and Discord's limits on them.
 
-``Reply`` wraps the interaction. While its token lives (15 minutes; we stop at 14 to keep a
-margin) the status message is edited and the result posted through the interaction. After
-that, or as soon as Discord says the token is dead (401 / 50027), the same things go through
-the channel with the bot token. A status message deleted by someone (10008) is not
-recreated; the result is still posted.
+``Reply`` speaks for one job, from its journal record (``bot.journal.Conversation``), so it
+works the same in the process that took the command and in one started after a restart.
+While the interaction token lives (15 minutes; we stop at 14 to keep a margin) the status
+message is edited and results are posted through the interaction's webhook. After that, or as
+soon as Discord says the token is dead (401 / 50027), the same things go through the channel
+with the bot token. A status message deleted by someone (10008) is not recreated.
 """
 
 from __future__ import annotations
@@ -20,16 +21,21 @@ import aiohttp
 import discord
 from discord.utils import MISSING
 
+from bot.journal import Conversation, StatusMessage
+
 log = logging.getLogger(__name__)
 
 TOKEN_LIFETIME = 14 * 60
 """Seconds we use an interaction token for. Discord's limit is 15 minutes."""
 
+UNKNOWN_CHANNEL = 10003
 UNKNOWN_MESSAGE = 10008
 UNKNOWN_WEBHOOK = 10015
 UNKNOWN_INTERACTION = 10062
 INVALID_WEBHOOK_TOKEN = 50027
 REQUEST_TOO_LARGE = 40005
+HISTORY_LIMIT = 100
+"""Recent channel messages searched for a post that an interrupted attempt may have made."""
 
 
 # Ways a request to Discord can fail: refused (HTTPException) or lost on the way.
@@ -66,27 +72,43 @@ def too_large(error: discord.HTTPException) -> bool:
     return error.status == 413 or error.code == REQUEST_TOO_LARGE
 
 
+def transient(error: BaseException) -> bool:
+    """Worth retrying later: rate limits, Discord's server errors, and requests lost on the
+    way. Anything else Discord refused (missing access, a deleted channel) stays refused."""
+    if isinstance(error, discord.HTTPException):
+        return error.status == 429 or error.status >= 500
+    return isinstance(error, SEND_ERRORS)
+
+
 class Reply:
-    """The status message and result delivery for one ``/stylize``."""
+    """The status message and the posts for one job."""
 
     def __init__(
         self,
-        interaction: discord.Interaction,
+        client: discord.Client,
+        conversation: Conversation,
         *,
-        token_lifetime: float = TOKEN_LIFETIME,
-        clock: Callable[[], float] = time.monotonic,
+        status_message: StatusMessage | None = None,
+        interaction: discord.Interaction | None = None,
+        on_status_message: Callable[[StatusMessage], object] | None = None,
+        webhook: discord.Webhook | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
-        self.interaction = interaction
-        self.user = interaction.user
-        self.upload_limit: int = interaction.filesize_limit
-        self._channel_id = interaction.channel_id
-        self._client = interaction.client
-        # Our own clock, from when the command reached us: the snowflake's timestamp would
-        # trust the two machines' clocks to agree.
-        self._deadline = clock() + token_lifetime
+        """``interaction``: the live one, in the process that took the command (its original
+        response is the status message before its id is known). ``on_status_message`` is
+        told the status message's id whenever it changes, so the journal can keep it."""
+        self.conversation = conversation
+        self.user_id = conversation.user_id
+        self.mention = f"<@{conversation.user_id}>"
+        self.upload_limit = conversation.upload_limit
+        self._client = client
+        self._webhook = webhook
+        self._interaction = interaction
+        self._on_status_message = on_status_message
         self._clock = clock
-        self._token_ok = True
-        self._message_id: int | None = None
+        self._token_ok = bool(conversation.interaction_token)
+        self._message_id = status_message.id if status_message else None
+        self._message_via_channel = status_message.in_channel if status_message else False
         self._status_gone = False
         self._view: discord.ui.View | None = None
 
@@ -94,20 +116,37 @@ class Reply:
 
     @property
     def token_usable(self) -> bool:
-        return self._token_ok and self._clock() < self._deadline
+        return self._token_ok and self._clock() < self.conversation.token_expires_at
 
     @property
-    def channel(self) -> discord.abc.Messageable:
-        channel = self.interaction.channel
-        if isinstance(channel, discord.abc.Messageable):
-            return channel
-        assert self._channel_id is not None
-        return self._client.get_partial_messageable(self._channel_id)
+    def channel(self) -> discord.PartialMessageable:
+        c = self.conversation
+        return self._client.get_partial_messageable(c.channel_id, guild_id=c.guild_id)
 
-    def _note_http_error(self, error: discord.HTTPException, what: str) -> None:
-        if token_dead(error):
+    @property
+    def webhook(self) -> discord.Webhook:
+        if self._webhook is None:
+            c = self.conversation
+            self._webhook = discord.Webhook.partial(
+                c.application_id, c.interaction_token, client=self._client
+            )
+        return self._webhook
+
+    @property
+    def mentions(self) -> discord.AllowedMentions:
+        user = discord.Object(self.user_id)
+        return discord.AllowedMentions(users=[user], everyone=False, roles=False)
+
+    def note_http_error(self, error: discord.HTTPException, what: str) -> None:
+        if token_dead(error) and self._token_ok:
             log.info("interaction token no longer usable (%s); using the channel", what)
             self._token_ok = False
+
+    def _remember(self, message_id: int, *, via_channel: bool) -> None:
+        changed = (message_id, via_channel) != (self._message_id, self._message_via_channel)
+        self._message_id, self._message_via_channel = message_id, via_channel
+        if changed and self._on_status_message is not None:
+            self._on_status_message(StatusMessage(message_id, via_channel))
 
     # The status message
 
@@ -135,26 +174,33 @@ class Reply:
             kwargs["attachments"] = [discord.File(io.BytesIO(preview), "preview.jpg")]
         elif clear_preview:
             kwargs["attachments"] = []
-        if self.token_usable:
+        if self.token_usable and not self._message_via_channel:
             try:
-                message = await self.interaction.edit_original_response(**kwargs)
+                if self._message_id is not None:
+                    message = await self.webhook.edit_message(self._message_id, **kwargs)
+                elif self._interaction is not None:
+                    message = await self._interaction.edit_original_response(**kwargs)
+                else:
+                    message = None
             except discord.HTTPException as error:
                 if message_gone(error):
                     self._status_gone = True
                     return False
-                self._note_http_error(error, "status edit")
+                self.note_http_error(error, "status edit")
                 if self._token_ok:
                     raise
             else:
-                self._message_id = message.id
-                return True
+                if message is not None:
+                    self._remember(message.id, via_channel=False)
+                    return True
         return await self._edit_with_bot_token(kwargs, create=create)
 
     async def _edit_with_bot_token(self, kwargs: dict[str, Any], *, create: bool) -> bool:
         if self._message_id is not None:
-            message = self.channel.get_partial_message(self._message_id)  # type: ignore[attr-defined]
+            message = self.channel.get_partial_message(self._message_id)
             try:
                 await message.edit(**kwargs)
+                self._remember(self._message_id, via_channel=True)
                 return True
             except discord.HTTPException as error:
                 if message_gone(error):
@@ -168,54 +214,60 @@ class Reply:
         try:
             message = await self.channel.send(
                 kwargs["content"],
-                view=self._view,
+                view=self._view or MISSING,
                 allowed_mentions=discord.AllowedMentions.none(),
             )
         except discord.HTTPException:
-            log.warning("cannot post a status message in channel %s", self._channel_id)
+            log.warning("cannot post a status message in channel %s", self.conversation.channel_id)
             return False
-        self._message_id = message.id
+        self._remember(message.id, via_channel=True)
         return True
 
-    # The result
+    # Posts (the outbox chooses the route and retries)
 
-    async def post(self, content: str, file: bytes | None = None, filename: str = "") -> str | None:
-        """Post a message that pings the requester; returns its link, or None if all failed.
-
-        Tries the interaction's webhook, then the channel with the bot token, then a DM.
-        """
-        mention = discord.AllowedMentions(users=[self.user], everyone=False, roles=False)
-
-        def attachment() -> discord.File | None:
-            return discord.File(io.BytesIO(file), filename) if file is not None else None
-
-        if self.token_usable:
-            try:
-                sent = await self.interaction.followup.send(
-                    content, file=attachment() or MISSING, allowed_mentions=mention, wait=True
-                )
-                return sent.jump_url
-            except discord.HTTPException as error:
-                self._note_http_error(error, "follow-up")
-                if too_large(error):
-                    raise
-                if self._token_ok:
-                    log.warning("follow-up failed (%s); using the channel", error.code)
-            except SEND_ERRORS as error:  # lost on the way: better twice than never
-                log.warning("follow-up failed (%s); using the channel", describe(error))
+    async def send_interaction(
+        self, content: str, file: discord.File | None = None, *, ephemeral: bool = False
+    ) -> discord.Message:
+        """A follow-up through the interaction's webhook; raises what Discord refused."""
         try:
-            sent = await self.channel.send(content, file=attachment(), allowed_mentions=mention)
-            return sent.jump_url
+            return await self.webhook.send(
+                content,
+                file=file or MISSING,
+                allowed_mentions=self.mentions,
+                ephemeral=ephemeral,
+                wait=True,
+            )
         except discord.HTTPException as error:
-            if too_large(error):
-                raise
-            log.warning("cannot post in channel %s (%s); trying a DM", self._channel_id, error.code)
-        except SEND_ERRORS as error:
-            log.warning("cannot post in channel %s (%s); trying a DM", self._channel_id,
-                        describe(error))  # fmt: skip
+            self.note_http_error(error, "follow-up")
+            raise
+
+    async def send_channel(self, content: str, file: discord.File | None = None) -> discord.Message:
+        return await self.channel.send(
+            content, file=file or MISSING, allowed_mentions=self.mentions
+        )
+
+    async def send_dm(self, content: str, file: discord.File | None = None) -> discord.Message:
+        dm = await self._client.create_dm(discord.Object(self.user_id))
+        return await dm.send(content, file=file or MISSING)
+
+    async def find_posted(self, filename_prefix: str) -> discord.Message | None:
+        """A message by the bot in the channel, posted since the command, with an attachment
+        whose name starts so: what an attempt cut short by a crash may have left. ``None`` if
+        there is none, or if the bot may not read the channel's history."""
+        bot_user = self._client.user
+        since = discord.Object(self.conversation.interaction_id)
         try:
-            sent = await self.user.send(content, file=attachment())
-            return sent.jump_url
-        except SEND_ERRORS:
-            log.error("could not deliver to user %s by any route", self.user.id)
-            return None
+            async for message in self.channel.history(
+                limit=HISTORY_LIMIT, after=since, oldest_first=False
+            ):
+                if bot_user is not None and message.author.id != bot_user.id:
+                    continue
+                if any(a.filename.startswith(filename_prefix) for a in message.attachments):
+                    return message
+        except discord.HTTPException as error:
+            log.warning(
+                "cannot read channel %s's history to look for an earlier post (%s)",
+                self.conversation.channel_id,
+                describe(error),
+            )
+        return None

@@ -50,6 +50,8 @@ def test_every_design_setting_exists() -> None:
         "STYLIZE_QUEUE_SIZE",
         "STYLIZE_JOB_TIMEOUT",
         "STYLIZE_PROGRESS_INTERVAL",
+        "STYLIZE_DATA_DIR",
+        "STYLIZE_KEEP_DAYS",
     }
 
 
@@ -71,6 +73,9 @@ def test_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
     assert settings.stylize_queue_size == 100
     assert settings.stylize_job_timeout == 600
     assert settings.stylize_progress_interval == 5
+    assert settings.stylize_data_dir == Path("data")  # relative to the working directory
+    assert settings.stylize_keep_days == 7
+    assert settings.keep_seconds == 7 * 24 * 3600
 
 
 def test_values_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -84,6 +89,8 @@ def test_values_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
         STYLIZE_MAX_SIZE="1024",
         STYLIZE_MAX_INPUT_MB="2.5",
         STYLIZE_QUEUE_PER_USER="3",
+        STYLIZE_DATA_DIR="/var/lib/stylize",
+        STYLIZE_KEEP_DAYS="0.5",
     )
     assert settings.discord_guild_id == 123456789012345678
     assert settings.discord_api_base_url == "http://127.0.0.1:8080/api/v10"
@@ -91,6 +98,8 @@ def test_values_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     assert (settings.stylize_workers, settings.stylize_max_size) == (2, 1024)
     assert settings.max_input_bytes == int(2.5 * 1024 * 1024)
     assert settings.stylize_queue_per_user == 3
+    assert settings.stylize_data_dir == Path("/var/lib/stylize")
+    assert settings.keep_seconds == 12 * 3600
     assert settings.default_size == 512  # the engine's default, within the cap
 
 
@@ -141,6 +150,8 @@ def test_missing_token_names_the_setting() -> None:
         ("STYLIZE_QUEUE_SIZE", "0"),
         ("STYLIZE_JOB_TIMEOUT", "0"),
         ("STYLIZE_PROGRESS_INTERVAL", "0.1"),
+        ("STYLIZE_KEEP_DAYS", "0"),
+        ("STYLIZE_KEEP_DAYS", "a week"),
     ],
 )
 def test_invalid_value_gives_one_line_naming_the_setting(

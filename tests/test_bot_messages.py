@@ -4,6 +4,7 @@ bot.uploads, bot.job_settings and bot.intake's size caps. No Discord connection 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import io
 import types
 from collections.abc import AsyncIterator
@@ -15,6 +16,7 @@ from PIL import Image
 
 from bot import errors, intake, messages, status, uploads
 from bot.job_settings import build_settings, steps_for
+from bot.journal import Conversation, StatusMessage
 from bot.queue import QueueFull, UserLimitReached
 from bot.runner import ShuttingDown
 from bot.throttle import Throttle
@@ -120,8 +122,17 @@ def test_result_states_size_steps_strength_seed_and_time() -> None:
 def test_result_says_why_it_is_not_png() -> None:
     text = messages.result("<@42>", result_info("jpeg"), upload_limit=8 * MB)
     assert "JPEG" in text and "8 MB upload limit" in text
-    assert messages.result_filename("jpeg") == "stylized.jpg"
-    assert messages.result_filename("webp") == "stylized.webp"
+    job_id = "0123456789ab" + "f" * 20
+    assert messages.result_filename("jpeg", job_id) == "stylized-0123456789ab.jpg"
+    assert messages.result_filename("webp", job_id) == "stylized-0123456789ab.webp"
+
+
+def test_result_info_reads_the_stats_as_the_journal_keeps_them() -> None:
+    stats = JobStats(83.2, 300, 512, 384, 1234, {"strength": 2.0, "preserve_colors": "luminance"})
+    kept = dataclasses.asdict(stats)
+    assert messages.ResultInfo.from_dict(kept, "png", 10, refit=False) == (
+        messages.ResultInfo.from_stats(stats, "png", 10, refit=False)
+    )
 
 
 def test_done_status_links_the_result() -> None:
@@ -377,23 +388,22 @@ async def test_inspect_reports_the_picture_and_refuses_a_bomb() -> None:
 # --- the interaction token's lifetime -----------------------------------------------------
 
 
-class StubInteraction:
+class StubClient:
     """Just what ``Reply`` reads and calls; records which route each edit took."""
 
     def __init__(self) -> None:
-        self.user = types.SimpleNamespace(id=42, mention="<@42>")
-        self.filesize_limit = 10 * MB
-        self.channel_id = 7
         self.routes: list[str] = []
-        self.channel = None  # not cached: Reply asks the client for the channel by its id
-        self.client = self
 
-    def get_partial_messageable(self, channel_id: int) -> StubInteraction:
+    def get_partial_messageable(self, channel_id: int, guild_id: int | None = None) -> StubClient:
         return self
 
     async def edit_original_response(self, **kwargs: object) -> types.SimpleNamespace:
-        self.routes.append("interaction token")
+        self.routes.append("interaction")
         return types.SimpleNamespace(id=99)
+
+    async def edit_message(self, message_id: int, **kwargs: object) -> types.SimpleNamespace:
+        self.routes.append(f"interaction token, message {message_id}")
+        return types.SimpleNamespace(id=message_id)
 
     def get_partial_message(self, message_id: int) -> types.SimpleNamespace:
         async def edit(**kwargs: object) -> None:
@@ -402,10 +412,20 @@ class StubInteraction:
         return types.SimpleNamespace(edit=edit)
 
 
+def conversation(expires_at: float) -> Conversation:
+    return Conversation(42, 1, 7, 2, 3, "interaction-token", expires_at, 10 * MB)
+
+
 async def test_after_14_minutes_status_edits_use_the_bot_token() -> None:
     now = [1000.0]
-    interaction = StubInteraction()
-    reply = status.Reply(interaction, clock=lambda: now[0])  # type: ignore[arg-type]
+    client = StubClient()
+    reply = status.Reply(
+        client,  # type: ignore[arg-type]
+        conversation(now[0] + status.TOKEN_LIFETIME),
+        interaction=client,  # type: ignore[arg-type]
+        webhook=client,  # type: ignore[arg-type]
+        clock=lambda: now[0],
+    )
     assert await reply.edit_status("⏳ Queued")
     now[0] += 14 * 60 - 1
     assert reply.token_usable
@@ -413,8 +433,60 @@ async def test_after_14_minutes_status_edits_use_the_bot_token() -> None:
     now[0] += 2  # Discord's 15 minutes are close: stop using the interaction token
     assert not reply.token_usable
     assert await reply.edit_status("🎨 Painting more")
-    assert interaction.routes == [
-        "interaction token",
-        "interaction token",
+    assert client.routes == [
+        "interaction",
+        "interaction token, message 99",
         "bot token, message 99",
     ]
+
+
+async def test_a_reply_rebuilt_after_a_restart_edits_the_same_status_message() -> None:
+    client = StubClient()
+    saved: list[int] = []
+    reply = status.Reply(
+        client,  # type: ignore[arg-type]
+        conversation(2000.0),
+        status_message=StatusMessage(77),
+        on_status_message=saved.append,
+        webhook=client,  # type: ignore[arg-type]
+        clock=lambda: 1000.0,
+    )
+    assert await reply.edit_status("🔄 Back")
+    assert client.routes == ["interaction token, message 77"]
+    assert saved == []  # the journal already has it
+
+
+async def test_a_status_message_posted_in_the_channel_is_edited_with_the_bot_token() -> None:
+    # The token died in an earlier run, so the status went on in a channel message: the
+    # interaction's webhook can't see that one, even with the token still counted as alive.
+    client = StubClient()
+    saved: list[StatusMessage] = []
+    reply = status.Reply(
+        client,  # type: ignore[arg-type]
+        conversation(2000.0),
+        status_message=StatusMessage(88, in_channel=True),
+        on_status_message=saved.append,
+        webhook=client,  # type: ignore[arg-type]
+        clock=lambda: 1000.0,
+    )
+    assert await reply.edit_status("🔄 Back")
+    assert client.routes == ["bot token, message 88"]
+    assert saved == []
+
+
+async def test_the_journal_learns_where_the_status_message_went() -> None:
+    now = [1000.0]
+    client = StubClient()
+    saved: list[StatusMessage] = []
+    reply = status.Reply(
+        client,  # type: ignore[arg-type]
+        conversation(now[0] + status.TOKEN_LIFETIME),
+        interaction=client,  # type: ignore[arg-type]
+        on_status_message=saved.append,
+        webhook=client,  # type: ignore[arg-type]
+        clock=lambda: now[0],
+    )
+    assert await reply.edit_status("⏳ Queued")
+    now[0] += status.TOKEN_LIFETIME
+    assert await reply.edit_status("🎨 Painting")  # the bot token may edit it: same message
+    assert saved == [StatusMessage(99), StatusMessage(99, in_channel=True)]

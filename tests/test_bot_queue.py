@@ -9,8 +9,18 @@ from dataclasses import dataclass, field
 import pytest
 
 from bot.queue import FairQueue, QueueFull, UserLimitReached
-from bot.runner import ON_REQUEST, RESTART, JobRunner, ShuttingDown
-from engine.jobs import Cancelled, Done, Failed, FailureKind, Job, JobProgress, JobStats, Started
+from bot.runner import ON_REQUEST, JobRunner, ShuttingDown
+from engine.jobs import (
+    Cancelled,
+    Done,
+    Failed,
+    FailureKind,
+    Job,
+    JobProgress,
+    JobStats,
+    PoolError,
+    Started,
+)
 from engine.settings import StylizeSettings
 
 A, B, C, D = 1, 2, 3, 4
@@ -207,11 +217,15 @@ class ScriptedPool:
     capacity: int = 1
     handles: dict[str, ScriptedHandle] = field(default_factory=dict)
     submitted: list[str] = field(default_factory=list)
+    broken: bool = False
+    """As the engine pool once its workers can't be restarted: it refuses every job."""
 
     def add_capacity_listener(self, listener: object) -> None:
         pass
 
     def submit(self, job: Job) -> ScriptedHandle:
+        if self.broken:
+            raise PoolError("The engine's workers could not be restarted.")
         handle = ScriptedHandle(job.id)
         self.handles[job.id] = handle
         self.submitted.append(job.id)
@@ -238,6 +252,16 @@ class RecordingReporter:
 
     async def finished(self, event: object) -> None:
         self.final.set_result(event)
+
+    async def interrupted(self, *, engine_broken: bool) -> None:
+        self.final.set_result(Interrupted(engine_broken))
+
+
+@dataclass(frozen=True)
+class Interrupted:
+    """What a reporter was told instead of an end: the job is kept for after a restart."""
+
+    engine_broken: bool
 
 
 Runner = tuple[ScriptedPool, JobRunner]
@@ -309,14 +333,89 @@ async def test_runner_failure_reaches_the_reporter(pool_and_runner: Runner) -> N
     assert isinstance(event, Failed) and event.kind is FailureKind.OUT_OF_MEMORY
 
 
-async def test_runner_shutdown_tells_every_job_and_refuses_more(pool_and_runner: Runner) -> None:
-    _, runner = pool_and_runner
+async def test_runner_shutdown_keeps_every_job_tells_it_and_refuses_more(
+    pool_and_runner: Runner,
+) -> None:
+    pool, runner = pool_and_runner
     running, waiting = RecordingReporter(), RecordingReporter()
     runner.submit(job("a1"), A, running)
     runner.submit(job("b1"), B, waiting)
     await runner.shutdown(grace=5)
-    for reporter in (running, waiting):
-        event = reporter.final.result()
-        assert isinstance(event, Cancelled) and event.reason == RESTART
+    assert pool.handles["a1"].cancelled  # the running job was stopped…
+    for reporter in (running, waiting):  # …and neither job ended: both resume after a restart
+        assert reporter.final.result() == Interrupted(engine_broken=False)
     with pytest.raises(ShuttingDown):
         runner.submit(job("c1"), C, RecordingReporter())
+
+
+async def test_reporting_that_outlasts_the_shutdown_is_abandoned_quietly(
+    pool_and_runner: Runner,
+) -> None:
+    _, runner = pool_and_runner
+    stuck = asyncio.Event()  # a status edit that never returns (a rate-limited channel)
+
+    class SlowReporter(RecordingReporter):
+        async def interrupted(self, *, engine_broken: bool) -> None:
+            await stuck.wait()
+
+    runner.submit(job("a1"), A, RecordingReporter())
+    runner.submit(job("b1"), B, SlowReporter())
+    await runner.shutdown(grace=0.01)
+    assert runner.busy
+    await runner.abandon()
+    assert not runner.busy
+
+
+async def test_resumed_jobs_are_never_refused_and_keep_their_old_order(
+    pool_and_runner: Runner,
+) -> None:
+    pool, runner = pool_and_runner
+    reporters = {name: RecordingReporter() for name in ("a1", "b1", "a2", "a3", "c1")}
+    # Before the restart the fair queue had them in this order; A's three jobs are more than
+    # the limit allows now.
+    for name, user in (("a1", A), ("b1", B), ("a2", A), ("a3", A)):
+        runner.submit(job(name), user, reporters[name], resumed=True)
+    assert pool.submitted == ["a1"]
+    assert [reporters[n].positions[-1] for n in ("b1", "a2", "a3")] == [1, 2, 3]
+    with pytest.raises(UserLimitReached):
+        runner.submit(job("a4"), A, RecordingReporter())
+    # A first job sent after the restart goes behind every resumed one.
+    runner.submit(job("c1"), C, reporters["c1"])
+    assert reporters["c1"].positions == [4]
+
+
+async def test_the_runner_reports_the_order_jobs_will_start_in() -> None:
+    pool = ScriptedPool(size=1)
+    orders: list[list[str]] = []
+    runner = JobRunner(pool, per_user=2, max_waiting=10, on_order=orders.append)  # type: ignore[arg-type]
+    for name, user in (("a1", A), ("a2", A), ("b1", B)):
+        runner.submit(job(name), user, RecordingReporter())
+    # b1, a first job, overtook a2: the order differs from the order of arrival.
+    assert orders == [["a2"], ["b1", "a2"]]
+    pool.handles["a1"].push(done("a1"))
+    await runner.wait_idle(5)
+    assert orders[-1] == ["a2"]
+    await runner.shutdown(grace=5)
+
+
+async def test_a_broken_engine_keeps_the_job_and_stops_the_bot() -> None:
+    pool = ScriptedPool(size=1)
+    calls: list[str] = []
+    runner = JobRunner(
+        pool,  # type: ignore[arg-type]
+        per_user=2,
+        max_waiting=10,
+        on_engine_broken=lambda: calls.append("broken"),
+    )
+    first, second = RecordingReporter(), RecordingReporter()
+    runner.submit(job("a1"), A, first)
+    runner.submit(job("b1"), B, second)
+    pool.broken = True  # a1's worker died and could not be replaced
+    pool.handles["a1"].push(Failed("a1", FailureKind.WORKER_CRASHED, "crashed"))
+    assert isinstance(await first.final, Failed)
+    # b1 was refused by the engine: not failed, kept for after the restart, and its user told.
+    assert await second.final == Interrupted(engine_broken=True)
+    assert calls == ["broken"]
+    assert runner.engine_broken and not runner.accepting
+    await runner.shutdown(grace=5)
+    assert calls == ["broken"]

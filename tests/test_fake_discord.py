@@ -420,3 +420,46 @@ async def test_gateway_raw_identify_chunk_and_bad_resume(fake: FakeDiscord) -> N
     assert [m["user"]["id"] for m in members] == [str(fake.moderator.id)]
     assert members[0]["roles"] == [str(fake.moderator_role_id)]
     assert (invalid["op"], invalid["d"]) == (9, False)
+
+
+async def test_tokens_expire_on_the_fakes_clock(fake: FakeDiscord, bot: MiniBot) -> None:
+    now = [1000.0]
+    fake.clock = lambda: now[0]
+    bot.hold.clear()
+    invoked, interaction = await run_paint(fake, bot)
+    await invoked.wait_callback()
+    now[0] += fake.token_lifetime - 1
+    await interaction.edit_original_response(content="still in time")
+    now[0] += 1
+    with pytest.raises(discord.HTTPException) as raised:
+        await interaction.followup.send("too late")
+    assert (raised.value.status, raised.value.code) == (401, 50027)
+
+
+async def test_channel_history_pages_before_and_after(fake: FakeDiscord, bot: MiniBot) -> None:
+    channel = bot.get_channel(fake.channel_id)
+    assert isinstance(channel, discord.TextChannel)
+    sent = [await channel.send(f"message {n}") for n in range(5)]
+    after = [m.id async for m in channel.history(limit=2, after=sent[1], oldest_first=True)]
+    assert after == [sent[2].id, sent[3].id]
+    before = [m.id async for m in channel.history(limit=2, before=sent[3])]
+    assert before == [sent[2].id, sent[1].id]
+    newest = [m.id async for m in channel.history(limit=2, after=sent[0], oldest_first=False)]
+    assert newest == [sent[4].id, sent[3].id]
+
+
+async def test_on_request_runs_before_the_answer_goes_back(fake: FakeDiscord, bot: MiniBot) -> None:
+    channel = bot.get_channel(fake.channel_id)
+    assert isinstance(channel, discord.TextChannel)
+    seen: list[str] = []
+
+    def hook(request: Any) -> None:
+        if request.method == "POST" and request.path.endswith("/messages"):
+            # The message already exists in the fake: a bot killed now has posted it.
+            assert any(m.content == "hello" for m in fake.channel_messages())
+            seen.append("hook")
+
+    fake.on_request = hook
+    await channel.send("hello")
+    seen.append("answered")
+    assert seen == ["hook", "answered"]

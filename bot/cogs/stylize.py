@@ -1,25 +1,39 @@
-"""The /stylize feature: a thin adapter from Discord to ``bot.intake`` and ``bot.runner``.
+"""The /stylize feature: a thin adapter from Discord to ``bot.intake`` and ``bot.runner``, and
+the owner of the feature's state: the job journal, the runner and the outbox.
+
+At start-up (``start_jobs``) every job the journal holds unfinished resumes in its old order,
+and the outbox delivers what is still owed. On shutdown (``stop_jobs``) the running jobs stop
+and go back to the journal's queue, and their users are told they will resume.
 
 No ``from __future__ import annotations`` here: the command's option bounds depend on the
 server's settings (``STYLIZE_MAX_SIZE``), so its signature is built at run time and discord.py
 must see real annotation objects, not strings.
 """
 
+import asyncio
 import logging
 import re
-from typing import TYPE_CHECKING, Literal, Optional, cast
+import time
+from collections.abc import Coroutine
+from typing import TYPE_CHECKING, Any, Literal, Optional
 
 import discord
 from discord import app_commands
 from discord.ext import commands
 
 from bot import errors, intake
+from bot.client import EXIT_ENGINE_BROKEN
+from bot.delivery import Delivery
 from bot.job_settings import build_settings
+from bot.journal import Conversation, JobRecord, Journal, NewJob, StatusMessage
+from bot.outbox import Outbox
+from bot.queue import QueueRefusal
 from bot.reporter import DiscordReporter
-from bot.runner import ShuttingDown
-from bot.status import Reply
-from engine.jobs import Job
-from engine.settings import MIN_SIZE
+from bot.runner import JobRunner, ShuttingDown
+from bot.status import TOKEN_LIFETIME, Reply
+from engine.backend import Backend
+from engine.jobs import Job, new_job_id
+from engine.settings import MIN_SIZE, StylizeSettings
 
 if TYPE_CHECKING:
     from bot.client import StylizeBot
@@ -29,6 +43,10 @@ log = logging.getLogger(__name__)
 # Discord's integer options stop at 2**53 (JavaScript's safe integers).
 MAX_SEED_OPTION = 2**53 - 1
 CANCEL_PREFIX = "stylize:cancel:"
+MAX_RUNS = 3
+"""A job that was running when the bot died this many times is given up, not resumed again."""
+RETENTION_EVERY = 3600.0
+"""Seconds between two sweeps of expired jobs (one also runs at every start)."""
 
 
 class CancelButton(
@@ -36,7 +54,7 @@ class CancelButton(
     template=re.escape(CANCEL_PREFIX) + r"(?P<job_id>[0-9a-f]{32})",
 ):
     """The Cancel button. Its ``custom_id`` carries the job id, so a press is understood
-    even on a message from before a restart (it then gets a clear answer)."""
+    even on a message from before a restart."""
 
     def __init__(self, job_id: str) -> None:
         super().__init__(
@@ -59,8 +77,8 @@ class CancelButton(
         return cls(match["job_id"])
 
     async def callback(self, interaction: discord.Interaction) -> None:
-        bot = cast("StylizeBot", interaction.client)
-        runner = bot.runner
+        cog = interaction.client.get_cog(Stylize.__cog_name__)  # type: ignore[attr-defined]
+        runner = cog.runner if isinstance(cog, Stylize) else None
         owner = runner.owner(self.job_id) if runner is not None else None
         if runner is None or owner is None:
             await interaction.response.send_message(errors.stale_button(), ephemeral=True)
@@ -84,9 +102,15 @@ def cancel_view(job_id: str) -> discord.ui.View:
 class Stylize(commands.Cog):
     """Repaint a photo in the style of a painting."""
 
-    def __init__(self, bot: "StylizeBot") -> None:
+    def __init__(self, bot: "StylizeBot", journal: Journal) -> None:
         self.bot = bot
+        self.journal = journal
+        self.runner: JobRunner | None = None
+        self.outbox = Outbox(journal, Delivery(journal, self.reply_for))
         self.command = self._build_command(bot.settings.stylize_max_size)
+        self._writes: set[asyncio.Task[Any]] = set()
+        self._retention: asyncio.Task[None] | None = None
+        self._closed = False
 
     async def cog_load(self) -> None:
         self.bot.tree.add_command(self.command)
@@ -95,6 +119,140 @@ class Stylize(commands.Cog):
     async def cog_unload(self) -> None:
         self.bot.tree.remove_command(self.command.name)
         self.bot.remove_dynamic_items(CancelButton)
+        await self.close_jobs(0)
+
+    # The bot's JobsFeature: start-up and shutdown
+
+    async def start_jobs(self, pool: Backend) -> None:
+        config = self.bot.settings
+        self.runner = JobRunner(
+            pool,
+            per_user=config.stylize_queue_per_user,
+            max_waiting=config.stylize_queue_size,
+            on_engine_broken=self._engine_broken,
+            on_order=lambda job_ids: self._spawn(self.journal.set_order(job_ids)),
+        )
+        purged = await self.journal.purge(config.keep_seconds)
+        if purged:
+            log.info("retention: deleted %d job(s) older than %g day(s)", purged,
+                     config.stylize_keep_days)  # fmt: skip
+        await self.resume()
+        self.outbox.start()
+        self._retention = asyncio.get_running_loop().create_task(self._retention_loop())
+
+    async def resume(self) -> int:
+        """Queue again every job the journal holds unfinished, in its old order."""
+        assert self.runner is not None
+        started = time.perf_counter()
+        records = await self.journal.unfinished()
+        resumed = 0
+        for record in records:
+            if not self.runner.accepting:  # a signal came while resuming: the rest stay kept
+                break
+            job = await self._rebuild(record)
+            if job is None:
+                continue
+            reporter = self._reporter(self.reply_for(record), job.id, resumed=True)
+            self.runner.submit(job, record.conversation.user_id, reporter, resumed=True)
+            resumed += 1
+        if records:
+            log.info("resumed %d job(s) from the journal in %.0f ms", resumed,
+                     (time.perf_counter() - started) * 1000)  # fmt: skip
+        return resumed
+
+    async def _rebuild(self, record: JobRecord) -> Job | None:
+        """The engine job of a journal record; None (the user told why) if it can't be run."""
+        config = self.bot.settings
+        preview_interval = config.stylize_progress_interval * config.stylize_preview_every
+        rebuilt = await rebuild_job(self.journal, record, preview_interval=preview_interval)
+        if isinstance(rebuilt, Job):
+            return rebuilt
+        await self.journal.finish(
+            record.id, "failed", outcome={"kind": "not_resumed"}, deliver="notice", text=rebuilt
+        )
+        self.outbox.kick()
+        return None
+
+    async def stop_jobs(self, grace: float) -> None:
+        if self.runner is not None:
+            await self.runner.shutdown(grace)
+
+    async def close_jobs(self, limit: float) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + limit
+        runner = self.runner
+        if runner is not None and not await runner.wait_idle(max(0.0, deadline - loop.time())):
+            log.info("out of time for some 'restarting' notices: sent at the next start")
+            await runner.abandon()
+        # Results that were just done go out now if they can; the rest after the next start.
+        await self.outbox.wait_idle(max(0.0, deadline - loop.time()))
+        await self.outbox.stop()
+        if self._retention is not None:
+            self._retention.cancel()
+            await asyncio.gather(self._retention, return_exceptions=True)
+        # Writes already asked for still land: the journal finishes them before it closes.
+        await asyncio.gather(*self._writes, return_exceptions=True)
+        await self.journal.close()
+
+    def _engine_broken(self) -> None:
+        self.bot.request_exit(EXIT_ENGINE_BROKEN)
+
+    async def _retention_loop(self) -> None:
+        keep = self.bot.settings.keep_seconds
+        while True:
+            await asyncio.sleep(RETENTION_EVERY)
+            try:
+                purged = await self.journal.purge(keep)
+            except Exception:
+                log.exception("retention: the sweep failed")
+                continue
+            if purged:
+                log.info("retention: deleted %d expired job(s)", purged)
+
+    # Talking to users
+
+    def reply_for(self, record: JobRecord) -> Reply:
+        return self._reply(record.id, record.conversation, record.status_message, None)
+
+    def _reply(
+        self,
+        job_id: str,
+        conversation: Conversation,
+        status_message: StatusMessage | None,
+        interaction: discord.Interaction | None,
+    ) -> Reply:
+        return Reply(
+            self.bot,
+            conversation,
+            status_message=status_message,
+            interaction=interaction,
+            on_status_message=lambda message: self._spawn(
+                self.journal.set_status_message(job_id, message)
+            ),
+        )
+
+    def _reporter(self, reply: Reply, job_id: str, *, resumed: bool) -> DiscordReporter:
+        config = self.bot.settings
+        return DiscordReporter(
+            reply,
+            job_id=job_id,
+            journal=self.journal,
+            outbox=self.outbox,
+            interval=config.stylize_progress_interval,
+            job_timeout=config.stylize_job_timeout,
+            make_view=lambda: cancel_view(job_id),
+            resumed=resumed,
+        )
+
+    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._writes.add(task)
+        task.add_done_callback(self._writes.discard)
+
+    # The command
 
     def _build_command(self, max_size: int) -> app_commands.Command:
         @app_commands.describe(
@@ -148,19 +306,40 @@ class Stylize(commands.Cog):
     ) -> None:
         # Acknowledge first, always: Discord drops an interaction not answered within 3 s.
         await interaction.response.defer(thinking=True)
-        reply = Reply(interaction)
+        # The token's clock starts now, on our side: the snowflake's time would trust the
+        # two machines' clocks to agree.
+        token_expires_at = time.time() + TOKEN_LIFETIME
         config = self.bot.settings
-        runner = self.bot.runner
+        runner = self.runner
         if runner is None or not runner.accepting:
             raise ShuttingDown("not accepting jobs")
         runner.check(interaction.user.id)  # before any download
 
-        pictures = await intake.receive(
-            self.bot.http_session,
-            [_ref("photo (content)", content), _ref("style image", style)],
-            max_bytes=config.max_input_bytes,
-            max_pixels=config.stylize_max_pixels,
-        )
+        # The inputs go to disk while they are decoded, so that writing the job's record
+        # after the checks costs only its row.
+        job_id = new_job_id()
+        staging: list[asyncio.Task[None]] = []
+
+        def stage(bodies: list[bytes]) -> None:
+            staged = self.journal.stage_inputs(job_id, bodies[0], tuple(bodies[1:]))
+            staging.append(asyncio.get_running_loop().create_task(staged))
+
+        try:
+            pictures = await intake.receive(
+                self.bot.http_session,
+                [_ref("photo (content)", content), _ref("style image", style)],
+                max_bytes=config.max_input_bytes,
+                max_pixels=config.stylize_max_pixels,
+                on_downloaded=stage,
+            )
+            for task in staging:
+                await task
+        except BaseException:
+            if staging:
+                await asyncio.gather(*staging, return_exceptions=True)
+                await self.journal.discard(job_id)
+            raise
+        # The seed is fixed now, so a job resumed after a restart paints the same picture.
         settings = build_settings(
             standard_steps=config.stylize_steps,
             default_size=config.default_size,
@@ -170,22 +349,39 @@ class Stylize(commands.Cog):
             strength=strength,
             preserve_colors=preserve_colors,
             seed=seed,
+        ).resolved()
+        assert settings.seed is not None and interaction.channel_id is not None
+        conversation = Conversation(
+            user_id=interaction.user.id,
+            guild_id=interaction.guild_id,
+            channel_id=interaction.channel_id,
+            application_id=interaction.application_id,
+            interaction_id=interaction.id,
+            interaction_token=interaction.token,
+            token_expires_at=token_expires_at,
+            upload_limit=interaction.filesize_limit,
         )
         job = Job(
             content=pictures[0].data,
             styles=(pictures[1].data,),
             settings=settings,
-            max_bytes=reply.upload_limit,
+            max_bytes=conversation.upload_limit,
             preview_interval=config.stylize_progress_interval * config.stylize_preview_every,
+            id=job_id,
         )
-        reporter = DiscordReporter(
-            reply,
-            job_id=job.id,
-            interval=config.stylize_progress_interval,
-            job_timeout=config.stylize_job_timeout,
-            make_view=lambda: cancel_view(job.id),
-        )
-        runner.submit(job, interaction.user.id, reporter)
+        # Durable before the user hears it is queued.
+        await self.journal.add(
+            NewJob(job.id, conversation, settings.to_dict(), settings.seed, job.content,
+                   job.styles),
+            inputs_staged=True,
+        )  # fmt: skip
+        reply = self._reply(job.id, conversation, None, interaction)
+        reporter = self._reporter(reply, job.id, resumed=False)
+        try:
+            runner.submit(job, interaction.user.id, reporter)
+        except QueueRefusal:
+            await self.journal.discard(job.id)
+            raise
         log.info(
             "job %s: queued for user %s (%d×%d, style %d×%d, size %d, %d steps)",
             job.id,
@@ -199,9 +395,37 @@ class Stylize(commands.Cog):
         )
 
 
+async def rebuild_job(journal: Journal, record: JobRecord, *, preview_interval: float) -> Job | str:
+    """The engine job of an unfinished journal record, or why it can't run again (words for
+    its user): its inputs are gone, or the bot died while running it too often."""
+    if record.runs >= MAX_RUNS:
+        log.error("job %s: the bot died %d times while running it; giving up", record.id,
+                  record.runs)  # fmt: skip
+        return errors.keeps_crashing()
+    try:
+        content, styles = await journal.inputs(record.id, record.style_count)
+        return Job(
+            content=content,
+            styles=styles,
+            settings=StylizeSettings.from_dict(record.settings),
+            max_bytes=record.conversation.upload_limit,
+            preview_interval=preview_interval,
+            id=record.id,
+        )
+    except (OSError, ValueError, TypeError) as error:  # EngineError is a ValueError
+        log.error("job %s: cannot be resumed (%s)", record.id, type(error).__name__)
+        return errors.inputs_lost()
+
+
 def _ref(label: str, attachment: discord.Attachment) -> intake.AttachmentRef:
     return intake.AttachmentRef(label, attachment.url, attachment.size, attachment.content_type)
 
 
 async def setup(bot: "StylizeBot") -> None:
-    await bot.add_cog(Stylize(bot))
+    # Opened here so a journal that can't be used stops the bot before anything else starts.
+    journal = await Journal.open(bot.settings.stylize_data_dir)
+    try:
+        await bot.add_cog(Stylize(bot, journal))
+    except BaseException:
+        await journal.close()
+        raise

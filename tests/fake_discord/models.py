@@ -143,6 +143,7 @@ class FakeInteraction:
     user: FakeUser
     type: int
     payload: dict[str, Any]  # the INTERACTION_CREATE `d`
+    created_at: float | None = None  # FakeDiscord.clock() when it was sent: the token's age
     name: str | None = None  # command name for type 2
     custom_id: str | None = None  # for type 3
     source_message: FakeMessage | None = None  # the message a clicked component is on

@@ -297,7 +297,7 @@ def _webhook_interaction(fake: FakeDiscord, call: Call) -> FakeInteraction:
     if call.params["application_id"] != str(fake.application_id):
         raise ApiError(404, payloads.error(payloads.UNKNOWN_WEBHOOK, "Unknown Webhook"))
     interaction = fake.interaction_by_token(call.params["token"])
-    if interaction is None or interaction.expired:
+    if interaction is None or fake.token_expired(interaction):
         raise ApiError(401, payloads.error(payloads.INVALID_WEBHOOK_TOKEN, "Invalid Webhook Token"))
     if not interaction.acknowledged:
         # The interaction's webhook only comes to exist with its first callback.
@@ -556,12 +556,21 @@ async def _typing(fake: FakeDiscord, call: Call) -> Any:
 async def _list_messages(fake: FakeDiscord, call: Call) -> Any:
     _check_channel(fake, call)
     limit = int(call.query.get("limit", 50))
+    before = int(call.query.get("before", 0)) or None
+    after = int(call.query.get("after", 0)) or None
     visible = [
         m
         for m in fake.messages.values()
-        if m.channel_id == fake.channel_id and not m.deleted and not m.ephemeral
+        if m.channel_id == fake.channel_id
+        and not m.deleted
+        and not m.ephemeral
+        and (before is None or m.id < before)
+        and (after is None or m.id > after)
     ]
-    return [m.payload() for m in sorted(visible, key=lambda m: m.id, reverse=True)[:limit]]
+    newest_first = sorted(visible, key=lambda m: m.id, reverse=True)
+    # As Discord: newest first, and with `after`, the oldest `limit` of those after it.
+    chosen = newest_first[-limit:] if after is not None and before is None else newest_first[:limit]
+    return [m.payload() for m in chosen]
 
 
 @_routes.add("POST", "/channels/{channel_id}/messages")

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import fnmatch
 import json
+import time
 from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -50,6 +51,11 @@ class FakeDiscord:
     interaction and enforced on uploads (413, code 40005).
     ack_deadline: seconds the bot has to answer an interaction; a later callback gets 404
     10062 "Unknown interaction", as on Discord (3 s). None turns the check off.
+    token_lifetime: seconds an interaction token works, from when the interaction was sent, on
+    `clock`; later calls with it get 401 50027, as on Discord (15 minutes). Tests shorten it
+    (it may be changed at any time) or move the clock.
+    on_request: called with each REST request once it is handled, before the answer goes
+    back: a test can act at that exact moment (e.g. kill the bot once a post has landed).
     """
 
     def __init__(
@@ -58,10 +64,15 @@ class FakeDiscord:
         token: str = "fake-token-XYZ",
         upload_limit: int = 10 * 1024 * 1024,
         ack_deadline: float | None = 3.0,
+        token_lifetime: float = 15 * 60,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.token = token
         self.upload_limit = upload_limit
         self.ack_deadline = ack_deadline
+        self.token_lifetime = token_lifetime
+        self.clock = clock
+        self.on_request: Callable[[RecordedRequest], object] | None = None
 
         # Modern applications share their id with their bot user.
         self.application_id = payloads.snowflake()
@@ -284,6 +295,14 @@ class FakeDiscord:
         interaction.expired = True
         self._notify()
 
+    def token_expired(self, interaction: FakeInteraction) -> bool:
+        """Whether the interaction's token no longer works: expired by a test, or older than
+        `token_lifetime` on `clock`."""
+        if interaction.expired:
+            return True
+        created = interaction.created_at
+        return created is not None and self.clock() - created >= self.token_lifetime
+
     def delete_message(self, message_id: int) -> None:
         """A user deleted the message: later edits get 404 {"code": 10008}."""
         message = self.messages[message_id]
@@ -446,6 +465,7 @@ class FakeDiscord:
         )
         interaction = FakeInteraction(
             id=interaction_id,
+            created_at=self.clock(),
             token=token,
             user=user,
             type=interaction_type,
@@ -611,20 +631,23 @@ class FakeDiscord:
         else:
             call = rest.Call(request.method, path, request.query, request.headers, body, files, {})
             status, answer, headers = await self._answer(call)
-        self.requests.append(
-            RecordedRequest(
-                method=request.method,
-                path=path,
-                query=dict(request.query),
-                headers=CIMultiDict(request.headers),
-                json=body,
-                files=files,
-                status=status,
-                response=answer,
-                time=asyncio.get_running_loop().time(),
-            )
+        recorded = RecordedRequest(
+            method=request.method,
+            path=path,
+            query=dict(request.query),
+            headers=CIMultiDict(request.headers),
+            json=body,
+            files=files,
+            status=status,
+            response=answer,
+            time=asyncio.get_running_loop().time(),
         )
+        self.requests.append(recorded)
         self._notify()
+        if self.on_request is not None:
+            outcome = self.on_request(recorded)
+            if asyncio.iscoroutine(outcome):
+                await outcome
         if status == 204:
             return web.Response(status=204, headers=headers)
         # Exactly "application/json": discord.py's json_or_text compares the header verbatim.

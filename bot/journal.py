@@ -1,0 +1,630 @@
+"""The job journal: every accepted job as a durable record, in SQLite, with its files beside it.
+
+The journal, not process memory, is the truth about jobs. A job is a row in
+``$STYLIZE_DATA_DIR/jobs.sqlite3`` (WAL mode) before its user is told it is queued, and its
+inputs and result are files in ``$STYLIZE_DATA_DIR/jobs/<job id>/``. After a crash or a
+restart, the rows that are not finished are the jobs to resume, and the pending rows of the
+outbox are the results and notices still to deliver.
+
+Every call runs on one dedicated thread that owns the SQLite connection: the event loop never
+waits on the disk, and the writes happen in the order they were made. ``PRAGMA user_version``
+holds the schema version; ``MIGRATIONS`` brings an older file up to date at open.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import functools
+import json
+import logging
+import os
+import shutil
+import sqlite3
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+FILENAME = "jobs.sqlite3"
+FILES_DIR = "jobs"
+
+JobState = Literal["queued", "running", "done", "failed", "cancelled"]
+UNFINISHED: tuple[JobState, ...] = ("queued", "running")
+OutboxKind = Literal["result", "notice"]
+OutboxState = Literal["pending", "delivered", "failed"]
+
+ORPHAN_AGE = 3600.0
+"""Seconds after which a job folder without a row (a crash between the two writes) is removed."""
+
+# Each entry brings the schema from version i to i + 1. Never edit one that has shipped: add
+# the next instead.
+MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE jobs (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        id TEXT NOT NULL UNIQUE,
+        user_id INTEGER NOT NULL,
+        guild_id INTEGER,
+        channel_id INTEGER NOT NULL,
+        application_id INTEGER NOT NULL,
+        interaction_id INTEGER NOT NULL,
+        interaction_token TEXT NOT NULL,
+        token_expires_at REAL NOT NULL,
+        status_message_id INTEGER,
+        status_in_channel INTEGER NOT NULL DEFAULT 0,
+        upload_limit INTEGER NOT NULL,
+        settings TEXT NOT NULL,
+        seed INTEGER NOT NULL,
+        style_count INTEGER NOT NULL,
+        state TEXT NOT NULL,
+        queue_rank INTEGER,
+        runs INTEGER NOT NULL DEFAULT 0,
+        created_at REAL NOT NULL,
+        started_at REAL,
+        finished_at REAL,
+        updated_at REAL NOT NULL,
+        result_format TEXT,
+        result_stats TEXT,
+        outcome TEXT
+    );
+    CREATE INDEX jobs_by_state ON jobs (state, seq);
+    CREATE TABLE outbox (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        job_id TEXT NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
+        kind TEXT NOT NULL,
+        text TEXT NOT NULL DEFAULT '',
+        state TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_at REAL NOT NULL,
+        message_id INTEGER,
+        last_error TEXT,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL
+    );
+    CREATE INDEX outbox_by_state ON outbox (state, next_at);
+    """,
+)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+class JournalError(Exception):
+    """The journal cannot be used; ``str()`` is one line that says what to fix."""
+
+
+@dataclass(frozen=True)
+class Conversation:
+    """Where a job's messages go: the interaction while its token lives, else the channel."""
+
+    user_id: int
+    guild_id: int | None
+    channel_id: int
+    application_id: int
+    interaction_id: int
+    interaction_token: str
+    token_expires_at: float
+    """Wall-clock time (``time.time()``) after which the token is no longer used."""
+    upload_limit: int
+
+    def __repr__(self) -> str:
+        # The token is a credential for 15 minutes: keep it out of every log line.
+        return (
+            f"Conversation(user_id={self.user_id}, channel_id={self.channel_id}, "
+            f"interaction_id={self.interaction_id})"
+        )
+
+
+@dataclass(frozen=True)
+class StatusMessage:
+    """The message that shows a job's state."""
+
+    id: int
+    in_channel: bool = False
+    """Posted with the bot token in the channel (after the interaction's token died), rather
+    than the interaction's own response: only the bot token can edit it then."""
+
+
+@dataclass(frozen=True)
+class NewJob:
+    id: str
+    conversation: Conversation
+    settings: dict[str, Any]
+    """``StylizeSettings.to_dict()``, with the seed fixed."""
+    seed: int
+    content: bytes
+    styles: tuple[bytes, ...]
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    seq: int
+    id: str
+    conversation: Conversation
+    status_message: StatusMessage | None
+    settings: dict[str, Any]
+    seed: int
+    style_count: int
+    state: JobState
+    runs: int
+    """How many times a worker started it (a job that keeps killing the bot is given up)."""
+    created_at: float
+    started_at: float | None
+    finished_at: float | None
+    result_format: str | None
+    result_stats: dict[str, Any] | None
+
+
+@dataclass(frozen=True)
+class OutboxItem:
+    id: int
+    job_id: str
+    kind: OutboxKind
+    text: str
+    attempts: int
+    """Delivery attempts begun; above 0, an earlier attempt may have posted already."""
+    next_at: float
+
+
+class Journal:
+    """The SQLite journal. Open with ``await Journal.open(data_dir)``; close with ``close()``."""
+
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        clock: Callable[[], float] = time.time,
+        sync_files: bool = True,
+    ) -> None:
+        """``sync_files``: fsync each job's files before its row is committed, so that a power
+        cut cannot leave a row whose inputs were never written (the bot always does; the
+        benchmark turns it off to show what it costs)."""
+        self.data_dir = data_dir
+        self._sync_files = sync_files
+        self.path = data_dir / FILENAME
+        self.files_dir = data_dir / FILES_DIR
+        self._clock = clock
+        self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="journal")
+        self._db: sqlite3.Connection | None = None
+
+    @classmethod
+    async def open(
+        cls,
+        data_dir: Path | str,
+        *,
+        clock: Callable[[], float] = time.time,
+        sync_files: bool = True,
+    ) -> Journal:
+        """Open (creating or migrating) the journal; raises ``JournalError``."""
+        journal = cls(Path(data_dir), clock=clock, sync_files=sync_files)
+        try:
+            await journal._call(journal._open)
+        except BaseException:
+            journal._executor.shutdown(wait=False)
+            raise
+        return journal
+
+    async def close(self) -> None:
+        """Finish every write already asked for, then close the database."""
+        with contextlib.suppress(RuntimeError):  # already closed
+            await self._call(self._close)
+        self._executor.shutdown(wait=True)
+
+    # --- jobs ---------------------------------------------------------------------------------
+
+    async def stage_inputs(self, job_id: str, content: bytes, styles: tuple[bytes, ...]) -> None:
+        """Write a job's input files ahead of its row (while the command decodes them, say).
+        Until ``add`` commits the row they are an orphan, removed by ``purge`` after a crash;
+        ``discard`` removes them at once if the job is refused."""
+        await self._call(self._write_inputs, job_id, content, styles)
+
+    async def add(self, job: NewJob, *, inputs_staged: bool = False) -> None:
+        """Store the inputs (unless ``stage_inputs`` did), then the row: once this returns,
+        the job survives a crash."""
+        await self._call(self._add, job, inputs_staged)
+
+    async def set_status_message(self, job_id: str, message: StatusMessage) -> None:
+        await self._call(
+            self._update,
+            job_id,
+            status_message_id=message.id,
+            status_in_channel=int(message.in_channel),
+        )
+
+    async def mark_running(self, job_id: str) -> None:
+        await self._call(self._mark_running, job_id)
+
+    async def set_order(self, job_ids: list[str]) -> None:
+        """The waiting jobs in the order they will start (the fair queue's, which is not the
+        order they arrived in): the order they resume in after a restart."""
+        await self._call(self._set_order, job_ids)
+
+    async def requeue(self, job_id: str) -> None:
+        """A running job was stopped for a restart: it waits again, ahead of the jobs that were
+        waiting. An orderly stop does not count as a run (``runs`` counts the runs that a crash
+        ended)."""
+        await self._call(self._requeue, job_id)
+
+    async def discard(self, job_id: str) -> None:
+        """Forget a job that was refused after it was written (its user is told at once)."""
+        await self._call(self._discard, job_id)
+
+    async def finish(
+        self,
+        job_id: str,
+        state: Literal["done", "failed", "cancelled"],
+        *,
+        outcome: dict[str, Any],
+        deliver: OutboxKind,
+        text: str = "",
+        result: bytes | None = None,
+        result_format: str | None = None,
+        result_stats: dict[str, Any] | None = None,
+    ) -> None:
+        """Record a job's end and, in the same transaction, what must be delivered for it."""
+        await self._call(
+            self._finish, job_id, state, outcome, deliver, text, result, result_format,
+            result_stats,
+        )  # fmt: skip
+
+    async def unfinished(self) -> list[JobRecord]:
+        """Jobs to resume, in their old order: those that were running first (by when they
+        started), then the waiting ones in the order they were to start."""
+        return await self._call(self._unfinished)
+
+    async def get(self, job_id: str) -> JobRecord | None:
+        return await self._call(self._get, job_id)
+
+    async def inputs(self, job_id: str, style_count: int) -> tuple[bytes, tuple[bytes, ...]]:
+        """The job's content and style images; raises ``FileNotFoundError`` if they are gone."""
+        return await self._call(self._inputs, job_id, style_count)
+
+    async def result(self, job_id: str, result_format: str) -> bytes:
+        return await self._call(self._read, self._job_dir(job_id) / f"result.{result_format}")
+
+    # --- the outbox ---------------------------------------------------------------------------
+
+    async def outbox_pending(self) -> list[OutboxItem]:
+        """Undelivered items, oldest first."""
+        return await self._call(self._outbox_pending)
+
+    async def begin_attempt(self, item_id: int) -> None:
+        """Recorded before a post, so that a retry knows to look for it first."""
+        await self._call(self._outbox_update, item_id, attempts_plus=1)
+
+    async def delivered(self, item_id: int, message_id: int | None) -> None:
+        await self._call(self._outbox_update, item_id, state="delivered", message_id=message_id)
+
+    async def retry_later(self, item_id: int, next_at: float, error: str) -> None:
+        await self._call(self._outbox_update, item_id, next_at=next_at, last_error=error)
+
+    async def undeliverable(self, item_id: int, error: str) -> None:
+        await self._call(self._outbox_update, item_id, state="failed", last_error=error)
+
+    # --- retention ----------------------------------------------------------------------------
+
+    async def purge(self, keep_seconds: float) -> int:
+        """Delete finished jobs (rows and files) that ended more than ``keep_seconds`` ago,
+        and forget interaction tokens that have expired. Returns how many jobs went."""
+        return await self._call(self._purge, keep_seconds)
+
+    def job_dir(self, job_id: str) -> Path:
+        return self._job_dir(job_id)
+
+    # --- the journal thread -------------------------------------------------------------------
+
+    async def _call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, functools.partial(fn, *args, **kwargs))
+
+    @property
+    def db(self) -> sqlite3.Connection:
+        if self._db is None:
+            raise RuntimeError("the journal is closed")
+        return self._db
+
+    def _open(self) -> None:
+        where = str(self.path)
+        try:
+            self.files_dir.mkdir(parents=True, exist_ok=True)
+            if not os.access(self.data_dir, os.W_OK):
+                raise JournalError(f"the data folder {self.data_dir} is not writable")
+            db = sqlite3.connect(where, isolation_level=None, check_same_thread=False)
+        except OSError as error:
+            raise JournalError(
+                f"cannot create the data folder {self.data_dir} ({error.strerror or error}); "
+                "fix STYLIZE_DATA_DIR or its permissions"
+            ) from None
+        except sqlite3.Error as error:
+            raise JournalError(f"cannot open the job journal {where} ({error})") from None
+        try:
+            db.execute("PRAGMA journal_mode=WAL").fetchone()
+            # FULL: a commit survives a power cut, not only a crash of the process.
+            db.execute("PRAGMA synchronous=FULL")
+            db.execute("PRAGMA foreign_keys=ON")
+            db.execute("PRAGMA busy_timeout=5000")
+            check = db.execute("PRAGMA quick_check").fetchone()
+            if check is None or check[0] != "ok":
+                raise sqlite3.DatabaseError(f"integrity check failed: {check and check[0]}")
+            self._migrate(db)
+            # A write now, so an unwritable file is found at start-up, not on the first job.
+            db.execute("BEGIN IMMEDIATE")
+            db.execute("COMMIT")
+        except JournalError:
+            db.close()
+            raise
+        except sqlite3.Error as error:
+            db.close()
+            if isinstance(error, sqlite3.OperationalError) and "readonly" in str(error):
+                raise JournalError(
+                    f"the job journal {where} is read-only: fix its permissions"
+                ) from None
+            raise JournalError(
+                f"the job journal {where} is damaged ({error}); move it aside to start a new "
+                "one (its unfinished jobs would be lost)"
+            ) from None
+        self._db = db
+
+    def _migrate(self, db: sqlite3.Connection) -> None:
+        version = db.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise JournalError(
+                f"the job journal {self.path} was written by a newer stylize-bot "
+                f"(schema {version}, this one knows {SCHEMA_VERSION}); upgrade the bot"
+            )
+        for target in range(version + 1, SCHEMA_VERSION + 1):
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                for statement in MIGRATIONS[target - 1].split(";"):
+                    if statement.strip():
+                        db.execute(statement)
+                db.execute(f"PRAGMA user_version={target}")
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            log.info("job journal: schema migrated to version %d", target)
+
+    def _close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+    def _job_dir(self, job_id: str) -> Path:
+        if not job_id.isalnum():  # ids are uuid4 hex: never a path
+            raise ValueError(f"bad job id {job_id!r}")
+        return self.files_dir / job_id
+
+    def _write_inputs(self, job_id: str, content: bytes, styles: tuple[bytes, ...]) -> None:
+        folder = self._job_dir(job_id)
+        folder.mkdir(parents=True, exist_ok=True)
+        _write(folder / "content", content, sync=self._sync_files)
+        for index, style in enumerate(styles):
+            _write(folder / f"style-{index}", style, sync=self._sync_files)
+        if self._sync_files:
+            _fsync_dir(folder)
+
+    def _add(self, job: NewJob, inputs_staged: bool) -> None:
+        if not inputs_staged:
+            self._write_inputs(job.id, job.content, job.styles)
+        c = job.conversation
+        now = self._clock()
+        with self._transaction() as db:
+            db.execute(
+                """INSERT INTO jobs (id, user_id, guild_id, channel_id, application_id,
+                   interaction_id, interaction_token, token_expires_at, upload_limit, settings,
+                   seed, style_count, state, created_at, updated_at)
+                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?)""",
+                (
+                    job.id, c.user_id, c.guild_id, c.channel_id, c.application_id,
+                    c.interaction_id, c.interaction_token, c.token_expires_at, c.upload_limit,
+                    json.dumps(job.settings), job.seed, len(job.styles), now, now,
+                ),
+            )  # fmt: skip
+
+    def _update(self, job_id: str, **fields: Any) -> None:
+        fields["updated_at"] = self._clock()
+        names = ", ".join(f"{name} = ?" for name in fields)
+        with self._transaction() as db:
+            db.execute(f"UPDATE jobs SET {names} WHERE id = ?", (*fields.values(), job_id))
+
+    def _mark_running(self, job_id: str) -> None:
+        now = self._clock()
+        with self._transaction() as db:
+            db.execute(
+                "UPDATE jobs SET state = 'running', runs = runs + 1, started_at = ?, "
+                "updated_at = ? WHERE id = ?",
+                (now, now, job_id),
+            )
+
+    def _set_order(self, job_ids: list[str]) -> None:
+        with self._transaction() as db:
+            db.executemany(
+                "UPDATE jobs SET queue_rank = ? WHERE id = ? AND state = 'queued'",
+                [(rank, job_id) for rank, job_id in enumerate(job_ids, start=1)],
+            )
+
+    def _requeue(self, job_id: str) -> None:
+        # Rank 0: ahead of every waiting job (ranked from 1); among themselves, by start time.
+        with self._transaction() as db:
+            db.execute(
+                "UPDATE jobs SET runs = CASE WHEN state = 'running' THEN MAX(runs - 1, 0) "
+                "ELSE runs END, queue_rank = CASE WHEN state = 'running' THEN 0 "
+                "ELSE queue_rank END, state = 'queued', updated_at = ? WHERE id = ?",
+                (self._clock(), job_id),
+            )
+
+    def _discard(self, job_id: str) -> None:
+        with self._transaction() as db:
+            db.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
+        shutil.rmtree(self._job_dir(job_id), ignore_errors=True)
+
+    def _finish(
+        self,
+        job_id: str,
+        state: str,
+        outcome: dict[str, Any],
+        deliver: str,
+        text: str,
+        result: bytes | None,
+        result_format: str | None,
+        result_stats: dict[str, Any] | None,
+    ) -> None:
+        if result is not None:
+            folder = self._job_dir(job_id)
+            folder.mkdir(parents=True, exist_ok=True)
+            _write(folder / f"result.{result_format}", result, sync=self._sync_files)
+        now = self._clock()
+        with self._transaction() as db:
+            db.execute(
+                "UPDATE jobs SET state = ?, finished_at = ?, updated_at = ?, result_format = ?, "
+                "result_stats = ?, outcome = ? WHERE id = ?",
+                (
+                    state, now, now, result_format,
+                    None if result_stats is None else json.dumps(result_stats),
+                    json.dumps(outcome), job_id,
+                ),
+            )  # fmt: skip
+            db.execute(
+                "INSERT INTO outbox (job_id, kind, text, state, next_at, created_at, updated_at) "
+                "VALUES (?, ?, ?, 'pending', ?, ?, ?)",
+                (job_id, deliver, text, now, now, now),
+            )
+
+    def _unfinished(self) -> list[JobRecord]:
+        rows = self.db.execute(
+            "SELECT * FROM jobs WHERE state IN ('queued', 'running') ORDER BY "
+            "state = 'running' DESC, queue_rank IS NULL, queue_rank, started_at, seq"
+        ).fetchall()
+        return [_record(self.db, row) for row in rows]
+
+    def _get(self, job_id: str) -> JobRecord | None:
+        row = self.db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        return None if row is None else _record(self.db, row)
+
+    def _inputs(self, job_id: str, style_count: int) -> tuple[bytes, tuple[bytes, ...]]:
+        folder = self._job_dir(job_id)
+        content = self._read(folder / "content")
+        styles = tuple(self._read(folder / f"style-{i}") for i in range(style_count))
+        return content, styles
+
+    @staticmethod
+    def _read(path: Path) -> bytes:
+        data = path.read_bytes()
+        if not data:
+            raise FileNotFoundError(f"{path} is empty")
+        return data
+
+    def _outbox_pending(self) -> list[OutboxItem]:
+        rows = self.db.execute(
+            "SELECT id, job_id, kind, text, attempts, next_at FROM outbox "
+            "WHERE state = 'pending' ORDER BY id"
+        ).fetchall()
+        return [OutboxItem(*row) for row in rows]
+
+    def _outbox_update(self, item_id: int, *, attempts_plus: int = 0, **fields: Any) -> None:
+        fields["updated_at"] = self._clock()
+        names = ", ".join(f"{name} = ?" for name in fields)
+        with self._transaction() as db:
+            db.execute(
+                f"UPDATE outbox SET {names}, attempts = attempts + ? WHERE id = ?",
+                (*fields.values(), attempts_plus, item_id),
+            )
+
+    def _purge(self, keep_seconds: float) -> int:
+        now = self._clock()
+        cutoff = now - keep_seconds
+        # A job goes once it ended before the cutoff and nothing is left to deliver for it.
+        expired = [
+            row[0]
+            for row in self.db.execute(
+                "SELECT id FROM jobs WHERE state NOT IN ('queued', 'running') "
+                "AND finished_at < ? AND NOT EXISTS (SELECT 1 FROM outbox "
+                "WHERE outbox.job_id = jobs.id AND outbox.state = 'pending')",
+                (cutoff,),
+            )
+        ]
+        for job_id in expired:
+            shutil.rmtree(self._job_dir(job_id), ignore_errors=True)
+        with self._transaction() as db:
+            db.executemany("DELETE FROM jobs WHERE id = ?", [(job_id,) for job_id in expired])
+            db.execute(
+                "UPDATE jobs SET interaction_token = '' WHERE token_expires_at < ? "
+                "AND interaction_token != ''",
+                (now,),
+            )
+        known = {row[0] for row in self.db.execute("SELECT id FROM jobs")}
+        for folder in self.files_dir.iterdir():
+            if folder.name in known:
+                continue
+            with contextlib.suppress(OSError):
+                if folder.stat().st_mtime < now - ORPHAN_AGE:
+                    shutil.rmtree(folder, ignore_errors=True)
+        return len(expired)
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Any:
+        db = self.db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            yield db
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+
+
+def _record(db: sqlite3.Connection, row: Sequence[Any]) -> JobRecord:
+    names = [d[0] for d in db.execute("SELECT * FROM jobs LIMIT 0").description]
+    r = dict(zip(names, row, strict=True))
+    conversation = Conversation(
+        user_id=r["user_id"],
+        guild_id=r["guild_id"],
+        channel_id=r["channel_id"],
+        application_id=r["application_id"],
+        interaction_id=r["interaction_id"],
+        interaction_token=r["interaction_token"],
+        token_expires_at=r["token_expires_at"],
+        upload_limit=r["upload_limit"],
+    )
+    return JobRecord(
+        seq=r["seq"],
+        id=r["id"],
+        conversation=conversation,
+        status_message=None
+        if r["status_message_id"] is None
+        else StatusMessage(r["status_message_id"], bool(r["status_in_channel"])),
+        settings=json.loads(r["settings"]),
+        seed=r["seed"],
+        style_count=r["style_count"],
+        state=r["state"],
+        runs=r["runs"],
+        created_at=r["created_at"],
+        started_at=r["started_at"],
+        finished_at=r["finished_at"],
+        result_format=r["result_format"],
+        result_stats=None if r["result_stats"] is None else json.loads(r["result_stats"]),
+    )
+
+
+def _write(path: Path, data: bytes, *, sync: bool) -> None:
+    with open(path, "wb") as file:
+        file.write(data)
+        if sync:
+            file.flush()
+            os.fsync(file.fileno())
+
+
+def _fsync_dir(path: Path) -> None:
+    # The new names must be durable too, not only the bytes (POSIX; a no-op elsewhere).
+    with contextlib.suppress(OSError, AttributeError):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
