@@ -94,7 +94,7 @@ class JobRunner:
         self._tasks: set[asyncio.Task[None]] = set()
         self.accepting = True
         # Workers die and come back, and machines join or leave a cluster.
-        pool.add_capacity_listener(lambda capacity: self._pump())
+        pool.add_capacity_listener(self._capacity_changed)
 
     # Questions
 
@@ -177,6 +177,14 @@ class JobRunner:
 
     # Internals
 
+    def _capacity_changed(self, capacity: int) -> None:
+        if self._pool.broken:
+            # No worker will come back: waiting would leave every job hanging for good.
+            if not self.engine_broken:
+                self._engine_broke(None, "no engine worker can be started any more")
+            return
+        self._pump()
+
     def _pump(self) -> None:
         self._queue.slots = self._pool.capacity  # live: 0 while no worker is up
         while (entry := self._queue.start_next()) is not None:
@@ -231,12 +239,14 @@ class JobRunner:
             final = Failed(job_id, FailureKind.INTERNAL, "The job ended without a result.")
         await self._finish(request, final)
 
-    def _engine_broke(self, request: Request, error: Exception) -> None:
+    def _engine_broke(self, request: Request | None, error: Exception | str) -> None:
+        """``request``: the job the engine just refused, kept for after the restart."""
         log.error("the engine refuses jobs for good (%s): stopping the bot", error)
         self.engine_broken = True
         self.accepting = False
-        self._queue.remove(request.job.id)
-        self._spawn(self._interrupt(request))
+        if request is not None:
+            self._queue.remove(request.job.id)
+            self._spawn(self._interrupt(request))
         if self._on_engine_broken is not None:
             self._on_engine_broken()
 

@@ -128,8 +128,14 @@ class Backend(Protocol):
     def devices(self) -> tuple[str, ...]:
         """The device of each worker that is up, e.g. ``("cuda:0", "cuda:0")`` or ``("cpu",)``."""
 
+    @property
+    def broken(self) -> bool:
+        """True once no worker can ever start again (every start failed): the caller should
+        stop and let its service manager restart it. Capacity listeners hear of it."""
+
     def add_capacity_listener(self, listener: CapacityListener) -> None:
-        """Call ``listener(capacity)`` on the event loop whenever ``capacity`` changes."""
+        """Call ``listener(capacity)`` on the event loop whenever ``capacity`` changes, and
+        once more when the backend becomes ``broken``."""
 
     def submit(self, job: Job) -> JobHandle:
         """Runs ``job`` on a free worker (or the next one to free up); raises ``PoolError``

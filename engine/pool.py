@@ -283,6 +283,10 @@ class EnginePool:
         return sum(slot.run is not None for slot in self._slots)
 
     @property
+    def broken(self) -> bool:
+        return self._state == "broken"
+
+    @property
     def devices(self) -> tuple[str, ...]:
         """The device of each worker that is up, as it reported when it loaded its network."""
         return tuple(slot.device for slot in self._slots if slot.ready)
@@ -448,6 +452,8 @@ class EnginePool:
         """No worker can start any more: fail what waits and refuse new jobs."""
         self._state = "broken"
         self._book.finish_all(lambda run: Failed(run.job.id, FailureKind.INTERNAL, BROKEN))
+        for listener in list(self._listeners):
+            listener(0)
 
     def _capacity_changed(self) -> None:
         capacity = self.capacity if self._state == "running" else 0

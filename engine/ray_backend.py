@@ -211,6 +211,11 @@ class RayBackend:
         return sum(actor.ready for actor in self._actors.values())
 
     @property
+    def broken(self) -> bool:
+        # A cluster can always gain a node that starts an actor: never given up on.
+        return False
+
+    @property
     def devices(self) -> tuple[str, ...]:
         return tuple(actor.device for actor in self._actors.values() if actor.ready)
 

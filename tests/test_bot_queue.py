@@ -385,7 +385,7 @@ async def test_resumed_jobs_are_never_refused_and_keep_their_old_order(
 
 
 async def test_the_runner_reports_the_order_jobs_will_start_in() -> None:
-    pool = ScriptedPool(size=1)
+    pool = ScriptedPool(capacity=1)
     orders: list[list[str]] = []
     runner = JobRunner(pool, per_user=2, max_waiting=10, on_order=orders.append)  # type: ignore[arg-type]
     for name, user in (("a1", A), ("a2", A), ("b1", B)):
@@ -399,7 +399,7 @@ async def test_the_runner_reports_the_order_jobs_will_start_in() -> None:
 
 
 async def test_a_broken_engine_keeps_the_job_and_stops_the_bot() -> None:
-    pool = ScriptedPool(size=1)
+    pool = ScriptedPool(capacity=1)
     calls: list[str] = []
     runner = JobRunner(
         pool,  # type: ignore[arg-type]

@@ -338,3 +338,36 @@ async def test_the_worker_decodes_big_jpegs_only_as_large_as_the_job_needs() -> 
     final, _ = run_fake(record, Job(jpeg((2048, 1536)), (jpeg((2048, 2048)),), settings))
     assert isinstance(final, Done), final
     assert seen == [(256, 192), (256, 256)]  # 1/8 keeps ≥ 64 px; the style needs ≥ 128
+
+
+async def test_a_pool_whose_workers_cannot_restart_breaks_and_says_so(tmp_path: Path) -> None:
+    """A worker dies and its replacements can't load the weights any more (the file is gone):
+    after the last try the pool is ``broken``, refuses jobs, and its listeners hear of it, so
+    that the bot can stop instead of leaving jobs waiting for a worker that never comes."""
+    from engine.network import random_state
+
+    weights = tmp_path / "vgg19.pth"
+    torch.save(random_state(0), weights)
+    pool = EnginePool(workers=1, device="cpu", weights=str(weights), threads=1)
+    await pool.start()
+    heard: list[tuple[int, bool]] = []
+    broke = asyncio.Event()
+
+    def listener(capacity: int) -> None:
+        heard.append((capacity, pool.broken))
+        if pool.broken:
+            broke.set()
+
+    pool.add_capacity_listener(listener)
+    try:
+        assert not pool.broken
+        weights.unlink()
+        (pid,) = pool.worker_pids
+        assert pid is not None
+        os.kill(pid, 9)
+        await asyncio.wait_for(broke.wait(), 120)
+        assert heard[-1] == (0, True) and pool.capacity == 0
+        with pytest.raises(PoolError):
+            pool.submit(job())
+    finally:
+        await pool.close(grace=0)

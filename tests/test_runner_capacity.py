@@ -20,6 +20,7 @@ class ElasticBackend:
         self._listeners: list[Callable[[int], None]] = []
         self.streams: dict[str, JobStream] = {}
         self.devices: tuple[str, ...] = ()
+        self.broken = False
 
     @property
     def capacity(self) -> int:
@@ -29,6 +30,11 @@ class ElasticBackend:
         self._capacity = capacity
         for listener in self._listeners:
             listener(capacity)
+
+    def break_down(self) -> None:
+        """As the local pool once no worker can be started any more."""
+        self.broken = True
+        self.resize(0)
 
     def add_capacity_listener(self, listener: Callable[[int], None]) -> None:
         self._listeners.append(listener)
@@ -91,3 +97,21 @@ async def test_jobs_start_as_capacity_grows_and_wait_while_it_is_zero() -> None:
     assert "d" in backend.streams
     await runner.shutdown(grace=5)
     assert not runner.busy
+
+
+async def test_a_backend_that_breaks_while_jobs_wait_stops_the_bot_once() -> None:
+    # Capacity 0 alone means "wait"; a broken backend means no worker will ever come back,
+    # so the runner must not leave the waiting job hanging.
+    backend = ElasticBackend(capacity=1)
+    calls: list[str] = []
+    runner = JobRunner(
+        backend, per_user=5, max_waiting=10, on_engine_broken=lambda: calls.append("broken")
+    )
+    runner.submit(job("a"), user_id=1, reporter=Reporter())
+    runner.submit(job("b"), user_id=2, reporter=Reporter())
+    assert list(backend.streams) == ["a"]
+    backend.break_down()
+    backend.resize(0)  # a later notice changes nothing
+    assert calls == ["broken"]
+    assert runner.engine_broken and not runner.accepting
+    assert "b" not in backend.streams
