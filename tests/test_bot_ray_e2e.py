@@ -9,6 +9,7 @@ import asyncio
 import io
 import logging
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import ray
@@ -45,12 +46,13 @@ def logs() -> Iterator[LogLines]:
     root.setLevel(previous)
 
 
-async def test_the_bot_runs_its_jobs_on_ray(logs: LogLines) -> None:
+async def test_the_bot_runs_its_jobs_on_ray(logs: LogLines, tmp_path: Path) -> None:
     assert not ray.is_initialized()
     before = children()
     async with FakeDiscord(token=TOKEN) as fake:
         settings = load_settings(
             _env_file=None,
+            stylize_data_dir=tmp_path / "data",
             discord_token=fake.token,
             discord_guild_id=fake.guild_id,
             discord_api_base_url=fake.api_base_url,
@@ -74,7 +76,7 @@ async def test_the_bot_runs_its_jobs_on_ray(logs: LogLines) -> None:
             await fake.wait_for(lambda: bool(interaction.followups), 120)
             [result] = interaction.followups
             [(filename, data)] = result.attachments
-            assert filename == "stylized.png"
+            assert filename.startswith("stylized") and filename.endswith(".png")
             assert Image.open(io.BytesIO(data)).size == (48, 36)
             assert "seed 3" in result.content
         finally:
