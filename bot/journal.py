@@ -90,6 +90,11 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX outbox_by_state ON outbox (state, next_at);
     """,
+    # 2: a follow-up job (Re-roll, Stronger, Weaker) records the job it derives from and how.
+    """
+    ALTER TABLE jobs ADD COLUMN parent_id TEXT;
+    ALTER TABLE jobs ADD COLUMN derivation TEXT;
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -139,6 +144,17 @@ class NewJob:
     seed: int
     content: bytes
     styles: tuple[bytes, ...]
+    derivation: Derivation | None = None
+
+
+@dataclass(frozen=True)
+class Derivation:
+    """What a follow-up job derives from: the earlier job and the button that made it."""
+
+    parent_id: str
+    kind: str
+    """``bot.followups.FollowUp``'s value: ``reroll``, ``stronger`` or ``weaker``."""
+    parent_seed: int
 
 
 @dataclass(frozen=True)
@@ -158,6 +174,7 @@ class JobRecord:
     finished_at: float | None
     result_format: str | None
     result_stats: dict[str, Any] | None
+    derivation: Derivation | None = None
 
 
 @dataclass(frozen=True)
@@ -284,6 +301,16 @@ class Journal:
         """The job's content and style images; raises ``FileNotFoundError`` if they are gone."""
         return await self._call(self._inputs, job_id, style_count)
 
+    async def has_inputs(self, job_id: str, style_count: int) -> bool:
+        """Whether the job's input files are all still kept."""
+        return await self._call(self._has_inputs, job_id, style_count)
+
+    async def link_inputs(self, source_id: str, job_id: str, style_count: int) -> None:
+        """Give a new job the inputs of an earlier one, as files of its own (hard links where
+        the file system allows, else copies), so each job's retention stays its own. Raises
+        ``FileNotFoundError`` if the earlier job's inputs are gone."""
+        await self._call(self._link_inputs, source_id, job_id, style_count)
+
     async def result(self, job_id: str, result_format: str) -> bytes:
         return await self._call(self._read, self._job_dir(job_id) / f"result.{result_format}")
 
@@ -409,21 +436,45 @@ class Journal:
         if self._sync_files:
             _fsync_dir(folder)
 
+    def _has_inputs(self, job_id: str, style_count: int) -> bool:
+        folder = self._job_dir(job_id)
+        names = ["content", *(f"style-{i}" for i in range(style_count))]
+        return all((folder / name).is_file() for name in names)
+
+    def _link_inputs(self, source_id: str, job_id: str, style_count: int) -> None:
+        source, folder = self._job_dir(source_id), self._job_dir(job_id)
+        names = ["content", *(f"style-{i}" for i in range(style_count))]
+        for name in names:  # all present, or nothing is made
+            if not (source / name).is_file():
+                raise FileNotFoundError(f"{source / name} is gone")
+        folder.mkdir(parents=True, exist_ok=True)
+        for name in names:
+            try:
+                os.link(source / name, folder / name)
+            except OSError:  # no hard links here (another device, a FAT volume): copy
+                shutil.copyfile(source / name, folder / name)
+        if self._sync_files:
+            _fsync_dir(folder)
+
     def _add(self, job: NewJob, inputs_staged: bool) -> None:
         if not inputs_staged:
             self._write_inputs(job.id, job.content, job.styles)
         c = job.conversation
+        d = job.derivation
         now = self._clock()
         with self._transaction() as db:
             db.execute(
                 """INSERT INTO jobs (id, user_id, guild_id, channel_id, application_id,
                    interaction_id, interaction_token, token_expires_at, upload_limit, settings,
-                   seed, style_count, state, created_at, updated_at)
-                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?)""",
+                   seed, style_count, state, created_at, updated_at, parent_id, derivation)
+                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?)""",
                 (
                     job.id, c.user_id, c.guild_id, c.channel_id, c.application_id,
                     c.interaction_id, c.interaction_token, c.token_expires_at, c.upload_limit,
                     json.dumps(job.settings), job.seed, len(job.styles), now, now,
+                    None if d is None else d.parent_id,
+                    None if d is None else json.dumps({"kind": d.kind,
+                                                       "parent_seed": d.parent_seed}),
                 ),
             )  # fmt: skip
 
@@ -609,7 +660,15 @@ def _record(db: sqlite3.Connection, row: Sequence[Any]) -> JobRecord:
         finished_at=r["finished_at"],
         result_format=r["result_format"],
         result_stats=None if r["result_stats"] is None else json.loads(r["result_stats"]),
+        derivation=_derivation(r["parent_id"], r["derivation"]),
     )
+
+
+def _derivation(parent_id: str | None, text: str | None) -> Derivation | None:
+    if parent_id is None or text is None:
+        return None
+    fields = json.loads(text)
+    return Derivation(parent_id, str(fields["kind"]), int(fields["parent_seed"]))
 
 
 def _write(path: Path, data: bytes, *, sync: bool) -> None:

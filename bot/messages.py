@@ -170,3 +170,24 @@ def result(mention: str, info: ResultInfo, *, upload_limit: int) -> str:
 def clip(text: str) -> str:
     """Keep a message within Discord's content limit."""
     return text if len(text) <= MAX_CONTENT else text[: MAX_CONTENT - 1] + "…"
+
+
+# Follow-ups on a result (Re-roll, Stronger, Weaker)
+
+
+def follow_up_headline(kind: str, strength: float, parent_seed: int) -> str:
+    """What a follow-up job is, on its status and its result: ``kind`` is a
+    ``bot.followups.FollowUp`` value."""
+    if kind == "reroll":
+        return f"🎲 Re-roll of the picture with seed {parent_seed}"
+    label = "Stronger" if kind == "stronger" else "Weaker"
+    sign = "➕" if kind == "stronger" else "➖"
+    return f"{sign} {label}, strength {number(strength)} (from the picture with seed {parent_seed})"
+
+
+def follow_up_expired(keep_days: float) -> str:
+    days = "day" if keep_days == 1 else "days"
+    return (
+        f"These pictures are no longer kept (the bot keeps them {number(keep_days)} {days}), "
+        "so this button can't make another version. Run `/stylize` again with them."
+    )
