@@ -21,8 +21,9 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot import errors, followups, intake, messages
+from bot import errors, followups, gallery, intake, messages
 from bot.client import EXIT_ENGINE_BROKEN
+from bot.cogs.styles import Styles, choices
 from bot.delivery import Delivery
 from bot.followups import FollowUp, FollowUpButton
 from bot.job_settings import build_settings
@@ -265,7 +266,8 @@ class Stylize(commands.Cog):
     def _build_command(self, max_size: int) -> app_commands.Command:
         @app_commands.describe(
             content="The photo to repaint",
-            style="The painting whose style to take",
+            style="The painting whose style to take (or pick a saved_style)",
+            saved_style="One of this server's saved styles (see /styles list)",
             strength="Style against content: 1 is the default balance, higher is more style",
             size=f"Longest side of the result in pixels (at most {max_size})",
             quality="Fewer or more optimisation steps: draft is quick, high is finest",
@@ -276,7 +278,8 @@ class Stylize(commands.Cog):
         async def stylize(
             interaction: discord.Interaction,
             content: discord.Attachment,
-            style: discord.Attachment,
+            style: Optional[discord.Attachment] = None,  # noqa: UP045
+            saved_style: Optional[str] = None,  # noqa: UP045
             strength: Optional[app_commands.Range[float, 0.1, 10.0]] = None,  # noqa: UP045
             size: Optional[app_commands.Range[int, MIN_SIZE, max_size]] = None,  # noqa: UP045
             quality: Optional[Literal["draft", "standard", "high"]] = None,  # noqa: UP045
@@ -287,6 +290,7 @@ class Stylize(commands.Cog):
                 interaction,
                 content,
                 style,
+                saved_style=saved_style,
                 strength=strength,
                 size=size,
                 quality=quality,
@@ -294,24 +298,34 @@ class Stylize(commands.Cog):
                 seed=seed,
             )
 
-        return app_commands.Command(
+        command = app_commands.Command(
             name="stylize",
             description="Repaint a photo in the style of a painting",
             callback=stylize,
         )
+        command.autocomplete("saved_style")(self._saved_style_choices)
+        return command
+
+    async def _saved_style_choices(
+        self, interaction: discord.Interaction, current: str
+    ) -> list[app_commands.Choice[str]]:
+        return await choices(self.journal, interaction, current)
 
     async def stylize(
         self,
         interaction: discord.Interaction,
         content: discord.Attachment,
-        style: discord.Attachment,
+        style: Optional[discord.Attachment],  # noqa: UP045
         *,
+        saved_style: Optional[str] = None,  # noqa: UP045
         strength: Optional[float],  # noqa: UP045
         size: Optional[int],  # noqa: UP045
         quality: Optional[str],  # noqa: UP045
         preserve_colors: Optional[bool],  # noqa: UP045
         seed: Optional[int],  # noqa: UP045
     ) -> None:
+        if (style is None) == (saved_style is None):  # refused at once, to the user alone
+            raise errors.Refusal(messages.style_one_or_other())
         # Acknowledge first, always: Discord drops an interaction not answered within 3 s.
         await interaction.response.defer(thinking=True)
         # The token's clock starts now, on our side: the snowflake's time would trust the
@@ -328,18 +342,32 @@ class Stylize(commands.Cog):
         job_id = new_job_id()
         staging: list[asyncio.Task[None]] = []
 
+        saved: bytes | None = None
+        if saved_style is not None:
+            assert interaction.guild_id is not None  # the command is guild-only
+            saved = await gallery.image_for(self.journal, interaction.guild_id, saved_style)
+        uploads = [_ref("photo (content)", content)]
+        if style is not None:
+            uploads.append(_ref("style image", style))
+
         def stage(bodies: list[bytes]) -> None:
+            if saved is not None:
+                bodies = [*bodies, saved]
             staged = self.journal.stage_inputs(job_id, bodies[0], tuple(bodies[1:]))
             staging.append(asyncio.get_running_loop().create_task(staged))
 
         try:
             pictures = await intake.receive(
                 self.bot.http_session,
-                [_ref("photo (content)", content), _ref("style image", style)],
+                uploads,
                 max_bytes=config.max_input_bytes,
                 max_pixels=config.stylize_max_pixels,
                 on_downloaded=stage,
             )
+            if saved is not None:
+                pictures.append(
+                    await intake.inspect("saved style", saved, config.stylize_max_pixels)
+                )
             for task in staging:
                 await task
         except BaseException:
@@ -518,6 +546,8 @@ async def setup(bot: "StylizeBot") -> None:
     journal = await Journal.open(bot.settings.stylize_data_dir)
     try:
         await bot.add_cog(Stylize(bot, journal))
+        # The gallery lives in the same journal, so the same extension loads it.
+        await bot.add_cog(Styles(bot, journal))
     except BaseException:
         await journal.close()
         raise
