@@ -1,5 +1,6 @@
-"""End to end: the follow-up buttons on a result (Re-roll, Stronger, Weaker), with the real bot
-(discord.py, the engine pool, random weights on the CPU) against the fake Discord.
+"""End to end: the follow-up buttons on a result (Re-roll, Stronger, Weaker) and the server's
+gallery of saved styles (/styles, /stylize saved_style), with the real bot (discord.py, the
+engine pool, random weights on the CPU) against the fake Discord.
 
 One fake and one data folder serve the module; the bot is restarted in the middle, on the same
 journal, to show that a result posted before a restart keeps working buttons.
@@ -21,7 +22,7 @@ import pytest_asyncio
 from bot.client import StylizeBot, make_pool
 from bot.config import BotSettings, load_settings
 from engine.pool import EnginePool
-from tests.fake_discord import FakeDiscord, FakeInteraction, FakeMessage, FakeUser
+from tests.fake_discord import FakeDiscord, FakeInteraction, FakeMessage, FakeUser, payloads
 from tests.test_bot_e2e import HeldPool, png
 
 pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.timeout(900)]
@@ -31,6 +32,7 @@ STEPS = 4
 EPHEMERAL = 1 << 6
 START_TIMEOUT = 240  # the pool spawns a worker that imports torch and builds VGG19
 RESULT_TIMEOUT = 120
+GALLERY_MAX = 2
 FOLLOW_UP_ID = re.compile(r"^stylize:(reroll|stronger|weaker):([0-9a-f]{32})$")
 
 
@@ -54,6 +56,7 @@ def settings_for(fake: FakeDiscord, data_dir: Path) -> BotSettings:
         stylize_job_timeout=300,
         stylize_progress_interval=1.0,
         stylize_keep_days=1,
+        stylize_gallery_max_styles=GALLERY_MAX,
     )
 
 
@@ -279,3 +282,128 @@ async def test_a_click_on_expired_inputs_gets_a_clear_answer(h: Harness) -> None
     assert callback["type"] == 4 and callback["data"]["flags"] & EPHEMERAL
     assert "no longer kept" in callback["data"]["content"]
     assert "1 day" in callback["data"]["content"]
+
+
+# --- the gallery of saved styles ------------------------------------------------------------
+
+
+async def styles(
+    h: Harness, sub: str, user: FakeUser, **options: object
+) -> tuple[FakeInteraction, dict[str, Any]]:
+    """Run ``/styles sub``; returns the interaction and its first callback."""
+    interaction = await h.fake.invoke(f"styles {sub}", options, user=user)
+    callback = await interaction.wait_callback(timeout=5)
+    assert interaction.ack_latency is not None and interaction.ack_latency < 3.0
+    return interaction, callback
+
+
+async def answer(h: Harness, interaction: FakeInteraction) -> FakeMessage:
+    """The deferred response once the bot has filled it in."""
+    await h.fake.wait_for(
+        lambda: interaction.original is not None and bool(interaction.original.edits), 60
+    )
+    assert interaction.original is not None
+    return interaction.original
+
+
+def refusal(callback: dict[str, Any]) -> str:
+    assert callback["type"] == 4 and callback["data"]["flags"] & EPHEMERAL, callback
+    return str(callback["data"]["content"])
+
+
+async def test_styles_is_a_group_for_manage_server(h: Harness) -> None:
+    [command] = [c for c in h.fake.commands if c["name"] == "styles"]
+    assert int(command["default_member_permissions"]) == payloads.MANAGE_GUILD
+    subs = {o["name"]: o for o in command["options"]}
+    assert list(subs) == ["add", "remove", "list"]
+    assert [o["name"] for o in subs["add"]["options"]] == ["name", "image"]
+    assert [o["name"] for o in subs["remove"]["options"]] == ["name"]
+
+
+async def test_a_member_without_manage_server_is_refused(h: Harness) -> None:
+    fake = h.fake
+    image = fake.add_attachment(png(32, 32, noise=True), "painting.png")
+    _, callback = await styles(h, "add", fake.requester, name="Mine", image=image)
+    assert "Manage Server" in refusal(callback)
+    _, callback = await styles(h, "remove", fake.requester, name="Mine")
+    assert "Manage Server" in refusal(callback)
+    assert await h.cog.journal.styles(fake.guild_id) == []
+
+
+async def test_styles_are_added_listed_used_and_removed(h: Harness) -> None:
+    fake = h.fake
+    manager = fake.moderator
+    fake.role_permissions[fake.moderator_role_id] |= payloads.MANAGE_GUILD
+    starry = png(40, 30, noise=True)
+
+    added, callback = await styles(
+        h, "add", manager, name="Starry  Night", image=fake.add_attachment(starry, "s.png")
+    )
+    assert callback["type"] == 5
+    assert "Saved the style **Starry Night**" in (await answer(h, added)).content
+
+    # Names are unique without regard to case; the count limit holds.
+    again, _ = await styles(
+        h, "add", manager, name="starry night", image=fake.add_attachment(png(8, 8), "x.png")
+    )
+    assert "already has a style called **starry night**" in (await answer(h, again)).content
+    waves, _ = await styles(
+        h, "add", manager, name="Waves", image=fake.add_attachment(png(24, 24), "w.png")
+    )
+    assert "Saved the style **Waves**" in (await answer(h, waves)).content
+    third, _ = await styles(
+        h, "add", manager, name="Third", image=fake.add_attachment(png(8, 8), "t.png")
+    )
+    assert f"at most {GALLERY_MAX} styles" in (await answer(h, third)).content
+
+    # Listed, with a thumbnail each.
+    listed, _ = await styles(h, "list", fake.requester)
+    page = await answer(h, listed)
+    assert "2 styles, page 1 of 1" in page.content
+    assert [e["title"] for e in page.embeds] == ["Starry Night", "Waves"]
+    assert [e["thumbnail"]["url"] for e in page.embeds] == [
+        "attachment://style-0.jpg",
+        "attachment://style-1.jpg",
+    ]
+    assert sorted(name for name, _ in page.attachments) == ["style-0.jpg", "style-1.jpg"]
+
+    # Offered as saved_style while a member types.
+    typed = await fake.autocomplete("stylize", "saved_style", "sta")
+    callback = await typed.wait_callback(timeout=5)
+    assert callback["type"] == payloads.CALLBACK_AUTOCOMPLETE_RESULT
+    assert callback["data"]["choices"] == [{"name": "Starry Night", "value": "Starry Night"}]
+
+    # Used: the job paints with the saved image.
+    photo = fake.add_attachment(png(48, 36), "photo.png")
+    used = await fake.invoke(
+        "stylize", {"content": photo, "saved_style": "starry night", "seed": 41}
+    )
+    assert (await used.wait_callback(timeout=5))["type"] == 5
+    result = await h.result_of(used)
+    await h.idle()
+    assert "seed 41" in result.content and result.attachments
+    [job_id] = {FOLLOW_UP_ID.match(c).group(2) for c in result.custom_ids}  # type: ignore[union-attr]
+    assert (h.data_dir / "jobs" / job_id / "style-0").read_bytes() == starry
+
+    # Removed: gone from the list and from use.
+    _, callback = await styles(h, "remove", manager, name="Starry Night")
+    assert callback["type"] == 4 and "Removed the style **Starry Night**" in str(callback["data"])
+    assert [s.name for s in await h.cog.journal.styles(fake.guild_id)] == ["Waves"]
+    gone = await fake.invoke(
+        "stylize",
+        {"content": fake.add_attachment(png(48, 36), "p.png"), "saved_style": "Starry Night"},
+    )
+    await gone.wait_callback(timeout=5)
+    assert "no saved style called **Starry Night**" in (await answer(h, gone)).content
+
+
+@pytest.mark.parametrize("given", ["neither", "both"])
+async def test_stylize_wants_exactly_one_style(h: Harness, given: str) -> None:
+    fake = h.fake
+    options: dict[str, object] = {"content": fake.add_attachment(png(48, 36), "photo.png")}
+    if given == "both":
+        options["style"] = fake.add_attachment(png(32, 32), "painting.png")
+        options["saved_style"] = "Waves"
+    interaction = await fake.invoke("stylize", options)
+    callback = await interaction.wait_callback(timeout=5)
+    assert "either attach one as `style`" in refusal(callback)
