@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import shutil
 import sqlite3
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -275,6 +276,13 @@ async def test_a_click_on_expired_inputs_gets_a_clear_answer(h: Harness) -> None
     fake = h.fake
     original = await h.result_of_command(fake.requester, seed=31)
     await h.idle()
+    # Pictures removed from the disk while the job's row stays (by hand, or a failed sweep).
+    cleared = await h.result_of_command(fake.requester, seed=32)
+    await h.idle()
+    [cleared_id] = {FOLLOW_UP_ID.match(c).group(2) for c in cleared.custom_ids}  # type: ignore[union-attr]
+    shutil.rmtree(h.data_dir / "jobs" / cleared_id)
+    click = await h.click(cleared, "stronger", fake.requester)
+    assert "no longer kept" in refusal(click.callbacks[0])
     # The retention sweep, as it runs once the kept days have passed.
     assert await h.cog.journal.purge(0) >= 1
     click = await h.click(original, "reroll", fake.requester)
