@@ -44,6 +44,7 @@ class Styles(commands.GroupCog, group_name="styles", group_description="Saved st
         image: discord.Attachment,
     ) -> None:
         guild_id = _manager_guild(interaction)
+        gallery.clean_name(name)  # a bad name is refused before the download
         await interaction.response.defer(thinking=True)
         config = self.bot.settings
         assert self.bot.http_session is not None
