@@ -66,6 +66,10 @@ class BotSettings(BaseSettings):
     stylize_preview_every: int = Field(default=3, ge=0)
     stylize_data_dir: Path = Path("data")
     stylize_keep_days: float = Field(default=7.0, gt=0, le=3650)
+    # Each server's gallery of saved styles (/styles): at most this many, and this many MB in
+    # all. 25 is also the most choices Discord shows in an autocomplete list.
+    stylize_gallery_max_styles: int = Field(default=25, ge=1, le=1000)
+    stylize_gallery_max_mb: float = Field(default=50.0, gt=0, le=10_000)
     stylize_backend: Literal["local", "ray"] = "local"
     stylize_ray_address: str | None = None
 
@@ -131,6 +135,10 @@ class BotSettings(BaseSettings):
     @property
     def keep_seconds(self) -> float:
         return self.stylize_keep_days * 24 * 3600
+
+    @property
+    def gallery_max_bytes(self) -> int:
+        return int(self.stylize_gallery_max_mb * 1024 * 1024)
 
     @property
     def max_input_bytes(self) -> int:

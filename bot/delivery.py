@@ -31,9 +31,17 @@ can exceed the file's size, so a refused upload is tried once more, smaller."""
 class Delivery:
     """The outbox's ``Deliver``: one call per item attempt."""
 
-    def __init__(self, journal: Journal, make_reply: Callable[[JobRecord], Reply]) -> None:
+    def __init__(
+        self,
+        journal: Journal,
+        make_reply: Callable[[JobRecord], Reply],
+        *,
+        result_view: Callable[[JobRecord], discord.ui.View | None] = lambda record: None,
+    ) -> None:
+        """``result_view``: the buttons the result is posted with (the follow-ups)."""
         self._journal = journal
         self._make_reply = make_reply
+        self._result_view = result_view
 
     async def __call__(self, item: OutboxItem) -> int | None:
         record = await self._journal.get(item.job_id)
@@ -64,9 +72,16 @@ class Delivery:
                 record.result_stats, fitted.format, len(fitted.data), refit=fitted.reencoded
             )
             content = messages.result(reply.mention, info, upload_limit=limit)
+            if record.derivation is not None:
+                headline = messages.follow_up_headline(
+                    record.derivation.kind, info.strength, record.derivation.parent_seed
+                )
+                content = messages.clip(f"{headline}\n{content}")
             name = messages.result_filename(fitted.format, record.id)
             try:
-                message = await post(reply, content, (name, fitted.data), record.id)
+                message = await post(
+                    reply, content, (name, fitted.data), record.id, self._result_view(record)
+                )
             except discord.HTTPException as error:
                 if not too_large(error):
                     raise
@@ -104,6 +119,7 @@ async def post(
     content: str,
     attachment: tuple[str, bytes] | None,
     job_id: str | None,
+    view: discord.ui.View | None = None,
 ) -> discord.Message:
     """Post by the best route left; raises a transient error to be retried, a too-large
     refusal for the caller to shrink, or ``Undeliverable`` when every route refused."""
@@ -116,14 +132,14 @@ async def post(
 
     if reply.token_usable:
         try:
-            return await reply.send_interaction(content, make_file())
+            return await reply.send_interaction(content, make_file(), view=view)
         except discord.HTTPException as error:
             if too_large(error) or (transient(error) and not token_dead(error)):
                 raise
             log.info("job %s: follow-up refused (%s); using the channel", job_id,
                      describe(error))  # fmt: skip
     try:
-        return await reply.send_channel(content, make_file())
+        return await reply.send_channel(content, make_file(), view=view)
     except discord.HTTPException as error:
         if too_large(error) or transient(error):
             raise

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import enum
 import functools
 import json
 import logging
@@ -34,6 +35,7 @@ T = TypeVar("T")
 
 FILENAME = "jobs.sqlite3"
 FILES_DIR = "jobs"
+STYLES_DIR = "styles"
 
 JobState = Literal["queued", "running", "done", "failed", "cancelled"]
 UNFINISHED: tuple[JobState, ...] = ("queued", "running")
@@ -90,6 +92,24 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX outbox_by_state ON outbox (state, next_at);
     """,
+    # 2: a follow-up job (Re-roll, Stronger, Weaker) records the job it derives from and how.
+    """
+    ALTER TABLE jobs ADD COLUMN parent_id TEXT;
+    ALTER TABLE jobs ADD COLUMN derivation TEXT;
+    """,
+    # 3: each server's gallery of saved styles (the images are files in styles/<guild id>/).
+    """
+    CREATE TABLE styles (
+        guild_id INTEGER NOT NULL,
+        name TEXT NOT NULL,
+        name_key TEXT NOT NULL,
+        file TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        added_by INTEGER NOT NULL,
+        created_at REAL NOT NULL,
+        PRIMARY KEY (guild_id, name_key)
+    );
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -139,6 +159,17 @@ class NewJob:
     seed: int
     content: bytes
     styles: tuple[bytes, ...]
+    derivation: Derivation | None = None
+
+
+@dataclass(frozen=True)
+class Derivation:
+    """What a follow-up job derives from: the earlier job and the button that made it."""
+
+    parent_id: str
+    kind: str
+    """``bot.followups.FollowUp``'s value: ``reroll``, ``stronger`` or ``weaker``."""
+    parent_seed: int
 
 
 @dataclass(frozen=True)
@@ -158,6 +189,36 @@ class JobRecord:
     finished_at: float | None
     result_format: str | None
     result_stats: dict[str, Any] | None
+    derivation: Derivation | None = None
+
+
+class StyleAdded(enum.Enum):
+    """What became of a request to save a style."""
+
+    ADDED = "added"
+    NAME_TAKEN = "name_taken"
+    TOO_MANY = "too_many"
+    TOO_LARGE = "too_large"
+
+
+@dataclass(frozen=True)
+class NewStyle:
+    guild_id: int
+    name: str
+    image: bytes
+    thumbnail: bytes
+    """A small JPEG for ``/styles list``."""
+    added_by: int
+
+
+@dataclass(frozen=True)
+class SavedStyle:
+    guild_id: int
+    name: str
+    size: int
+    """Bytes of the image."""
+    added_by: int
+    created_at: float
 
 
 @dataclass(frozen=True)
@@ -284,8 +345,39 @@ class Journal:
         """The job's content and style images; raises ``FileNotFoundError`` if they are gone."""
         return await self._call(self._inputs, job_id, style_count)
 
+    async def has_inputs(self, job_id: str, style_count: int) -> bool:
+        """Whether the job's input files are all still kept."""
+        return await self._call(self._has_inputs, job_id, style_count)
+
+    async def link_inputs(self, source_id: str, job_id: str, style_count: int) -> None:
+        """Give a new job the inputs of an earlier one, as files of its own (hard links where
+        the file system allows, else copies), so each job's retention stays its own. Raises
+        ``FileNotFoundError`` if the earlier job's inputs are gone."""
+        await self._call(self._link_inputs, source_id, job_id, style_count)
+
     async def result(self, job_id: str, result_format: str) -> bytes:
         return await self._call(self._read, self._job_dir(job_id) / f"result.{result_format}")
+
+    # --- the servers' galleries of saved styles ----------------------------------------------
+
+    async def add_style(self, style: NewStyle, *, max_count: int, max_bytes: int) -> StyleAdded:
+        """Save a style unless its name (compared without case) is taken in that server, or
+        the server would then hold more than ``max_count`` styles or ``max_bytes`` bytes."""
+        return await self._call(self._add_style, style, max_count, max_bytes)
+
+    async def styles(self, guild_id: int) -> list[SavedStyle]:
+        """A server's saved styles, by name."""
+        return await self._call(self._styles, guild_id)
+
+    async def style_image(
+        self, guild_id: int, name: str, *, thumbnail: bool = False
+    ) -> bytes | None:
+        """A saved style's image (or its thumbnail); None if there is no such style."""
+        return await self._call(self._style_image, guild_id, name, thumbnail)
+
+    async def remove_style(self, guild_id: int, name: str) -> bool:
+        """False if there was no such style."""
+        return await self._call(self._remove_style, guild_id, name)
 
     # --- the outbox ---------------------------------------------------------------------------
 
@@ -409,21 +501,45 @@ class Journal:
         if self._sync_files:
             _fsync_dir(folder)
 
+    def _has_inputs(self, job_id: str, style_count: int) -> bool:
+        folder = self._job_dir(job_id)
+        names = ["content", *(f"style-{i}" for i in range(style_count))]
+        return all((folder / name).is_file() for name in names)
+
+    def _link_inputs(self, source_id: str, job_id: str, style_count: int) -> None:
+        source, folder = self._job_dir(source_id), self._job_dir(job_id)
+        names = ["content", *(f"style-{i}" for i in range(style_count))]
+        for name in names:  # all present, or nothing is made
+            if not (source / name).is_file():
+                raise FileNotFoundError(f"{source / name} is gone")
+        folder.mkdir(parents=True, exist_ok=True)
+        for name in names:
+            try:
+                os.link(source / name, folder / name)
+            except OSError:  # no hard links here (another device, a FAT volume): copy
+                shutil.copyfile(source / name, folder / name)
+        if self._sync_files:
+            _fsync_dir(folder)
+
     def _add(self, job: NewJob, inputs_staged: bool) -> None:
         if not inputs_staged:
             self._write_inputs(job.id, job.content, job.styles)
         c = job.conversation
+        d = job.derivation
         now = self._clock()
         with self._transaction() as db:
             db.execute(
                 """INSERT INTO jobs (id, user_id, guild_id, channel_id, application_id,
                    interaction_id, interaction_token, token_expires_at, upload_limit, settings,
-                   seed, style_count, state, created_at, updated_at)
-                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?)""",
+                   seed, style_count, state, created_at, updated_at, parent_id, derivation)
+                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?)""",
                 (
                     job.id, c.user_id, c.guild_id, c.channel_id, c.application_id,
                     c.interaction_id, c.interaction_token, c.token_expires_at, c.upload_limit,
                     json.dumps(job.settings), job.seed, len(job.styles), now, now,
+                    None if d is None else d.parent_id,
+                    None if d is None else json.dumps({"kind": d.kind,
+                                                       "parent_seed": d.parent_seed}),
                 ),
             )  # fmt: skip
 
@@ -520,6 +636,81 @@ class Journal:
             raise FileNotFoundError(f"{path} is empty")
         return data
 
+    def _styles_dir(self, guild_id: int) -> Path:
+        return self.data_dir / STYLES_DIR / str(int(guild_id))
+
+    def _add_style(self, style: NewStyle, max_count: int, max_bytes: int) -> StyleAdded:
+        key = style_key(style.name)
+        folder = self._styles_dir(style.guild_id)
+        file = os.urandom(16).hex()
+        folder.mkdir(parents=True, exist_ok=True)
+        _write(folder / f"{file}.image", style.image, sync=self._sync_files)
+        _write(folder / f"{file}.thumb", style.thumbnail, sync=self._sync_files)
+        outcome = StyleAdded.ADDED
+        with self._transaction() as db:
+            count, total = db.execute(
+                "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM styles WHERE guild_id = ?",
+                (style.guild_id,),
+            ).fetchone()
+            taken = db.execute(
+                "SELECT 1 FROM styles WHERE guild_id = ? AND name_key = ?", (style.guild_id, key)
+            ).fetchone()
+            if taken is not None:
+                outcome = StyleAdded.NAME_TAKEN
+            elif count >= max_count:
+                outcome = StyleAdded.TOO_MANY
+            elif total + len(style.image) > max_bytes:
+                outcome = StyleAdded.TOO_LARGE
+            else:
+                db.execute(
+                    "INSERT INTO styles (guild_id, name, name_key, file, size, added_by, "
+                    "created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (style.guild_id, style.name, key, file, len(style.image), style.added_by,
+                     self._clock()),
+                )  # fmt: skip
+        if outcome is not StyleAdded.ADDED:
+            for suffix in ("image", "thumb"):
+                (folder / f"{file}.{suffix}").unlink(missing_ok=True)
+        return outcome
+
+    def _styles(self, guild_id: int) -> list[SavedStyle]:
+        rows = self.db.execute(
+            "SELECT guild_id, name, size, added_by, created_at FROM styles WHERE guild_id = ? "
+            "ORDER BY name_key",
+            (guild_id,),
+        ).fetchall()
+        return [SavedStyle(*row) for row in rows]
+
+    def _style_file(self, guild_id: int, name: str) -> str | None:
+        row = self.db.execute(
+            "SELECT file FROM styles WHERE guild_id = ? AND name_key = ?",
+            (guild_id, style_key(name)),
+        ).fetchone()
+        return None if row is None else str(row[0])
+
+    def _style_image(self, guild_id: int, name: str, thumbnail: bool) -> bytes | None:
+        file = self._style_file(guild_id, name)
+        if file is None:
+            return None
+        suffix = "thumb" if thumbnail else "image"
+        try:
+            return self._read(self._styles_dir(guild_id) / f"{file}.{suffix}")
+        except FileNotFoundError:
+            return None
+
+    def _remove_style(self, guild_id: int, name: str) -> bool:
+        file = self._style_file(guild_id, name)
+        if file is None:
+            return False
+        with self._transaction() as db:
+            db.execute(
+                "DELETE FROM styles WHERE guild_id = ? AND name_key = ?",
+                (guild_id, style_key(name)),
+            )
+        for suffix in ("image", "thumb"):
+            (self._styles_dir(guild_id) / f"{file}.{suffix}").unlink(missing_ok=True)
+        return True
+
     def _outbox_pending(self) -> list[OutboxItem]:
         rows = self.db.execute(
             "SELECT id, job_id, kind, text, attempts, next_at FROM outbox "
@@ -609,7 +800,20 @@ def _record(db: sqlite3.Connection, row: Sequence[Any]) -> JobRecord:
         finished_at=r["finished_at"],
         result_format=r["result_format"],
         result_stats=None if r["result_stats"] is None else json.loads(r["result_stats"]),
+        derivation=_derivation(r["parent_id"], r["derivation"]),
     )
+
+
+def style_key(name: str) -> str:
+    """Names are unique per server without regard to case or surrounding spaces."""
+    return " ".join(name.split()).casefold()
+
+
+def _derivation(parent_id: str | None, text: str | None) -> Derivation | None:
+    if parent_id is None or text is None:
+        return None
+    fields = json.loads(text)
+    return Derivation(parent_id, str(fields["kind"]), int(fields["parent_seed"]))
 
 
 def _write(path: Path, data: bytes, *, sync: bool) -> None:

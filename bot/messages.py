@@ -170,3 +170,90 @@ def result(mention: str, info: ResultInfo, *, upload_limit: int) -> str:
 def clip(text: str) -> str:
     """Keep a message within Discord's content limit."""
     return text if len(text) <= MAX_CONTENT else text[: MAX_CONTENT - 1] + "…"
+
+
+# Follow-ups on a result (Re-roll, Stronger, Weaker)
+
+
+def follow_up_headline(kind: str, strength: float, parent_seed: int) -> str:
+    """What a follow-up job is, on its status and its result: ``kind`` is a
+    ``bot.followups.FollowUp`` value."""
+    if kind == "reroll":
+        return f"🎲 Re-roll of the picture with seed {parent_seed}"
+    label = "Stronger" if kind == "stronger" else "Weaker"
+    sign = "➕" if kind == "stronger" else "➖"
+    return f"{sign} {label}, strength {number(strength)} (from the picture with seed {parent_seed})"
+
+
+def follow_up_expired(keep_days: float) -> str:
+    days = "day" if keep_days == 1 else "days"
+    return (
+        f"These pictures are no longer kept (the bot keeps them {number(keep_days)} {days}), "
+        "so this button can't make another version. Run `/stylize` again with them."
+    )
+
+
+# The servers' galleries of saved styles (/styles)
+
+
+def gallery_bad_name(max_length: int) -> str:
+    return f"Give the style a name of 1 to {max_length} characters."
+
+
+def gallery_name_taken(name: str) -> str:
+    return (
+        f"This server already has a style called **{name}**. Pick another name, or remove "
+        f"that one first with `/styles remove name:{name}`."
+    )
+
+
+def gallery_full(max_styles: int) -> str:
+    return (
+        f"This server's gallery is full: it holds at most {max_styles} styles. Remove one "
+        "with `/styles remove` first."
+    )
+
+
+def gallery_too_large(max_bytes: int) -> str:
+    return (
+        f"This style would take the server's gallery past its {file_size(max_bytes)} limit. "
+        "Remove a style with `/styles remove`, or save a smaller image."
+    )
+
+
+def gallery_no_such_style(name: str) -> str:
+    return f"This server has no saved style called **{name}**. See them with `/styles list`."
+
+
+def gallery_needs_manage_server() -> str:
+    return "Only members with the **Manage Server** permission can change this server's styles."
+
+
+def gallery_added(name: str) -> str:
+    return f"🖼️ Saved the style **{name}**. Use it with `/stylize saved_style:{name}`."
+
+
+def gallery_removed(name: str) -> str:
+    return f"🗑️ Removed the style **{name}**."
+
+
+def gallery_empty() -> str:
+    return (
+        "This server has no saved styles yet. A member with Manage Server can add one with "
+        "`/styles add`."
+    )
+
+
+def gallery_page(page: int, pages: int, total: int) -> str:
+    styles = "style" if total == 1 else "styles"
+    text = f"🖼️ This server's gallery: {total} {styles}, page {page} of {pages}."
+    if page < pages:
+        text += f" Next: `/styles list page:{page + 1}`."
+    return text + " Use one with `/stylize saved_style:<name>`."
+
+
+def style_one_or_other() -> str:
+    return (
+        "Give a style: either attach one as `style`, or pick one of this server's with "
+        "`saved_style`, not both."
+    )

@@ -53,7 +53,10 @@ class DiscordReporter:
         job_timeout: float,
         make_view: Callable[[], discord.ui.View],
         resumed: bool = False,
+        headline: str | None = None,
     ) -> None:
+        """``headline``: a first line kept on every status (what a follow-up job derives
+        from)."""
         self.reply = reply
         self.job_id = job_id
         self._journal = journal
@@ -62,6 +65,7 @@ class DiscordReporter:
         self._make_view = make_view
         self._view_shown = False
         self._resumed = resumed
+        self._headline = headline
         self._cancelled_by: int | None = None
         self._writes: set[asyncio.Task[None]] = set()
         self._throttle: Throttle[StatusUpdate] = Throttle(
@@ -95,6 +99,8 @@ class DiscordReporter:
         text = update.text
         if self._resumed and not self._view_shown:
             text = messages.resumed(text)
+        if self._headline:
+            text = f"{self._headline}\n{text}"
         if await self.reply.edit_status(text, view=view, preview=update.preview):
             self._view_shown = True
 

@@ -226,7 +226,12 @@ class Reply:
     # Posts (the outbox chooses the route and retries)
 
     async def send_interaction(
-        self, content: str, file: discord.File | None = None, *, ephemeral: bool = False
+        self,
+        content: str,
+        file: discord.File | None = None,
+        *,
+        ephemeral: bool = False,
+        view: discord.ui.View | None = None,
     ) -> discord.Message:
         """A follow-up through the interaction's webhook; raises what Discord refused."""
         try:
@@ -235,15 +240,22 @@ class Reply:
                 file=file or MISSING,
                 allowed_mentions=self.mentions,
                 ephemeral=ephemeral,
+                view=view or MISSING,
                 wait=True,
             )
         except discord.HTTPException as error:
             self.note_http_error(error, "follow-up")
             raise
 
-    async def send_channel(self, content: str, file: discord.File | None = None) -> discord.Message:
+    async def send_channel(
+        self,
+        content: str,
+        file: discord.File | None = None,
+        *,
+        view: discord.ui.View | None = None,
+    ) -> discord.Message:
         return await self.channel.send(
-            content, file=file or MISSING, allowed_mentions=self.mentions
+            content, file=file or MISSING, allowed_mentions=self.mentions, view=view or MISSING
         )
 
     async def send_dm(self, content: str, file: discord.File | None = None) -> discord.Message:

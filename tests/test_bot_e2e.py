@@ -281,6 +281,7 @@ async def test_command_is_registered_to_the_guild_with_its_options(h: Harness) -
     assert list(options) == [
         "content",
         "style",
+        "saved_style",
         "strength",
         "size",
         "quality",
@@ -288,14 +289,15 @@ async def test_command_is_registered_to_the_guild_with_its_options(h: Harness) -
         "seed",
     ]
     assert options["content"]["type"] == options["style"]["type"] == 11  # attachment
-    assert options["content"]["required"] and options["style"]["required"]
+    assert options["content"]["required"] and not options["style"].get("required")
+    assert (options["saved_style"]["type"], options["saved_style"]["autocomplete"]) == (3, True)
     assert (options["strength"]["type"], options["strength"]["min_value"]) == (10, 0.1)
     assert options["strength"]["max_value"] == 10
     assert (options["size"]["type"], options["size"]["max_value"]) == (4, 64)  # STYLIZE_MAX_SIZE
     assert [c["value"] for c in options["quality"]["choices"]] == ["draft", "standard", "high"]
     assert options["preserve_colors"]["type"] == 5
     assert (options["seed"]["type"], options["seed"]["min_value"]) == (4, 0)
-    assert not any(o.get("required") for n, o in options.items() if n not in ("content", "style"))
+    assert not any(o.get("required") for n, o in options.items() if n != "content")
 
 
 async def test_rest_and_gateway_go_to_the_configured_urls(h: Harness) -> None:

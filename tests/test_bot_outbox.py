@@ -140,11 +140,11 @@ class StubReply:
         return types.SimpleNamespace(id=1, jump_url="https://discord.test/1")
 
     async def send_interaction(
-        self, content: str, file: object = None, *, ephemeral: bool = False
+        self, content: str, file: object = None, *, ephemeral: bool = False, view: object = None
     ) -> Any:
         return await self._send("ephemeral" if ephemeral else "interaction")
 
-    async def send_channel(self, content: str, file: object = None) -> Any:
+    async def send_channel(self, content: str, file: object = None, *, view: object = None) -> Any:
         return await self._send("channel")
 
     async def send_dm(self, content: str, file: object = None) -> Any:

@@ -21,11 +21,13 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot import errors, intake
+from bot import errors, followups, gallery, intake, messages
 from bot.client import EXIT_ENGINE_BROKEN
+from bot.cogs.styles import Styles, choices
 from bot.delivery import Delivery
+from bot.followups import FollowUp, FollowUpButton
 from bot.job_settings import build_settings
-from bot.journal import Conversation, JobRecord, Journal, NewJob, StatusMessage
+from bot.journal import Conversation, Derivation, JobRecord, Journal, NewJob, StatusMessage
 from bot.outbox import Outbox
 from bot.queue import QueueRefusal
 from bot.reporter import DiscordReporter
@@ -106,7 +108,9 @@ class Stylize(commands.Cog):
         self.bot = bot
         self.journal = journal
         self.runner: JobRunner | None = None
-        self.outbox = Outbox(journal, Delivery(journal, self.reply_for))
+        self.outbox = Outbox(
+            journal, Delivery(journal, self.reply_for, result_view=self._result_view)
+        )
         self.command = self._build_command(bot.settings.stylize_max_size)
         self._writes: set[asyncio.Task[Any]] = set()
         self._retention: asyncio.Task[None] | None = None
@@ -114,11 +118,11 @@ class Stylize(commands.Cog):
 
     async def cog_load(self) -> None:
         self.bot.tree.add_command(self.command)
-        self.bot.add_dynamic_items(CancelButton)
+        self.bot.add_dynamic_items(CancelButton, FollowUpButton)
 
     async def cog_unload(self) -> None:
         self.bot.tree.remove_command(self.command.name)
-        self.bot.remove_dynamic_items(CancelButton)
+        self.bot.remove_dynamic_items(CancelButton, FollowUpButton)
         await self.close_jobs(0)
 
     # The bot's JobsFeature: start-up and shutdown
@@ -152,7 +156,9 @@ class Stylize(commands.Cog):
             job = await self._rebuild(record)
             if job is None:
                 continue
-            reporter = self._reporter(self.reply_for(record), job.id, resumed=True)
+            reporter = self._reporter(
+                self.reply_for(record), job.id, resumed=True, headline=_headline(record)
+            )
             self.runner.submit(job, record.conversation.user_id, reporter, resumed=True)
             resumed += 1
         if records:
@@ -234,7 +240,9 @@ class Stylize(commands.Cog):
             ),
         )
 
-    def _reporter(self, reply: Reply, job_id: str, *, resumed: bool) -> DiscordReporter:
+    def _reporter(
+        self, reply: Reply, job_id: str, *, resumed: bool, headline: str | None = None
+    ) -> DiscordReporter:
         config = self.bot.settings
         return DiscordReporter(
             reply,
@@ -245,6 +253,7 @@ class Stylize(commands.Cog):
             job_timeout=config.stylize_job_timeout,
             make_view=lambda: cancel_view(job_id),
             resumed=resumed,
+            headline=headline,
         )
 
     def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
@@ -257,7 +266,8 @@ class Stylize(commands.Cog):
     def _build_command(self, max_size: int) -> app_commands.Command:
         @app_commands.describe(
             content="The photo to repaint",
-            style="The painting whose style to take",
+            style="The painting whose style to take (or pick a saved_style)",
+            saved_style="One of this server's saved styles (see /styles list)",
             strength="Style against content: 1 is the default balance, higher is more style",
             size=f"Longest side of the result in pixels (at most {max_size})",
             quality="Fewer or more optimisation steps: draft is quick, high is finest",
@@ -268,7 +278,8 @@ class Stylize(commands.Cog):
         async def stylize(
             interaction: discord.Interaction,
             content: discord.Attachment,
-            style: discord.Attachment,
+            style: Optional[discord.Attachment] = None,  # noqa: UP045
+            saved_style: Optional[str] = None,  # noqa: UP045
             strength: Optional[app_commands.Range[float, 0.1, 10.0]] = None,  # noqa: UP045
             size: Optional[app_commands.Range[int, MIN_SIZE, max_size]] = None,  # noqa: UP045
             quality: Optional[Literal["draft", "standard", "high"]] = None,  # noqa: UP045
@@ -279,6 +290,7 @@ class Stylize(commands.Cog):
                 interaction,
                 content,
                 style,
+                saved_style=saved_style,
                 strength=strength,
                 size=size,
                 quality=quality,
@@ -286,24 +298,34 @@ class Stylize(commands.Cog):
                 seed=seed,
             )
 
-        return app_commands.Command(
+        command = app_commands.Command(
             name="stylize",
             description="Repaint a photo in the style of a painting",
             callback=stylize,
         )
+        command.autocomplete("saved_style")(self._saved_style_choices)
+        return command
+
+    async def _saved_style_choices(
+        self, interaction: discord.Interaction, current: str
+    ) -> list[app_commands.Choice[str]]:
+        return await choices(self.journal, interaction, current)
 
     async def stylize(
         self,
         interaction: discord.Interaction,
         content: discord.Attachment,
-        style: discord.Attachment,
+        style: Optional[discord.Attachment],  # noqa: UP045
         *,
+        saved_style: Optional[str] = None,  # noqa: UP045
         strength: Optional[float],  # noqa: UP045
         size: Optional[int],  # noqa: UP045
         quality: Optional[str],  # noqa: UP045
         preserve_colors: Optional[bool],  # noqa: UP045
         seed: Optional[int],  # noqa: UP045
     ) -> None:
+        if (style is None) == (saved_style is None):  # refused at once, to the user alone
+            raise errors.Refusal(messages.style_one_or_other())
         # Acknowledge first, always: Discord drops an interaction not answered within 3 s.
         await interaction.response.defer(thinking=True)
         # The token's clock starts now, on our side: the snowflake's time would trust the
@@ -320,18 +342,32 @@ class Stylize(commands.Cog):
         job_id = new_job_id()
         staging: list[asyncio.Task[None]] = []
 
+        saved: bytes | None = None
+        if saved_style is not None:
+            assert interaction.guild_id is not None  # the command is guild-only
+            saved = await gallery.image_for(self.journal, interaction.guild_id, saved_style)
+        uploads = [_ref("photo (content)", content)]
+        if style is not None:
+            uploads.append(_ref("style image", style))
+
         def stage(bodies: list[bytes]) -> None:
+            if saved is not None:
+                bodies = [*bodies, saved]
             staged = self.journal.stage_inputs(job_id, bodies[0], tuple(bodies[1:]))
             staging.append(asyncio.get_running_loop().create_task(staged))
 
         try:
             pictures = await intake.receive(
                 self.bot.http_session,
-                [_ref("photo (content)", content), _ref("style image", style)],
+                uploads,
                 max_bytes=config.max_input_bytes,
                 max_pixels=config.stylize_max_pixels,
                 on_downloaded=stage,
             )
+            if saved is not None:
+                pictures.append(
+                    await intake.inspect("saved style", saved, config.stylize_max_pixels)
+                )
             for task in staging:
                 await task
         except BaseException:
@@ -350,38 +386,11 @@ class Stylize(commands.Cog):
             preserve_colors=preserve_colors,
             seed=seed,
         ).resolved()
-        assert settings.seed is not None and interaction.channel_id is not None
-        conversation = Conversation(
-            user_id=interaction.user.id,
-            guild_id=interaction.guild_id,
-            channel_id=interaction.channel_id,
-            application_id=interaction.application_id,
-            interaction_id=interaction.id,
-            interaction_token=interaction.token,
-            token_expires_at=token_expires_at,
-            upload_limit=interaction.filesize_limit,
-        )
-        job = Job(
-            content=pictures[0].data,
-            styles=(pictures[1].data,),
-            settings=settings,
-            max_bytes=conversation.upload_limit,
-            preview_interval=config.stylize_progress_interval * config.stylize_preview_every,
-            id=job_id,
-        )
-        # Durable before the user hears it is queued.
-        await self.journal.add(
-            NewJob(job.id, conversation, settings.to_dict(), settings.seed, job.content,
-                   job.styles),
-            inputs_staged=True,
+        assert settings.seed is not None
+        job = await self._enqueue(
+            interaction, job_id, pictures[0].data, (pictures[1].data,), settings,
+            token_expires_at=token_expires_at, inputs_staged=True,
         )  # fmt: skip
-        reply = self._reply(job.id, conversation, None, interaction)
-        reporter = self._reporter(reply, job.id, resumed=False)
-        try:
-            runner.submit(job, interaction.user.id, reporter)
-        except QueueRefusal:
-            await self.journal.discard(job.id)
-            raise
         log.info(
             "job %s: queued for user %s (%d×%d, style %d×%d, size %d, %d steps)",
             job.id,
@@ -393,6 +402,107 @@ class Stylize(commands.Cog):
             settings.size,
             settings.steps,
         )
+
+    async def _enqueue(
+        self,
+        interaction: discord.Interaction,
+        job_id: str,
+        content: bytes,
+        styles: tuple[bytes, ...],
+        settings: StylizeSettings,
+        *,
+        token_expires_at: float,
+        inputs_staged: bool,
+        derivation: Derivation | None = None,
+    ) -> Job:
+        """Journal the job (its inputs already on disk) and queue it for the interaction's user."""
+        config = self.bot.settings
+        runner = self.runner
+        assert runner is not None and settings.seed is not None
+        assert interaction.channel_id is not None
+        conversation = Conversation(
+            user_id=interaction.user.id,
+            guild_id=interaction.guild_id,
+            channel_id=interaction.channel_id,
+            application_id=interaction.application_id,
+            interaction_id=interaction.id,
+            interaction_token=interaction.token,
+            token_expires_at=token_expires_at,
+            upload_limit=interaction.filesize_limit,
+        )
+        job = Job(
+            content=content,
+            styles=styles,
+            settings=settings,
+            max_bytes=conversation.upload_limit,
+            preview_interval=config.stylize_progress_interval * config.stylize_preview_every,
+            id=job_id,
+        )
+        # Durable before the user hears it is queued.
+        await self.journal.add(
+            NewJob(job.id, conversation, settings.to_dict(), settings.seed, job.content,
+                   job.styles, derivation),
+            inputs_staged=inputs_staged,
+        )  # fmt: skip
+        reply = self._reply(job.id, conversation, None, interaction)
+        headline = None if derivation is None else _describe(derivation, settings.strength)
+        reporter = self._reporter(reply, job.id, resumed=False, headline=headline)
+        try:
+            runner.submit(job, interaction.user.id, reporter)
+        except QueueRefusal:
+            await self.journal.discard(job.id)
+            raise
+        return job
+
+    # The follow-up buttons (bot.followups): a click queues a new job for whoever clicked
+
+    def _result_view(self, record: JobRecord) -> discord.ui.View:
+        return followups.result_view(record.id, float(record.settings.get("strength", 1.0)))
+
+    async def follow_up(
+        self, interaction: discord.Interaction, job_id: str, kind: FollowUp
+    ) -> None:
+        """A follow-up button was clicked: queue the derived job under the clicker's limit."""
+        config = self.bot.settings
+        runner = self.runner
+        if runner is None or not runner.accepting:
+            raise ShuttingDown("not accepting jobs")
+        # Answered before the 3 s deadline: one row and a stat of the files, then the refusal
+        # or the "thinking" acknowledgement.
+        parent = await self.journal.get(job_id)
+        if parent is None or not await self.journal.has_inputs(job_id, parent.style_count):
+            await interaction.response.send_message(
+                messages.follow_up_expired(config.stylize_keep_days), ephemeral=True
+            )
+            return
+        runner.check(interaction.user.id)
+        await interaction.response.defer(thinking=True)
+        token_expires_at = time.time() + TOKEN_LIFETIME
+        new_id = new_job_id()
+        try:
+            await self.journal.link_inputs(job_id, new_id, parent.style_count)
+            content, styles = await self.journal.inputs(new_id, parent.style_count)
+        except OSError:  # purged between the check and the copy
+            await self.journal.discard(new_id)
+            await interaction.edit_original_response(
+                content=messages.follow_up_expired(config.stylize_keep_days)
+            )
+            return
+        settings = StylizeSettings.from_dict(
+            followups.derive(parent.settings, kind, new_seed=followups.new_seed(parent.seed))
+        )
+        assert settings.seed is not None
+        derivation = Derivation(job_id, kind.value, parent.seed)
+        try:
+            job = await self._enqueue(
+                interaction, new_id, content, styles, settings,
+                token_expires_at=token_expires_at, inputs_staged=True, derivation=derivation,
+            )  # fmt: skip
+        except BaseException:
+            await self.journal.discard(new_id)
+            raise
+        log.info("job %s: %s of job %s, queued for user %s", job.id, kind.value, job_id,
+                 interaction.user.id)  # fmt: skip
 
 
 async def rebuild_job(journal: Journal, record: JobRecord, *, preview_interval: float) -> Job | str:
@@ -417,6 +527,16 @@ async def rebuild_job(journal: Journal, record: JobRecord, *, preview_interval: 
         return errors.inputs_lost()
 
 
+def _describe(derivation: Derivation, strength: float) -> str:
+    return messages.follow_up_headline(derivation.kind, strength, derivation.parent_seed)
+
+
+def _headline(record: JobRecord) -> str | None:
+    if record.derivation is None:
+        return None
+    return _describe(record.derivation, float(record.settings.get("strength", 1.0)))
+
+
 def _ref(label: str, attachment: discord.Attachment) -> intake.AttachmentRef:
     return intake.AttachmentRef(label, attachment.url, attachment.size, attachment.content_type)
 
@@ -426,6 +546,8 @@ async def setup(bot: "StylizeBot") -> None:
     journal = await Journal.open(bot.settings.stylize_data_dir)
     try:
         await bot.add_cog(Stylize(bot, journal))
+        # The gallery lives in the same journal, so the same extension loads it.
+        await bot.add_cog(Styles(bot, journal))
     except BaseException:
         await journal.close()
         raise

@@ -191,3 +191,26 @@ def check(schema: Mapping[str, Any], option_type: int, value: object) -> None:
         schema.get("min_length", 0) <= len(value) <= schema.get("max_length", 6000)
     ):
         raise ValueError(f"option {name!r}: length {len(value)} out of range")
+
+
+def autocomplete_data(
+    command: dict[str, Any],
+    path: list[str],
+    values: Mapping[str, object],
+    focused: str,
+    typed: str,
+) -> dict[str, Any]:
+    """The `data` of a type 4 interaction: the options filled in so far (as in `command_data`,
+    unvalidated: the member is still typing), plus the focused one with its partial text."""
+    schema: list[dict[str, Any]] = command.get("options", [])
+    for part in path:
+        schema = next(o for o in schema if o["name"] == part).get("options", [])
+    option = next((o for o in schema if o["name"] == focused), None)
+    if option is None or not option.get("autocomplete"):
+        raise ValueError(f"option {focused!r} of /{command['name']} has no autocomplete")
+    data = command_data(command, path, values, validate=False, resolve_member=lambda user: {})
+    leaf = data["options"]
+    for _ in path:
+        leaf = leaf[0]["options"]
+    leaf.append({"name": focused, "type": option["type"], "value": typed, "focused": True})
+    return data

@@ -731,3 +731,10 @@ def gateway_bot(url: str) -> dict[str, Any]:
             "max_concurrency": 1,
         },
     }
+
+
+# Autocomplete: while a member types an option that has `autocomplete: true`, the client sends
+# a type 4 interaction whose data is the command's, with the option being typed marked
+# `focused` and its partial value always a string; the bot answers with a type 8 callback.
+INTERACTION_APPLICATION_COMMAND_AUTOCOMPLETE = 4
+MANAGE_GUILD = 1 << 5  # "Manage Server" in Discord's client

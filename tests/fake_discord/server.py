@@ -29,7 +29,7 @@ from multidict import CIMultiDict
 
 from . import payloads, rest
 from .cdn import Cdn
-from .commands import CommandRegistry, command_data
+from .commands import CommandRegistry, autocomplete_data, command_data
 from .gateway import Gateway, GatewayHooks, GatewaySession
 from .models import FakeInteraction, FakeMessage, FakeUser, RecordedRequest
 
@@ -431,6 +431,31 @@ class FakeDiscord:
             locale=locale,
             custom_id=custom_id,
             source_message=target,
+        )
+
+    async def autocomplete(
+        self,
+        name: str,
+        focused: str,
+        typed: str,
+        options: Mapping[str, object] | None = None,
+        *,
+        user: FakeUser | None = None,
+        locale: str = "en-US",
+    ) -> FakeInteraction:
+        """A member types `typed` into the autocomplete option `focused` of a registered
+        command ("name" or "group sub"); the bot's choices arrive as a type 8 callback."""
+        await self.wait_ready()
+        top, *path = name.split()
+        data = autocomplete_data(
+            self.registry.find(top, self.guild_id), path, options or {}, focused, typed
+        )
+        return await self._send_interaction(
+            payloads.INTERACTION_APPLICATION_COMMAND_AUTOCOMPLETE,
+            data,
+            user or self.requester,
+            locale=locale,
+            name=name,
         )
 
     async def _send_interaction(

@@ -1,0 +1,417 @@
+"""End to end: the follow-up buttons on a result (Re-roll, Stronger, Weaker) and the server's
+gallery of saved styles (/styles, /stylize saved_style), with the real bot (discord.py, the
+engine pool, random weights on the CPU) against the fake Discord.
+
+One fake and one data folder serve the module; the bot is restarted in the middle, on the same
+journal, to show that a result posted before a restart keeps working buttons.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import shutil
+import sqlite3
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_asyncio
+
+from bot.client import StylizeBot, make_pool
+from bot.config import BotSettings, load_settings
+from engine.pool import EnginePool
+from tests.fake_discord import FakeDiscord, FakeInteraction, FakeMessage, FakeUser, payloads
+from tests.test_bot_e2e import HeldPool, png
+
+pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.timeout(900)]
+
+TOKEN = "fake-token-XYZ.followups-SECRET"
+STEPS = 4
+EPHEMERAL = 1 << 6
+START_TIMEOUT = 240  # the pool spawns a worker that imports torch and builds VGG19
+RESULT_TIMEOUT = 120
+GALLERY_MAX = 2
+FOLLOW_UP_ID = re.compile(r"^stylize:(reroll|stronger|weaker):([0-9a-f]{32})$")
+
+
+def settings_for(fake: FakeDiscord, data_dir: Path) -> BotSettings:
+    return load_settings(
+        _env_file=None,
+        stylize_data_dir=data_dir,
+        discord_token=fake.token,
+        discord_guild_id=fake.guild_id,
+        discord_api_base_url=fake.api_base_url,
+        discord_gateway_url=fake.gateway_url,
+        stylize_weights="random:0",
+        stylize_device="cpu",
+        stylize_workers=1,
+        stylize_max_size=64,
+        stylize_steps=STEPS,
+        stylize_max_input_mb=1,
+        stylize_max_pixels=1_000_000,
+        stylize_queue_per_user=1,
+        stylize_queue_size=10,
+        stylize_job_timeout=300,
+        stylize_progress_interval=1.0,
+        stylize_keep_days=1,
+        stylize_gallery_max_styles=GALLERY_MAX,
+    )
+
+
+@dataclass
+class Running:
+    bot: StylizeBot
+    pool: HeldPool
+    task: asyncio.Task[None]
+
+
+class Harness:
+    def __init__(self, fake: FakeDiscord, data_dir: Path) -> None:
+        self.fake = fake
+        self.data_dir = data_dir
+        self.run: Running | None = None
+
+    @property
+    def pool(self) -> HeldPool:
+        assert self.run is not None
+        return self.run.pool
+
+    @property
+    def cog(self) -> Any:
+        # Not isinstance: load_extension imports the cog's module afresh, as its own copy.
+        assert self.run is not None
+        return self.run.bot.get_cog("Stylize")
+
+    async def start(self) -> None:
+        pools: list[HeldPool] = []
+
+        def held_pool(settings: BotSettings) -> EnginePool:
+            pools.append(HeldPool(make_pool(settings)))
+            return pools[-1]  # type: ignore[return-value]
+
+        identifies = self.fake.identifies
+        bot = StylizeBot(settings_for(self.fake, self.data_dir), pool_factory=held_pool)
+        task = asyncio.create_task(bot.start(TOKEN))
+        connected = asyncio.create_task(
+            self.fake.wait_for(lambda: self.fake.identifies > identifies, START_TIMEOUT)
+        )
+        await asyncio.wait({task, connected}, return_when=asyncio.FIRST_COMPLETED)
+        if task.done():
+            connected.cancel()
+            task.result()
+            pytest.fail("the bot stopped during start-up")
+        await connected
+        await asyncio.wait_for(bot.wait_until_ready(), 30)
+        self.run = Running(bot, pools[0], task)
+
+    async def stop(self) -> None:
+        assert self.run is not None
+        await self.run.bot.close()
+        await asyncio.wait_for(self.run.task, 30)
+        self.run = None
+
+    async def idle(self) -> None:
+        assert await self.cog.runner.wait_idle(30), "jobs still running after the test"
+        assert await self.cog.outbox.wait_idle(30), "results still undelivered after the test"
+
+    async def result_of_command(self, user: FakeUser, **options: object) -> FakeMessage:
+        """Run /stylize and return its posted result."""
+        interaction = await self.fake.invoke(
+            "stylize",
+            {
+                "content": self.fake.add_attachment(png(48, 36), "photo.png"),
+                "style": self.fake.add_attachment(png(32, 32, noise=True), "painting.png"),
+                **options,
+            },
+            user=user,
+        )
+        assert (await interaction.wait_callback(timeout=5))["type"] == 5
+        return await self.result_of(interaction)
+
+    async def result_of(self, interaction: FakeInteraction) -> FakeMessage:
+        await self.fake.wait_for(lambda: bool(interaction.followups), RESULT_TIMEOUT)
+        [result] = interaction.followups
+        return result
+
+    async def click(self, message: FakeMessage, kind: str, user: FakeUser) -> FakeInteraction:
+        [custom_id] = [c for c in message.custom_ids if c.startswith(f"stylize:{kind}:")]
+        click = await self.fake.click(message, custom_id, user=user)
+        await click.wait_callback(timeout=5)
+        assert click.ack_latency is not None and click.ack_latency < 3.0
+        return click
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def h(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Harness]:
+    async with FakeDiscord(token=TOKEN) as fake:
+        harness = Harness(fake, tmp_path_factory.mktemp("data"))
+        await harness.start()
+        try:
+            yield harness
+        finally:
+            if harness.run is not None:
+                await harness.stop()
+
+
+def settings_of(content: str) -> dict[str, str]:
+    """The settings a result message states: ``{"strength": "2", "seed": "5", ...}``."""
+    found = dict(re.findall(r"(strength|seed) (\d+(?:\.\d+)?)", content.split("\n")[-1]))
+    found["size"] = re.search(r"\d+×\d+ px", content).group(0)  # type: ignore[union-attr]
+    found["steps"] = re.search(r"(\d+) steps", content).group(1)  # type: ignore[union-attr]
+    return found
+
+
+def derivation(data_dir: Path, job_id: str) -> tuple[str | None, str | None]:
+    """(the parent's id, the derivation) the journal holds for a job."""
+    with sqlite3.connect(data_dir / "jobs.sqlite3") as db:
+        row = db.execute(
+            "SELECT parent_id, derivation FROM jobs WHERE id = ?", (job_id,)
+        ).fetchone()
+    assert row is not None
+    return row[0], row[1]
+
+
+async def test_a_result_carries_the_three_buttons(h: Harness) -> None:
+    result = await h.result_of_command(h.fake.requester, seed=5)
+    await h.idle()
+    [row] = result.components
+    assert [b["label"] for b in row["components"]] == ["Re-roll", "Stronger", "Weaker"]
+    ids = [FOLLOW_UP_ID.match(c) for c in result.custom_ids]
+    assert all(ids) and len({m.group(2) for m in ids if m}) == 1
+    assert all(len(c) <= 100 for c in result.custom_ids)
+
+
+@pytest.mark.parametrize(
+    ("kind", "headline", "strength"),
+    [
+        ("reroll", "🎲 Re-roll of the picture with seed 5", "1"),
+        ("stronger", "➕ Stronger, strength 2", "2"),
+        ("weaker", "➖ Weaker, strength 0.5", "0.5"),
+    ],
+)
+async def test_each_button_gives_a_new_result(
+    h: Harness, kind: str, headline: str, strength: str
+) -> None:
+    fake = h.fake
+    original = await h.result_of_command(fake.requester, seed=5)
+    click = await h.click(original, kind, fake.requester)
+    assert click.callbacks[0]["type"] == 5  # "thinking": a new status message
+
+    # Its status shows what it derives from.
+    await fake.wait_for(lambda: click.original is not None and bool(click.original.edits), 60)
+    assert click.original is not None
+    assert click.original.edits[0]["content"].startswith(headline)
+
+    result = await h.result_of(click)
+    await h.idle()
+    assert result.content.startswith(headline), result.content
+    assert result.attachments and result.attachments[0][0].startswith("stylized-")
+    before, after = settings_of(original.content), settings_of(result.content)
+    assert after["strength"] == strength
+    assert after["size"] == before["size"] and after["steps"] == before["steps"]
+    if kind == "reroll":
+        assert after["seed"] != before["seed"]
+    else:
+        assert after["seed"] == before["seed"]
+    # The new result has buttons of its own, for its own job.
+    [own_id] = {FOLLOW_UP_ID.match(c).group(2) for c in result.custom_ids}  # type: ignore[union-attr]
+    [parent_id] = {FOLLOW_UP_ID.match(c).group(2) for c in original.custom_ids}  # type: ignore[union-attr]
+    assert own_id != parent_id
+    # The journal records the derivation, and the job has its own copy of the inputs.
+    recorded_parent, text = derivation(h.data_dir, own_id)
+    assert recorded_parent == parent_id and text is not None and kind in text
+    assert (h.data_dir / "jobs" / own_id / "content").is_file()
+
+
+async def test_a_click_by_another_member_runs_under_their_own_limit(h: Harness) -> None:
+    fake = h.fake
+    original = await h.result_of_command(fake.requester, seed=11)
+    await h.idle()
+    h.pool.progress.clear()  # the requester's next job stays running: they are at their limit
+    try:
+        held = await fake.invoke(
+            "stylize",
+            {
+                "content": fake.add_attachment(png(48, 36), "photo.png"),
+                "style": fake.add_attachment(png(32, 32, noise=True), "painting.png"),
+            },
+            user=fake.requester,
+        )
+        await held.wait_callback(timeout=5)
+        await fake.wait_for(lambda: held.original is not None and bool(held.original.edits), 60)
+
+        own = await h.click(original, "stronger", fake.requester)
+        assert own.callbacks[0]["type"] == 4
+        assert own.callbacks[0]["data"]["flags"] & EPHEMERAL
+        assert "the most allowed here is 1" in own.callbacks[0]["data"]["content"]
+
+        other = await h.click(original, "stronger", fake.other_user)
+        assert other.callbacks[0]["type"] == 5
+    finally:
+        h.pool.progress.set()
+    result = await h.result_of(other)
+    await h.idle()
+    assert result.content.split("\n")[1].startswith(fake.other_user.mention)
+    assert [m["id"] for m in result.mentions] == [str(fake.other_user.id)]
+    assert "strength 2" in result.content
+
+
+async def test_a_click_after_a_restart_works(h: Harness) -> None:
+    fake = h.fake
+    original = await h.result_of_command(fake.requester, seed=21)
+    await h.idle()
+    await h.stop()
+    await h.start()
+    click = await h.click(original, "weaker", fake.requester)
+    assert click.callbacks[0]["type"] == 5
+    result = await h.result_of(click)
+    await h.idle()
+    assert "strength 0.5" in result.content and "seed 21" in result.content
+
+
+async def test_a_click_on_expired_inputs_gets_a_clear_answer(h: Harness) -> None:
+    fake = h.fake
+    original = await h.result_of_command(fake.requester, seed=31)
+    await h.idle()
+    # Pictures removed from the disk while the job's row stays (by hand, or a failed sweep).
+    cleared = await h.result_of_command(fake.requester, seed=32)
+    await h.idle()
+    [cleared_id] = {FOLLOW_UP_ID.match(c).group(2) for c in cleared.custom_ids}  # type: ignore[union-attr]
+    shutil.rmtree(h.data_dir / "jobs" / cleared_id)
+    click = await h.click(cleared, "stronger", fake.requester)
+    assert "no longer kept" in refusal(click.callbacks[0])
+    # The retention sweep, as it runs once the kept days have passed.
+    assert await h.cog.journal.purge(0) >= 1
+    click = await h.click(original, "reroll", fake.requester)
+    callback = click.callbacks[0]
+    assert callback["type"] == 4 and callback["data"]["flags"] & EPHEMERAL
+    assert "no longer kept" in callback["data"]["content"]
+    assert "1 day" in callback["data"]["content"]
+
+
+# --- the gallery of saved styles ------------------------------------------------------------
+
+
+async def styles(
+    h: Harness, sub: str, user: FakeUser, **options: object
+) -> tuple[FakeInteraction, dict[str, Any]]:
+    """Run ``/styles sub``; returns the interaction and its first callback."""
+    interaction = await h.fake.invoke(f"styles {sub}", options, user=user)
+    callback = await interaction.wait_callback(timeout=5)
+    assert interaction.ack_latency is not None and interaction.ack_latency < 3.0
+    return interaction, callback
+
+
+async def answer(h: Harness, interaction: FakeInteraction) -> FakeMessage:
+    """The deferred response once the bot has filled it in."""
+    await h.fake.wait_for(
+        lambda: interaction.original is not None and bool(interaction.original.edits), 60
+    )
+    assert interaction.original is not None
+    return interaction.original
+
+
+def refusal(callback: dict[str, Any]) -> str:
+    assert callback["type"] == 4 and callback["data"]["flags"] & EPHEMERAL, callback
+    return str(callback["data"]["content"])
+
+
+async def test_styles_is_a_group_for_manage_server(h: Harness) -> None:
+    [command] = [c for c in h.fake.commands if c["name"] == "styles"]
+    assert int(command["default_member_permissions"]) == payloads.MANAGE_GUILD
+    subs = {o["name"]: o for o in command["options"]}
+    assert list(subs) == ["add", "remove", "list"]
+    assert [o["name"] for o in subs["add"]["options"]] == ["name", "image"]
+    assert [o["name"] for o in subs["remove"]["options"]] == ["name"]
+
+
+async def test_a_member_without_manage_server_is_refused(h: Harness) -> None:
+    fake = h.fake
+    image = fake.add_attachment(png(32, 32, noise=True), "painting.png")
+    _, callback = await styles(h, "add", fake.requester, name="Mine", image=image)
+    assert "Manage Server" in refusal(callback)
+    _, callback = await styles(h, "remove", fake.requester, name="Mine")
+    assert "Manage Server" in refusal(callback)
+    assert await h.cog.journal.styles(fake.guild_id) == []
+
+
+async def test_styles_are_added_listed_used_and_removed(h: Harness) -> None:
+    fake = h.fake
+    manager = fake.moderator
+    fake.role_permissions[fake.moderator_role_id] |= payloads.MANAGE_GUILD
+    starry = png(40, 30, noise=True)
+
+    added, callback = await styles(
+        h, "add", manager, name="Starry  Night", image=fake.add_attachment(starry, "s.png")
+    )
+    assert callback["type"] == 5
+    assert "Saved the style **Starry Night**" in (await answer(h, added)).content
+
+    # Names are unique without regard to case; the count limit holds.
+    again, _ = await styles(
+        h, "add", manager, name="starry night", image=fake.add_attachment(png(8, 8), "x.png")
+    )
+    assert "already has a style called **starry night**" in (await answer(h, again)).content
+    waves, _ = await styles(
+        h, "add", manager, name="Waves", image=fake.add_attachment(png(24, 24), "w.png")
+    )
+    assert "Saved the style **Waves**" in (await answer(h, waves)).content
+    third, _ = await styles(
+        h, "add", manager, name="Third", image=fake.add_attachment(png(8, 8), "t.png")
+    )
+    assert f"at most {GALLERY_MAX} styles" in (await answer(h, third)).content
+
+    # Listed, with a thumbnail each.
+    listed, _ = await styles(h, "list", fake.requester)
+    page = await answer(h, listed)
+    assert "2 styles, page 1 of 1" in page.content
+    assert [e["title"] for e in page.embeds] == ["Starry Night", "Waves"]
+    assert [e["thumbnail"]["url"] for e in page.embeds] == [
+        "attachment://style-0.jpg",
+        "attachment://style-1.jpg",
+    ]
+    assert sorted(name for name, _ in page.attachments) == ["style-0.jpg", "style-1.jpg"]
+
+    # Offered as saved_style while a member types.
+    typed = await fake.autocomplete("stylize", "saved_style", "sta")
+    callback = await typed.wait_callback(timeout=5)
+    assert callback["type"] == payloads.CALLBACK_AUTOCOMPLETE_RESULT
+    assert callback["data"]["choices"] == [{"name": "Starry Night", "value": "Starry Night"}]
+
+    # Used: the job paints with the saved image.
+    photo = fake.add_attachment(png(48, 36), "photo.png")
+    used = await fake.invoke(
+        "stylize", {"content": photo, "saved_style": "starry night", "seed": 41}
+    )
+    assert (await used.wait_callback(timeout=5))["type"] == 5
+    result = await h.result_of(used)
+    await h.idle()
+    assert "seed 41" in result.content and result.attachments
+    [job_id] = {FOLLOW_UP_ID.match(c).group(2) for c in result.custom_ids}  # type: ignore[union-attr]
+    assert (h.data_dir / "jobs" / job_id / "style-0").read_bytes() == starry
+
+    # Removed: gone from the list and from use.
+    _, callback = await styles(h, "remove", manager, name="Starry Night")
+    assert callback["type"] == 4 and "Removed the style **Starry Night**" in str(callback["data"])
+    assert [s.name for s in await h.cog.journal.styles(fake.guild_id)] == ["Waves"]
+    gone = await fake.invoke(
+        "stylize",
+        {"content": fake.add_attachment(png(48, 36), "p.png"), "saved_style": "Starry Night"},
+    )
+    await gone.wait_callback(timeout=5)
+    assert "no saved style called **Starry Night**" in (await answer(h, gone)).content
+
+
+@pytest.mark.parametrize("given", ["neither", "both"])
+async def test_stylize_wants_exactly_one_style(h: Harness, given: str) -> None:
+    fake = h.fake
+    options: dict[str, object] = {"content": fake.add_attachment(png(48, 36), "photo.png")}
+    if given == "both":
+        options["style"] = fake.add_attachment(png(32, 32), "painting.png")
+        options["saved_style"] = "Waves"
+    interaction = await fake.invoke("stylize", options)
+    callback = await interaction.wait_callback(timeout=5)
+    assert "either attach one as `style`" in refusal(callback)
