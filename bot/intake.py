@@ -18,6 +18,10 @@ import engine
 from bot import errors
 
 CHUNK = 64 * 1024
+MAX_ASPECT_RATIO = 16
+"""The longest side may be at most this many times the shortest. The network needs 16 px
+on the short side, so a thinner picture would have to be enlarged out of all proportion
+(the engine squashes it instead) or would leave nothing of the photo: refused up front."""
 
 
 @dataclass(frozen=True)
@@ -92,6 +96,8 @@ async def inspect(label: str, data: bytes, max_pixels: int) -> Picture:
         raise errors.bad_image(label, error) from None
     width, height = image.size
     image.close()
+    if max(width, height) > MAX_ASPECT_RATIO * min(width, height):
+        raise errors.too_thin(label, width, height, MAX_ASPECT_RATIO)
     return Picture(label, data, width, height)
 
 
