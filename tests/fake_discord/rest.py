@@ -28,6 +28,9 @@ NO_CONTENT = object()  # a handler's answer for 204 No Content
 _TRUE = {"1", "true", "True"}  # how query flags like wait= and with_response= arrive
 _MAX_CONTENT = 2000
 _MAX_EMBEDS = 10
+_MAX_ROWS = 5  # action rows per message
+_MAX_ROW_ITEMS = 5  # buttons per action row
+_MAX_CUSTOM_ID = 100
 # Flags a bot may set when creating a message: SUPPRESS_EMBEDS, SUPPRESS_NOTIFICATIONS,
 # IS_COMPONENTS_V2; interaction responses may also be EPHEMERAL.
 _CREATE_FLAGS = (1 << 2) | (1 << 12) | (1 << 15)
@@ -218,6 +221,8 @@ def _apply_body(fake: FakeDiscord, message: FakeMessage, call: Call, *, creating
             ),
         )
     components = (body["components"] or []) if "components" in body else message.components
+    if "components" in body:
+        _check_components(components)
     # `attachments`, when present, is the complete list: existing ones by id, new ones by
     # their files[n] index. Without it, uploads are added to what the message has.
     existing = list(zip(message.attachments, message.attachment_payloads, strict=True))
@@ -236,10 +241,11 @@ def _apply_body(fake: FakeDiscord, message: FakeMessage, call: Call, *, creating
     message.components = list(components)
     message.attachments = [pair for pair, _ in attachments]
     message.attachment_payloads = [att for _, att in attachments]
+    allowed = _allowed_user_ids(body.get("allowed_mentions"), content)
     message.mentions = [
         fake.users[uid].payload()
         for uid in payloads.mentioned_user_ids(content)
-        if uid in fake.users
+        if uid in fake.users and uid in allowed
     ]
     if not creating:
         if body.get("flags") is not None:
@@ -248,6 +254,52 @@ def _apply_body(fake: FakeDiscord, message: FakeMessage, call: Call, *, creating
         message.edited_at = time.time()
         message.edits.append(dict(body))
         message.edit_times.append(asyncio.get_running_loop().time())
+
+
+def _allowed_user_ids(allowed_mentions: Any, content: str) -> set[int]:
+    """The users a message pings, as Discord decides from ``allowed_mentions``: without it,
+    everyone named in the content; with it, those its ``parse`` or ``users`` allow."""
+    named = set(payloads.mentioned_user_ids(content))
+    if not isinstance(allowed_mentions, dict):
+        return named
+    if "users" in (allowed_mentions.get("parse") or []):
+        return named
+    return named & {int(u) for u in allowed_mentions.get("users") or []}
+
+
+def _check_components(rows: list[Any]) -> None:
+    """Discord's limits on message components, answered as 400 50035 with its error tree."""
+    errors: dict[str, Any] = {}
+    if len(rows) > _MAX_ROWS:
+        errors["_errors"] = [_max_length(_MAX_ROWS)]
+    for r, row in enumerate(rows):
+        items = (row.get("components") or []) if isinstance(row, dict) else []
+        row_errors: dict[str, Any] = {}
+        if len(items) > _MAX_ROW_ITEMS:
+            row_errors["_errors"] = [_max_length(_MAX_ROW_ITEMS)]
+        for i, item in enumerate(items):
+            custom_id = item.get("custom_id") if isinstance(item, dict) else None
+            if custom_id is not None and len(str(custom_id)) > _MAX_CUSTOM_ID:
+                row_errors[str(i)] = {"custom_id": {"_errors": [_max_length(_MAX_CUSTOM_ID)]}}
+        if row_errors:
+            errors[str(r)] = {"components": row_errors}
+    if errors:
+        raise ApiError(
+            400,
+            payloads.error(payloads.INVALID_FORM_BODY, "Invalid Form Body", {"components": errors}),
+        )
+
+
+def _max_length(limit: int) -> dict[str, str]:
+    return {"code": "BASE_TYPE_MAX_LENGTH", "message": f"Must be {limit} or fewer in length."}
+
+
+def _check_post_permissions(fake: FakeDiscord, call: Call) -> None:
+    """403 50013, as Discord answers a post the bot's channel permissions don't allow."""
+    granted = fake.permissions_of(fake.bot_user)
+    needed = payloads.SEND_MESSAGES | (payloads.ATTACH_FILES if call.files else 0)
+    if granted & needed != needed:
+        raise ApiError(403, payloads.error(payloads.MISSING_PERMISSIONS, "Missing Permissions"))
 
 
 def _store_uploads(
@@ -576,6 +628,7 @@ async def _list_messages(fake: FakeDiscord, call: Call) -> Any:
 @_routes.add("POST", "/channels/{channel_id}/messages")
 async def _create_message(fake: FakeDiscord, call: Call) -> Any:
     _check_channel(fake, call)
+    _check_post_permissions(fake, call)
     message = _new_message(fake, call, kind="channel", interaction=None)
     await fake.dispatch_message_event("MESSAGE_CREATE", message)
     return message.payload()

@@ -331,6 +331,32 @@ class FakeDiscord:
             _InjectedError(method.upper(), path, status, body, dict(headers or {}), times)
         )
 
+    def rate_limit_next(
+        self, method: str, path: str, *, retry_after: float = 0.25, times: int = 1
+    ) -> None:
+        """Answer the next `times` matching calls 429, with Discord's body and headers (a
+        per-route limit of the user scope, not the global one)."""
+        reset_after = f"{retry_after:.3f}"
+        headers = {
+            "Retry-After": str(max(1, round(retry_after))),
+            "X-RateLimit-Limit": "5",
+            "X-RateLimit-Remaining": "0",
+            "X-RateLimit-Reset": f"{time.time() + retry_after:.3f}",
+            "X-RateLimit-Reset-After": reset_after,
+            "X-RateLimit-Bucket": "fake-bucket-" + path.strip("/*").replace("/", "-"),
+            "X-RateLimit-Scope": "user",
+            # Discord's API answers through Google's front end; discord.py takes a 429
+            # without it for a Cloudflare ban and gives up instead of waiting.
+            "Via": "1.1 google",
+        }
+        body = {"message": "You are being rate limited.", "retry_after": retry_after,
+                "global": False}  # fmt: skip
+        self.fail_next(method, path, 429, body, times=times, headers=headers)
+
+    def clear_failures(self) -> None:
+        """Forget every error ``fail_next`` set up and no request has used yet."""
+        self._injected.clear()
+
     async def drop_connection(self, *, code: int = payloads.CLOSE_UNKNOWN_ERROR) -> None:
         """Close the gateway websocket; the session stays resumable, so discord.py RESUMEs.
 
