@@ -703,6 +703,95 @@ async def test_a_status_message_refused_for_good_is_not_edited_again(h: Harness)
     assert [m for m in interaction.followups if "seed 11" in m.content]  # the result still came
 
 
+async def test_a_result_upload_refused_429_then_5xx_still_arrives(h: Harness) -> None:
+    fake = h.fake
+    h.pool.final.clear()  # the faults must be in place before the result goes out
+    try:
+        interaction = await h.stylize(size=32, seed=23)
+        followup = f"/webhooks/*/{interaction.token}"
+        fake.rate_limit_next("POST", followup, retry_after=0.2)
+        fake.fail_next("POST", followup, 502)
+    finally:
+        h.pool.final.set()
+    await fake.wait_for(lambda: bool(interaction.followups), 120)
+    await h.idle()
+    posts = [r.status for r in fake.requests if r.method == "POST" and interaction.token in r.path
+             and not r.path.endswith("/callback")]  # fmt: skip
+    assert posts == [429, 502, 200], posts
+    [result] = interaction.followups
+    assert "seed 23" in result.content and result.attachments
+
+
+async def test_a_result_over_the_upload_limit_arrives_re_encoded_below_it(h: Harness) -> None:
+    fake = h.fake
+    limit = 6_000  # a 64 px noisy PNG is larger; the interaction reports this limit
+    saved = fake.upload_limit
+    fake.upload_limit = limit
+    try:
+        interaction = await h.stylize(
+            size=64, seed=29, style=fake.add_attachment(png(64, 64, noise=True), "noise.png")
+        )
+        await fake.wait_for(lambda: bool(interaction.followups), 120)
+    finally:
+        fake.upload_limit = saved
+    await h.idle()
+    [result] = interaction.followups
+    [(_, data)] = result.attachments
+    assert len(data) <= limit
+    assert Image.open(io.BytesIO(data)).size == (64, 48)
+    uploads = [f for r in fake.requests if interaction.token in r.path for f in r.files
+               if f[0].startswith("stylized-")]  # fmt: skip
+    assert all(len(f[2]) <= limit for f in uploads)  # never one Discord would refuse
+
+
+async def test_a_result_refused_as_too_large_is_sent_again(h: Harness) -> None:
+    fake = h.fake
+    h.pool.final.clear()
+    try:
+        interaction = await h.stylize(
+            size=64, seed=31, style=fake.add_attachment(png(64, 64, noise=True), "noise.png")
+        )
+        fake.fail_next(
+            "POST", f"/webhooks/*/{interaction.token}", 413,
+            payloads.error(40005, "Request entity too large"),
+        )  # fmt: skip
+    finally:
+        h.pool.final.set()
+    await fake.wait_for(lambda: bool(interaction.followups), 120)
+    await h.idle()
+    attempts = [
+        (r.status, len(f[2]))
+        for r in fake.requests
+        if r.method == "POST" and interaction.token in r.path
+        for f in r.files
+        if f[0].startswith("stylized-")
+    ]
+    assert [status for status, _ in attempts] == [413, 200], attempts
+    assert attempts[1][1] <= 0.8 * h.fake.upload_limit  # the second try aims lower
+    [result] = interaction.followups
+    assert "seed 31" in result.content
+
+
+async def test_a_result_that_cannot_fit_is_reported_lost(h: Harness) -> None:
+    fake = h.fake
+    saved = fake.upload_limit
+    fake.upload_limit = 200  # no 64 px picture fits in 200 bytes, however encoded
+    try:
+        interaction = await h.stylize(
+            size=64, seed=37, style=fake.add_attachment(png(64, 64, noise=True), "noise.png")
+        )
+        status = await h.status(
+            interaction, lambda text: "couldn't post it here" in text, timeout=120
+        )
+    finally:
+        fake.upload_limit = saved
+    await h.idle()
+    assert status.content.startswith(f"<@{fake.requester.id}>")
+    assert not interaction.followups and not status.components
+    assert not [r for r in fake.requests if interaction.token in r.path and r.files
+                and any(f[0].startswith("stylized-") for f in r.files)]  # fmt: skip
+
+
 # --- the token and the acknowledgement latency ----------------------------------------------
 
 
