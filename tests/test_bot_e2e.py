@@ -724,20 +724,24 @@ async def test_a_result_upload_refused_429_then_5xx_still_arrives(h: Harness) ->
 
 async def test_a_result_over_the_upload_limit_arrives_re_encoded_below_it(h: Harness) -> None:
     fake = h.fake
-    limit = 6_000  # a 64 px noisy PNG is larger; the interaction reports this limit
+    limit = 6_000  # the PNG of a noisy 64 × 48 px picture is larger; the interaction says so
     saved = fake.upload_limit
     fake.upload_limit = limit
     try:
         interaction = await h.stylize(
-            size=64, seed=29, style=fake.add_attachment(png(64, 64, noise=True), "noise.png")
+            size=64,
+            seed=29,
+            content=fake.add_attachment(png(64, 48, noise=True), "noisy.png"),
+            style=fake.add_attachment(png(64, 64, noise=True), "noise.png"),
         )
         await fake.wait_for(lambda: bool(interaction.followups), 120)
     finally:
         fake.upload_limit = saved
     await h.idle()
     [result] = interaction.followups
-    [(_, data)] = result.attachments
+    [(filename, data)] = result.attachments
     assert len(data) <= limit
+    assert not filename.endswith(".png"), filename  # re-encoded to fit
     assert Image.open(io.BytesIO(data)).size == (64, 48)
     uploads = [f for r in fake.requests if interaction.token in r.path for f in r.files
                if f[0].startswith("stylized-")]  # fmt: skip
@@ -772,24 +776,24 @@ async def test_a_result_refused_as_too_large_is_sent_again(h: Harness) -> None:
     assert "seed 31" in result.content
 
 
-async def test_a_result_that_cannot_fit_is_reported_lost(h: Harness) -> None:
+async def test_a_result_refused_as_too_large_twice_is_reported_lost(h: Harness) -> None:
     fake = h.fake
-    saved = fake.upload_limit
-    fake.upload_limit = 200  # no 64 px picture fits in 200 bytes, however encoded
+    h.pool.final.clear()
     try:
-        interaction = await h.stylize(
-            size=64, seed=37, style=fake.add_attachment(png(64, 64, noise=True), "noise.png")
-        )
-        status = await h.status(
-            interaction, lambda text: "couldn't post it here" in text, timeout=120
-        )
+        interaction = await h.stylize(size=32, seed=37)
+        fake.fail_next(
+            "POST", f"/webhooks/*/{interaction.token}", 413,
+            payloads.error(40005, "Request entity too large"), times=2,
+        )  # fmt: skip
     finally:
-        fake.upload_limit = saved
+        h.pool.final.set()
+    status = await h.status(interaction, lambda text: "couldn't post it here" in text, timeout=120)
     await h.idle()
     assert status.content.startswith(f"<@{fake.requester.id}>")
     assert not interaction.followups and not status.components
-    assert not [r for r in fake.requests if interaction.token in r.path and r.files
-                and any(f[0].startswith("stylized-") for f in r.files)]  # fmt: skip
+    refused = [r.status for r in fake.requests if r.method == "POST"
+               and interaction.token in r.path and r.files]  # fmt: skip
+    assert refused == [413, 413]
 
 
 # --- the token and the acknowledgement latency ----------------------------------------------
