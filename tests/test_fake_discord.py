@@ -544,3 +544,39 @@ async def test_strict_payload_checks_and_faults(fake: FakeDiscord, bot: MiniBot)
     statuses = [r.status for r in fake.requests if r.method == "POST" and r.path.endswith(
         "/messages")][-2:]  # fmt: skip
     assert statuses == [429, 200] and sent.content == "after a rate limit"
+
+
+async def test_command_registration_is_checked_as_discord_does(fake: FakeDiscord) -> None:
+    url = f"{fake.api_base_url}/applications/{fake.application_id}/guilds/{fake.guild_id}/commands"
+    auth = {"Authorization": f"Bot {fake.token}"}
+
+    def option(**fields: Any) -> dict[str, Any]:
+        return {"type": 3, "name": "text", "description": "Some text"} | fields
+
+    def bad_length(low: int, high: int) -> dict[str, Any]:
+        message = f"Must be between {low} and {high} in length."
+        return {"_errors": [{"code": "BASE_TYPE_BAD_LENGTH", "message": message}]}
+
+    good = {"name": "paint", "description": "Paint", "options": [option()]}
+    cases: list[tuple[dict[str, Any], Any]] = [
+        (good, None),
+        (good | {"name": "n" * 33}, {"name": bad_length(1, 32)}),
+        (good | {"description": "d" * 101}, {"description": bad_length(1, 100)}),
+        (good | {"description": ""}, {"description": bad_length(1, 100)}),
+        (good | {"options": [option(description="d" * 101)]},
+         {"options": {"0": {"description": bad_length(1, 100)}}}),
+        (good | {"options": [option(name=f"o{i}") for i in range(26)]},
+         {"options": {"_errors": [{"code": "BASE_TYPE_MAX_LENGTH",
+                                   "message": "Must be 25 or fewer in length."}]}}),
+        (good | {"options": [option(choices=[{"name": "c" * 101, "value": "v"}])]},
+         {"options": {"0": {"choices": {"0": {"name": bad_length(1, 100)}}}}}),
+    ]  # fmt: skip
+    async with aiohttp.ClientSession() as session:
+        for command, tree in cases:
+            async with session.put(url, headers=auth, json=[command]) as response:
+                answer = await response.json()
+                if tree is None:
+                    assert response.status == 200, answer
+                else:
+                    assert response.status == 400, command
+                    assert (answer["code"], answer["errors"]) == (50035, {"0": tree})

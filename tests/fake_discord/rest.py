@@ -417,12 +417,57 @@ def _command_scope(fake: FakeDiscord, call: Call) -> int | None:
     return fake.guild_id
 
 
-def _check_command(command: Any) -> dict[str, Any]:
+def _check_command(command: Any, index: int | None = None) -> dict[str, Any]:
+    """Refuse a command Discord would refuse, with its error tree (under the command's index
+    in a bulk overwrite)."""
     if not isinstance(command, dict) or not command.get("name"):
         raise ApiError(
             400, payloads.form_error("name", "BASE_TYPE_REQUIRED", "This field is required")
         )
+    tree = _command_errors(command)
+    if tree:
+        tree = {str(index): tree} if index is not None else tree
+        raise ApiError(400, payloads.error(payloads.INVALID_FORM_BODY, "Invalid Form Body", tree))
     return command
+
+
+# Discord's limits on a chat-input command: name 1-32, description 1-100, 25 options, and
+# 25 choices per option (each named 1-100).
+_NAME, _DESCRIPTION, _MANY = 32, 100, 25
+
+
+def _length_error(value: Any, low: int, high: int) -> dict[str, Any] | None:
+    if low <= len(str(value or "")) <= high:
+        return None
+    message = f"Must be between {low} and {high} in length."
+    return {"_errors": [{"code": "BASE_TYPE_BAD_LENGTH", "message": message}]}
+
+
+def _command_errors(node: dict[str, Any], *, top: bool = True) -> dict[str, Any]:
+    """Discord's error tree for a command (``top``) or one of its options; empty if valid."""
+    errors: dict[str, Any] = {}
+    if (bad := _length_error(node.get("name"), 1, _NAME)) is not None:
+        errors["name"] = bad
+    # Options always have a description; of commands, only chat-input ones (type 1).
+    described = not top or node.get("type", 1) == 1
+    if described and (bad := _length_error(node.get("description"), 1, _DESCRIPTION)):
+        errors["description"] = bad
+    for key, limit in (("options", _MANY), ("choices", _MANY)):
+        items = node.get(key) or []
+        if len(items) > limit:
+            errors[key] = {"_errors": [_max_length(limit)]}
+            continue
+        inner: dict[str, Any] = {}
+        for i, item in enumerate(items):
+            if key == "choices":
+                bad = _length_error(item.get("name"), 1, 100) if isinstance(item, dict) else None
+                if bad is not None:
+                    inner[str(i)] = {"name": bad}
+            elif isinstance(item, dict) and (sub := _command_errors(item, top=False)):
+                inner[str(i)] = sub
+        if inner:
+            errors[key] = inner
+    return errors
 
 
 @_routes.add("GET", "/applications/{application_id}/commands")
@@ -437,7 +482,7 @@ async def _bulk_overwrite_commands(fake: FakeDiscord, call: Call) -> Any:
     guild_id = _command_scope(fake, call)
     if not isinstance(call.json, list):
         raise ApiError(400, payloads.form_error("_root", "LIST_TYPE_CONVERT", "Must be an array."))
-    commands = [_check_command(c) for c in call.json]
+    commands = [_check_command(c, i) for i, c in enumerate(call.json)]
     keys = [(c["name"], c.get("type", 1)) for c in commands]
     if len(keys) != len(set(keys)):
         raise ApiError(
