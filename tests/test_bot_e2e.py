@@ -796,6 +796,34 @@ async def test_a_result_refused_as_too_large_twice_is_reported_lost(h: Harness) 
     assert refused == [413, 413]
 
 
+async def test_a_result_with_nowhere_to_go_in_the_channel_goes_by_dm(h: Harness) -> None:
+    fake = h.fake
+    saved = dict(fake.role_permissions)
+    h.pool.progress.clear()
+    try:
+        interaction = await h.stylize(size=32, seed=41)
+        await h.status(interaction, lambda text: text.startswith("🎨 Starting"))
+        # The token has run out and the bot lost Send Messages in the channel meanwhile.
+        fake.expire_token(interaction)
+        for role in (fake.guild_id, fake.bot_role_id):
+            fake.role_permissions[role] &= ~payloads.SEND_MESSAGES
+        h.pool.progress.set()
+        await fake.wait_for(lambda: any(m.attachments for m in fake.dm_messages(fake.requester)),
+                            120)  # fmt: skip
+    finally:
+        h.pool.progress.set()
+        fake.role_permissions.update(saved)
+    await h.idle()
+    [result] = [m for m in fake.dm_messages(fake.requester) if m.attachments]
+    assert "seed 41" in result.content
+    [(_, data)] = result.attachments
+    assert Image.open(io.BytesIO(data)).size == (32, 24)
+    refused = [r for r in fake.requests if r.method == "POST" and r.status == 403
+               and r.path == f"/channels/{fake.channel_id}/messages"]  # fmt: skip
+    assert refused and refused[-1].response["code"] == 50013
+    assert not interaction.followups
+
+
 # --- the token and the acknowledgement latency ----------------------------------------------
 
 

@@ -670,8 +670,30 @@ async def _list_messages(fake: FakeDiscord, call: Call) -> Any:
     return [m.payload() for m in chosen]
 
 
+@_routes.add("POST", "/users/@me/channels")
+async def _create_dm(fake: FakeDiscord, call: Call) -> Any:
+    body = call.json if isinstance(call.json, dict) else {}
+    user = fake.users.get(int(body.get("recipient_id") or 0))
+    if user is None:
+        raise ApiError(400, payloads.form_error("recipient_id", "NUMBER_TYPE_COERCE",
+                                                "Value is not snowflake."))  # fmt: skip
+    channel_id = next((c for c, u in fake.dm_channels.items() if u == user.id), None)
+    if channel_id is None:
+        channel_id = payloads.snowflake()
+        fake.dm_channels[channel_id] = user.id
+    return {"id": str(channel_id), "type": 1, "recipients": [user.payload()],
+            "last_message_id": None, "flags": 0}  # fmt: skip
+
+
 @_routes.add("POST", "/channels/{channel_id}/messages")
 async def _create_message(fake: FakeDiscord, call: Call) -> Any:
+    dm_user = fake.dm_channels.get(call.int_param("channel_id"))
+    if dm_user is not None:
+        if dm_user in fake.closed_dms:
+            raise ApiError(403, payloads.error(50007, "Cannot send messages to this user"))
+        message = _new_message(fake, call, kind="channel", interaction=None)
+        message.channel_id = call.int_param("channel_id")
+        return message.payload()
     _check_channel(fake, call)
     _check_post_permissions(fake, call)
     message = _new_message(fake, call, kind="channel", interaction=None)

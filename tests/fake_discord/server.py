@@ -111,6 +111,9 @@ class FakeDiscord:
         self.requests: list[RecordedRequest] = []
         self.gateway_frames: list[dict[str, Any]] = []  # every frame the client sent
         self.messages: dict[int, FakeMessage] = {}
+        self.dm_channels: dict[int, int] = {}  # DM channel id -> the user's id
+        self.closed_dms: set[int] = set()
+        """Users who accept no DMs from the bot: a post gets 403 50007, as on Discord."""
         self.interactions: dict[int, FakeInteraction] = {}
         self.identifies = 0
         self.resumes = 0
@@ -247,6 +250,14 @@ class FakeDiscord:
             r
             for r in self.requests
             if (method is None or r.method == method.upper()) and fnmatch.fnmatch(r.path, path)
+        ]
+
+    def dm_messages(self, user: FakeUser) -> list[FakeMessage]:
+        """Live messages the bot sent to ``user`` in a DM, oldest first."""
+        return [
+            m
+            for m in self.messages.values()
+            if self.dm_channels.get(m.channel_id) == user.id and not m.deleted
         ]
 
     def permissions_of(self, user: FakeUser) -> int:
