@@ -49,6 +49,20 @@ def bad_image(label: str, error: ImageError) -> Refusal:
     return Refusal(f"The {label}: {error}")
 
 
+def missing_permissions(names: list[str]) -> Refusal:
+    return Refusal(
+        f"I can't post your picture in this channel: I need the {', '.join(names)} "
+        "permission here. Ask the server's admins, or use me in another channel."
+    )
+
+
+def too_thin(label: str, width: int, height: int, limit: int) -> Refusal:
+    return Refusal(
+        f"The {label} is {width}×{height} px: one side is more than {limit} times the other, "
+        "too long and thin to paint with. Crop it closer to a square and send it again."
+    )
+
+
 def user_message(error: BaseException) -> str:
     """The text for any error raised while handling an interaction."""
     if isinstance(error, app_commands.CommandInvokeError):

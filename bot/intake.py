@@ -4,20 +4,33 @@ Attachment URLs expire, so both files are downloaded when the command arrives. T
 checked on the size Discord declares, then enforced on the bytes actually read: a server that
 lies about ``Content-Length`` cannot make the bot buffer more than the cap. Decoding runs in a
 thread, never on the event loop.
+
+A flood must not cost memory: a user's command takes its place in the per-user limit
+(``Reservations``) before anything is downloaded, and a ``Gate`` lets only a few commands
+download and decode at once, decoding in threads of its own (a 40-megapixel PNG costs about
+500 MB and seconds of CPU, and must not hold up the executor that starts workers).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import contextlib
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import aiohttp
 
 import engine
 from bot import errors
+from bot.queue import UserLimitReached
 
 CHUNK = 64 * 1024
+MAX_ASPECT_RATIO = 16
+"""The longest side may be at most this many times the shortest. The network needs 16 px
+on the short side, so a thinner picture would have to be enlarged out of all proportion
+(the engine squashes it instead) or would leave nothing of the photo: refused up front."""
 
 
 @dataclass(frozen=True)
@@ -37,6 +50,73 @@ class Picture:
     data: bytes
     width: int
     height: int
+
+
+class Reservations:
+    """Commands of each user between their acknowledgement and their job's queueing.
+
+    They count towards the per-user limit from the first moment, so N commands sent at once
+    by one user cost one refusal each, not N downloads and decodes. Use from one event loop.
+    """
+
+    def __init__(self, per_user: int) -> None:
+        self.per_user = per_user
+        self._pending: Counter[int] = Counter()
+
+    def pending(self, user_id: int) -> int:
+        return self._pending[user_id]
+
+    @contextlib.contextmanager
+    def reserve(self, user_id: int, active: int) -> Iterator[None]:
+        """Hold a place for the user, who has ``active`` jobs queued or running; raises
+        ``UserLimitReached`` when that and the places already held reach the limit."""
+        taken = active + self._pending[user_id]
+        if taken >= self.per_user:
+            raise UserLimitReached(taken, self.per_user)
+        self._pending[user_id] += 1
+        try:
+            yield
+        finally:
+            self._pending[user_id] -= 1
+            if self._pending[user_id] <= 0:
+                del self._pending[user_id]
+
+
+class Gate:
+    """At most ``concurrent`` commands download and decode at a time; the decodes run in
+    ``decoders`` threads of their own."""
+
+    def __init__(self, concurrent: int = 2, decoders: int = 1) -> None:
+        if concurrent < 1 or decoders < 1:
+            raise ValueError("a gate needs at least one place and one decoder")
+        self.concurrent = concurrent
+        self._places = asyncio.Semaphore(concurrent)
+        self._executor = ThreadPoolExecutor(decoders, thread_name_prefix="stylize-decode")
+        self.inside = 0
+        """Commands downloading or decoding now (for tests and the load benchmark)."""
+
+    @contextlib.asynccontextmanager
+    async def place(self) -> AsyncIterator[None]:
+        async with self._places:
+            self.inside += 1
+            try:
+                yield
+            finally:
+                self.inside -= 1
+
+    async def decode(self, data: bytes, max_pixels: int) -> tuple[int, int]:
+        """The decoded size of ``data`` (``engine.load_image``'s checks), in a gate thread."""
+        return await asyncio.get_running_loop().run_in_executor(
+            self._executor, _decoded_size, data, max_pixels
+        )
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+def _decoded_size(data: bytes, max_pixels: int) -> tuple[int, int]:
+    with engine.load_image(data, max_pixels=max_pixels) as image:
+        return image.size
 
 
 class TooLarge(Exception):
@@ -84,14 +164,18 @@ async def fetch(session: aiohttp.ClientSession, upload: AttachmentRef, max_bytes
     return data
 
 
-async def inspect(label: str, data: bytes, max_pixels: int) -> Picture:
-    """Decode in a thread with ``engine.load_image``: refuses non-images and bombs."""
+async def inspect(label: str, data: bytes, max_pixels: int, gate: Gate | None = None) -> Picture:
+    """Decode in a thread with ``engine.load_image``: refuses non-images, bombs and pictures
+    too thin to paint. The gate's threads when given, else the loop's default executor."""
     try:
-        image = await asyncio.to_thread(engine.load_image, data, max_pixels=max_pixels)
+        if gate is not None:
+            width, height = await gate.decode(data, max_pixels)
+        else:
+            width, height = await asyncio.to_thread(_decoded_size, data, max_pixels)
     except engine.ImageError as error:
         raise errors.bad_image(label, error) from None
-    width, height = image.size
-    image.close()
+    if max(width, height) > MAX_ASPECT_RATIO * min(width, height):
+        raise errors.too_thin(label, width, height, MAX_ASPECT_RATIO)
     return Picture(label, data, width, height)
 
 
@@ -102,13 +186,29 @@ async def receive(
     max_bytes: int,
     max_pixels: int,
     on_downloaded: Callable[[list[bytes]], object] | None = None,
+    gate: Gate | None = None,
 ) -> list[Picture]:
-    """Check, download (concurrently) and decode every upload, in the order given.
+    """Check, download (concurrently) and decode every upload, in the order given; inside
+    ``gate`` when one is given.
 
     ``on_downloaded`` gets the bodies once all have arrived, before decoding starts: the cog
     writes them to the journal meanwhile."""
     for upload in uploads:
         check_declared(upload, max_bytes)
+    if gate is None:
+        return await _receive(session, uploads, max_bytes, max_pixels, on_downloaded, None)
+    async with gate.place():
+        return await _receive(session, uploads, max_bytes, max_pixels, on_downloaded, gate)
+
+
+async def _receive(
+    session: aiohttp.ClientSession,
+    uploads: list[AttachmentRef],
+    max_bytes: int,
+    max_pixels: int,
+    on_downloaded: Callable[[list[bytes]], object] | None,
+    gate: Gate | None,
+) -> list[Picture]:
     results = await asyncio.gather(
         *(fetch(session, u, max_bytes) for u in uploads), return_exceptions=True
     )
@@ -120,5 +220,6 @@ async def receive(
         on_downloaded(bodies)
     # One at a time: decoding two 40-megapixel images at once doubles the peak memory.
     return [
-        await inspect(u.label, body, max_pixels) for u, body in zip(uploads, bodies, strict=True)
+        await inspect(u.label, body, max_pixels, gate)
+        for u, body in zip(uploads, bodies, strict=True)
     ]

@@ -25,7 +25,7 @@ from bot.journal import Journal
 from bot.outbox import Outbox
 from bot.status import SEND_ERRORS, Reply, describe
 from bot.throttle import Throttle
-from engine.jobs import Done, Failed, FinalEvent, JobProgress, Started
+from engine.jobs import Cancelled, Done, Failed, FinalEvent, JobProgress, Started
 
 log = logging.getLogger(__name__)
 
@@ -131,7 +131,9 @@ class DiscordReporter:
 
     async def _record_end(self, event: FinalEvent) -> None:
         """The end, and what to deliver for it, into the journal; the outbox does the rest."""
-        if isinstance(event, Done):
+        # A cancel that came while the worker was encoding the result still wins: the
+        # result is dropped, not posted.
+        if isinstance(event, Done) and self._cancelled_by is None:
             await self._journal.finish(
                 self.job_id,
                 "done",
@@ -154,10 +156,11 @@ class DiscordReporter:
             by = self._cancelled_by
             own = by is None or by == self.reply.user_id
             mention = f"<@{by}>" if by is not None else None
+            reason = event.reason if isinstance(event, Cancelled) else "request"
             await self._journal.finish(
                 self.job_id,
                 "cancelled",
-                outcome={"kind": "cancelled", "by": by, "reason": event.reason},
+                outcome={"kind": "cancelled", "by": by, "reason": reason},
                 deliver="status",
                 text=messages.cancelled(mention, own=own),
             )

@@ -102,6 +102,10 @@ class JobRunner:
         """Raise the refusal that ``submit`` would raise for this user now."""
         self._queue.check(user_id)
 
+    def active(self, user_id: int) -> int:
+        """The user's jobs queued or running."""
+        return self._queue.active_count(user_id)
+
     def owner(self, job_id: str) -> int | None:
         entry = self._queue.get(job_id)
         return entry.user_id if entry else None

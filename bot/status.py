@@ -5,7 +5,8 @@ works the same in the process that took the command and in one started after a r
 While the interaction token lives (15 minutes; we stop at 14 to keep a margin) the status
 message is edited and results are posted through the interaction's webhook. After that, or as
 soon as Discord says the token is dead (401 / 50027), the same things go through the channel
-with the bot token. A status message deleted by someone (10008) is not recreated.
+with the bot token. A status message deleted by someone (10008) is not recreated, and once
+Discord refuses an edit for good (403, 404) the status message is left alone.
 """
 
 from __future__ import annotations
@@ -66,6 +67,12 @@ def token_dead(error: discord.HTTPException) -> bool:
 
 def message_gone(error: discord.HTTPException) -> bool:
     return error.code == UNKNOWN_MESSAGE
+
+
+def permanent(error: discord.HTTPException) -> bool:
+    """Refused for good (missing access, a deleted channel or message), not for the token:
+    asking again only adds to the invalid requests Discord counts towards a ban."""
+    return error.status in (403, 404) and not token_dead(error)
 
 
 def too_large(error: discord.HTTPException) -> bool:
@@ -183,7 +190,7 @@ class Reply:
                 else:
                     message = None
             except discord.HTTPException as error:
-                if message_gone(error):
+                if permanent(error):
                     self._status_gone = True
                     return False
                 self.note_http_error(error, "status edit")
@@ -203,7 +210,7 @@ class Reply:
                 self._remember(self._message_id, via_channel=True)
                 return True
             except discord.HTTPException as error:
-                if message_gone(error):
+                if permanent(error):
                     self._status_gone = True
                     return False
                 log.info("cannot edit the status message with the bot token (%s)", error.code)
@@ -217,8 +224,11 @@ class Reply:
                 view=self._view or MISSING,
                 allowed_mentions=discord.AllowedMentions.none(),
             )
-        except discord.HTTPException:
-            log.warning("cannot post a status message in channel %s", self.conversation.channel_id)
+        except discord.HTTPException as error:
+            log.warning("cannot post a status message in channel %s (%s)",
+                        self.conversation.channel_id, describe(error))  # fmt: skip
+            if permanent(error):
+                self._status_gone = True
             return False
         self._remember(message.id, via_channel=True)
         return True

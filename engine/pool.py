@@ -30,6 +30,7 @@ import contextlib
 import logging
 import multiprocessing
 import queue
+import signal
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -73,7 +74,16 @@ PoolState = Literal["new", "starting", "running", "broken", "closing", "closed"]
 
 def _worker_entry(*args: Any) -> None:
     """Spawn target. It lives here, not in ``engine.worker``, so that the parent can name it
-    without importing torch; the child imports the real worker."""
+    without importing torch; the child imports the real worker.
+
+    SIGINT and SIGTERM are ignored from the first moment, before torch loads: Ctrl-C in a
+    terminal and systemd's stop (``KillMode=control-group``) reach the whole process group,
+    and the pool, not the signal, decides when a worker stops. It closes the worker's pipe
+    on shutdown and kills one that does not exit; a worker whose parent died stops on its
+    own.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     from engine.worker import worker_main
 
     worker_main(*args)

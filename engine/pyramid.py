@@ -45,12 +45,21 @@ def scaled_size(width: int, height: int, longest: int) -> tuple[int, int]:
 
 
 def at_least_min_side(width: int, height: int, longest: int) -> tuple[int, int]:
-    """Like ``scaled_size``, but enlarged if needed so that the short side is ``MIN_SIDE``."""
+    """Like ``scaled_size``, but enlarged if needed so that the short side is ``MIN_SIDE``.
+
+    The enlarged long side never passes ``max(longest, MIN_SIDE)``: a very thin picture is
+    squashed along it instead. Without that bound a 1,000,000 × 1 px style would become a
+    16,000,000 × 16 px tensor, tens of GiB per layer output.
+    """
     w, h = scaled_size(width, height, longest)
     if min(w, h) >= MIN_SIDE:
         return w, h
     factor = MIN_SIDE / min(width, height)
-    return max(MIN_SIDE, round(width * factor)), max(MIN_SIDE, round(height * factor))
+    cap = max(longest, MIN_SIDE)
+    return (
+        min(cap, max(MIN_SIDE, round(width * factor))),
+        min(cap, max(MIN_SIDE, round(height * factor))),
+    )
 
 
 def upsample(image: torch.Tensor, height: int, width: int) -> torch.Tensor:

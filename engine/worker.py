@@ -47,9 +47,11 @@ def worker_main(
     config: WorkerConfig, tasks: Connection, events: Connection, cancel_seq: SharedInt
 ) -> None:
     """The worker process's whole life: start, then serve ``RunJob`` messages until EOF."""
-    # Ctrl-C in a terminal reaches the whole process group; the pool decides when workers
-    # stop, so an interrupt must not kill a job half-way with a traceback.
+    # Ctrl-C in a terminal and systemd's stop reach the whole process group; the pool
+    # decides when workers stop, so a signal must not kill a job half-way (its user would
+    # read "crashed" instead of "restarting"). The spawn trampoline ignores them already.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     try:
         loaded = load_worker(config)
     except EngineError as error:

@@ -33,7 +33,7 @@ from PIL import Image
 
 from bot.client import EXIT_ENGINE_BROKEN, StylizeBot, make_pool
 from bot.config import BotSettings, load_settings
-from engine.jobs import FINAL_EVENTS, Cancelled, Event, Job, JobProgress, PoolError
+from engine.jobs import FINAL_EVENTS, Cancelled, Done, Event, Job, JobProgress, PoolError
 from engine.pool import EnginePool, JobHandle
 from tests.fake_discord import FakeDiscord, FakeInteraction, FakeMessage, FakeUser, payloads
 
@@ -54,7 +54,9 @@ START_TIMEOUT = 240  # the pool spawns a worker that imports torch and builds VG
 class HeldPool:
     """``EnginePool`` with two gates. With ``progress`` closed, a job shows as started and
     nothing more arrives (as in a long job); with ``final`` closed, only its end is held.
-    Cancelling a held job ends it ``Cancelled``, as cancelling a running job does."""
+    Cancelling a held job reaches the real engine, and what the engine then sends ends it:
+    ``Cancelled`` from a job still running, the held ``Done`` from one that had finished (as
+    when a cancel lands while the worker encodes the result)."""
 
     def __init__(self, pool: EnginePool) -> None:
         self.pool = pool
@@ -72,6 +74,9 @@ class HeldPool:
 
     def add_capacity_listener(self, listener: Callable[[int], None]) -> None:
         self.pool.add_capacity_listener(listener)
+
+    def final_event(self, job_id: str) -> Event | None:
+        return next((e for e in self.events[job_id] if isinstance(e, FINAL_EVENTS)), None)
 
     @property
     def devices(self) -> tuple[str, ...]:
@@ -115,11 +120,13 @@ class HeldHandle:
             gate = self._owner.gate(event)
             if gate is not None and not gate.is_set():
                 await _first(gate.wait(), self._cancel.wait())
-                if not gate.is_set():  # cancelled while held
-                    if not isinstance(event, FINAL_EVENTS):
-                        async for _ in self._real:  # let the real job stop
-                            pass
-                    yield Cancelled(self.job_id, "Cancelled on request.")
+                if not gate.is_set() and not isinstance(event, FINAL_EVENTS):
+                    # Cancelled while held: the rest of the real job's events are what the
+                    # engine made of the cancel; only its end is passed on.
+                    async for later in self._real:
+                        self._owner.events[self.job_id].append(later)
+                        if isinstance(later, FINAL_EVENTS):
+                            yield later
                     return
             yield event
 
@@ -557,6 +564,268 @@ async def test_deleted_status_message_does_not_lose_the_result(h: Harness) -> No
     assert gone and gone[-1].response["code"] == 10008
 
 
+# --- abuse and faults -----------------------------------------------------------------------
+
+
+def _job_id(interaction: FakeInteraction) -> str:
+    assert interaction.original is not None
+    [custom_id] = [c for c in interaction.original.custom_ids if CANCEL_ID.match(c)]
+    return custom_id.rsplit(":", 1)[1]
+
+
+async def test_a_channel_where_the_bot_may_not_post_is_refused_at_once(h: Harness) -> None:
+    fake = h.fake
+    saved = dict(fake.role_permissions)
+    for role in (fake.guild_id, fake.bot_role_id):
+        fake.role_permissions[role] &= ~payloads.ATTACH_FILES
+    try:
+        content = fake.add_attachment(png(64, 48), "photo.png")
+        interaction = await fake.invoke(
+            "stylize", {"content": content, "style": fake.add_attachment(png(8, 8), "s.png")}
+        )
+        callback = await interaction.wait_callback(timeout=5)
+    finally:
+        fake.role_permissions.update(saved)
+    assert callback["type"] == 4 and callback["data"]["flags"] & EPHEMERAL
+    assert "Attach Files" in callback["data"]["content"], callback
+    assert "Send Messages" not in callback["data"]["content"]
+    assert not [r for r in fake.cdn_requests if str(content["id"]) in r.path]
+
+
+async def test_a_burst_from_one_user_downloads_only_what_the_limit_allows(h: Harness) -> None:
+    fake = h.fake
+    contents = [fake.add_attachment(png(64, 48), f"photo{i}.png") for i in range(5)]
+    h.pool.progress.clear()
+    try:
+        interactions = await asyncio.gather(
+            *(
+                fake.invoke(
+                    "stylize",
+                    {"content": c, "style": fake.add_attachment(png(48, 48), "s.png"),
+                     "size": 32},
+                    user=fake.other_user,
+                )
+                for c in contents
+            )
+        )  # fmt: skip
+        for interaction in interactions:
+            await h.status(interaction, lambda text: text.startswith(("❌", "⏳", "🎨")))
+        refused = [i for i in interactions if i.original and i.original.content.startswith("❌")]
+        assert len(refused) == 3  # STYLIZE_QUEUE_PER_USER=2
+        assert all("You already have 2 jobs" in i.original.content for i in refused)  # type: ignore[union-attr]
+        fetched = {
+            str(c["id"]) for c in contents for r in fake.cdn_requests if str(c["id"]) in r.path
+        }
+        assert len(fetched) == 2, fetched  # the refused ones were never downloaded
+    finally:
+        h.pool.progress.set()
+    for interaction in interactions:
+        if interaction not in refused:  # both accepted jobs run to the end, one after the other
+            await h.status(interaction, lambda text: text.startswith("✅"), timeout=120)
+    await h.idle()
+
+
+async def test_a_cancel_whose_acknowledgement_fails_still_cancels(h: Harness) -> None:
+    fake = h.fake
+    h.pool.progress.clear()
+    try:
+        interaction = await h.stylize(size=32)
+        status = await h.status(
+            interaction, lambda text: text.startswith(("🎨", "⏳")) and "Cancelling" not in text
+        )
+        await fake.wait_for(lambda: any(CANCEL_ID.match(c) for c in status.custom_ids), 30)
+        fake.fail_next("POST", "/interactions/*", 404, payloads.error(10062, "Unknown interaction"))
+        [custom_id] = [c for c in status.custom_ids if CANCEL_ID.match(c)]
+        await fake.click(status, custom_id, user=fake.requester)
+        await h.status(interaction, lambda text: text == "🛑 Cancelled.")
+    finally:
+        h.pool.progress.set()
+    await h.idle()
+    assert not interaction.followups
+
+
+async def test_a_cancel_while_the_result_is_encoded_posts_nothing(h: Harness) -> None:
+    fake = h.fake
+    h.pool.final.clear()  # the worker has finished; its Done waits, as during the encode
+    try:
+        interaction = await h.stylize(size=32)
+        await h.status(interaction, lambda text: text.startswith(("🎨", "⏳")))
+        await fake.wait_for(lambda: interaction.original is not None and bool(
+            [c for c in interaction.original.custom_ids if CANCEL_ID.match(c)]), 60)  # fmt: skip
+        job_id = _job_id(interaction)
+        await fake.wait_for(lambda: isinstance(h.pool.final_event(job_id), Done), 120)
+        await h.click_cancel(interaction, fake.requester)
+        await h.status(interaction, lambda text: text == "🛑 Cancelled.")
+    finally:
+        h.pool.final.set()
+    await h.idle()
+    assert not interaction.followups
+    assert not [m for m in fake.channel_messages() if m.attachments and job_id[:12] in str(
+        m.attachments)]  # fmt: skip
+
+
+async def test_the_engine_hears_a_cancel_of_a_running_job(h: Harness) -> None:
+    h.pool.progress.clear()
+    try:
+        interaction = await h.stylize(size=64, quality="high")
+        await h.status(interaction, lambda text: text.startswith("🎨 Starting"))
+        job_id = _job_id(interaction)
+        await h.click_cancel(interaction, h.fake.requester)
+        await h.status(interaction, lambda text: text == "🛑 Cancelled.", timeout=120)
+    finally:
+        h.pool.progress.set()
+    await h.idle()
+    # The end came from the engine itself: Cancelled, or Done when it won the race.
+    assert isinstance(h.pool.final_event(job_id), (Cancelled, Done))
+    assert not interaction.followups
+
+
+async def test_a_status_message_refused_for_good_is_not_edited_again(h: Harness) -> None:
+    fake = h.fake
+    h.pool.final.clear()
+    try:
+        interaction = await h.stylize(size=48, quality="high", seed=11)
+        await h.status(interaction, lambda text: text.startswith("🎨"))
+        fake.fail_next(
+            "PATCH", f"/webhooks/*/{interaction.token}/*", 403,
+            payloads.error(50013, "Missing Permissions"), times=1000,
+        )  # fmt: skip
+        await fake.wait_for(
+            lambda: bool(h.pool.events) and any(
+                r.status == 403 for r in fake.requests if interaction.token in r.path), 120,
+        )  # fmt: skip
+        job_id = _job_id(interaction)
+        await fake.wait_for(lambda: isinstance(h.pool.final_event(job_id), Done), 120)
+    finally:
+        h.pool.final.set()
+        fake.clear_failures()
+    await h.idle()
+    refused = [r for r in fake.requests if interaction.token in r.path and r.status == 403]
+    assert len(refused) == 1, [r.path for r in refused]
+    assert [m for m in interaction.followups if "seed 11" in m.content]  # the result still came
+
+
+async def test_a_result_upload_refused_429_then_5xx_still_arrives(h: Harness) -> None:
+    fake = h.fake
+    h.pool.final.clear()  # the faults must be in place before the result goes out
+    try:
+        interaction = await h.stylize(size=32, seed=23)
+        followup = f"/webhooks/*/{interaction.token}"
+        fake.rate_limit_next("POST", followup, retry_after=0.2)
+        fake.fail_next("POST", followup, 502)
+    finally:
+        h.pool.final.set()
+    await fake.wait_for(lambda: bool(interaction.followups), 120)
+    await h.idle()
+    posts = [r.status for r in fake.requests if r.method == "POST" and interaction.token in r.path
+             and not r.path.endswith("/callback")]  # fmt: skip
+    assert posts == [429, 502, 200], posts
+    [result] = interaction.followups
+    assert "seed 23" in result.content and result.attachments
+
+
+async def test_a_result_over_the_upload_limit_arrives_re_encoded_below_it(h: Harness) -> None:
+    fake = h.fake
+    limit = 6_000  # the PNG of a noisy 64 × 48 px picture is larger; the interaction says so
+    saved = fake.upload_limit
+    fake.upload_limit = limit
+    try:
+        interaction = await h.stylize(
+            size=64,
+            seed=29,
+            content=fake.add_attachment(png(64, 48, noise=True), "noisy.png"),
+            style=fake.add_attachment(png(64, 64, noise=True), "noise.png"),
+        )
+        await fake.wait_for(lambda: bool(interaction.followups), 120)
+    finally:
+        fake.upload_limit = saved
+    await h.idle()
+    [result] = interaction.followups
+    [(filename, data)] = result.attachments
+    assert len(data) <= limit
+    assert not filename.endswith(".png"), filename  # re-encoded to fit
+    assert Image.open(io.BytesIO(data)).size == (64, 48)
+    uploads = [f for r in fake.requests if interaction.token in r.path for f in r.files
+               if f[0].startswith("stylized-")]  # fmt: skip
+    assert all(len(f[2]) <= limit for f in uploads)  # never one Discord would refuse
+
+
+async def test_a_result_refused_as_too_large_is_sent_again(h: Harness) -> None:
+    fake = h.fake
+    h.pool.final.clear()
+    try:
+        interaction = await h.stylize(
+            size=64, seed=31, style=fake.add_attachment(png(64, 64, noise=True), "noise.png")
+        )
+        fake.fail_next(
+            "POST", f"/webhooks/*/{interaction.token}", 413,
+            payloads.error(40005, "Request entity too large"),
+        )  # fmt: skip
+    finally:
+        h.pool.final.set()
+    await fake.wait_for(lambda: bool(interaction.followups), 120)
+    await h.idle()
+    attempts = [
+        (r.status, len(f[2]))
+        for r in fake.requests
+        if r.method == "POST" and interaction.token in r.path
+        for f in r.files
+        if f[0].startswith("stylized-")
+    ]
+    assert [status for status, _ in attempts] == [413, 200], attempts
+    assert attempts[1][1] <= 0.8 * h.fake.upload_limit  # the second try aims lower
+    [result] = interaction.followups
+    assert "seed 31" in result.content
+
+
+async def test_a_result_refused_as_too_large_twice_is_reported_lost(h: Harness) -> None:
+    fake = h.fake
+    h.pool.final.clear()
+    try:
+        interaction = await h.stylize(size=32, seed=37)
+        fake.fail_next(
+            "POST", f"/webhooks/*/{interaction.token}", 413,
+            payloads.error(40005, "Request entity too large"), times=2,
+        )  # fmt: skip
+    finally:
+        h.pool.final.set()
+    status = await h.status(interaction, lambda text: "couldn't post it here" in text, timeout=120)
+    await h.idle()
+    assert status.content.startswith(f"<@{fake.requester.id}>")
+    assert not interaction.followups and not status.components
+    refused = [r.status for r in fake.requests if r.method == "POST"
+               and interaction.token in r.path and r.files]  # fmt: skip
+    assert refused == [413, 413]
+
+
+async def test_a_result_with_nowhere_to_go_in_the_channel_goes_by_dm(h: Harness) -> None:
+    fake = h.fake
+    saved = dict(fake.role_permissions)
+    h.pool.progress.clear()
+    try:
+        interaction = await h.stylize(size=32, seed=41)
+        await h.status(interaction, lambda text: text.startswith("🎨 Starting"))
+        # The token has run out and the bot lost Send Messages in the channel meanwhile.
+        fake.expire_token(interaction)
+        for role in (fake.guild_id, fake.bot_role_id):
+            fake.role_permissions[role] &= ~payloads.SEND_MESSAGES
+        h.pool.progress.set()
+        await fake.wait_for(lambda: any(m.attachments for m in fake.dm_messages(fake.requester)),
+                            120)  # fmt: skip
+    finally:
+        h.pool.progress.set()
+        fake.role_permissions.update(saved)
+    await h.idle()
+    [result] = [m for m in fake.dm_messages(fake.requester) if m.attachments]
+    assert "seed 41" in result.content
+    [(_, data)] = result.attachments
+    assert Image.open(io.BytesIO(data)).size == (32, 24)
+    refused = [r for r in fake.requests if r.method == "POST" and r.status == 403
+               and r.path == f"/channels/{fake.channel_id}/messages"]  # fmt: skip
+    assert refused and refused[-1].response["code"] == 50013
+    assert not interaction.followups
+
+
 # --- the token and the acknowledgement latency ----------------------------------------------
 
 
@@ -566,6 +835,11 @@ async def test_token_never_appears_in_the_logs(h: Harness) -> None:
 
 
 async def test_acknowledgement_latency(h: Harness, capsys: pytest.CaptureFixture[str]) -> None:
+    # Its own commands (refused without a download, so they end at once), so that the test
+    # means the same when it runs alone; the figures include every command the module sent.
+    for _ in range(10):
+        interaction = await h.stylize(content=h.fake.add_attachment(b"words", "notes.txt"))
+        await h.status(interaction, lambda text: text.startswith("❌"))
     latencies = sorted(h.latencies)
     assert len(latencies) >= 10
     assert latencies[-1] < 3.0

@@ -18,6 +18,7 @@ from bot import errors, intake, messages, status, uploads
 from bot.job_settings import build_settings, steps_for
 from bot.journal import Conversation, StatusMessage
 from bot.queue import QueueFull, UserLimitReached
+from bot.reporter import StatusUpdate
 from bot.runner import ShuttingDown
 from bot.throttle import Throttle
 from engine.errors import ImageError
@@ -189,9 +190,16 @@ async def _noop(interaction) -> None:  # type: ignore[no-untyped-def]
     ],
 )
 def test_failure_messages_are_plain_words(kind: FailureKind, expected: str) -> None:
-    text = errors.failure_message(kind, "The image file is damaged.", timeout=600)
+    # Only a bad input's message is the engine's words for the user; any other failure's
+    # may be a traceback with paths in it, which must not reach the user.
+    message = (
+        "The image file is damaged."
+        if kind is FailureKind.BAD_INPUT
+        else 'Traceback (most recent call last):\n  File "/srv/stylize/engine/x.py", line 1'
+    )
+    text = errors.failure_message(kind, message, timeout=600)
     assert expected in text
-    assert "Traceback" not in text
+    assert "Traceback" not in text and "/srv/stylize" not in text
 
 
 # --- job settings -------------------------------------------------------------------------
@@ -283,17 +291,14 @@ async def test_throttle_sends_at_most_once_per_interval_and_keeps_the_latest() -
 async def test_throttle_merge_keeps_a_waiting_preview() -> None:
     recorder = Recorder()
 
-    def merge(old: tuple[str, str | None], new: tuple[str, str | None]) -> tuple[str, str | None]:
-        return (new[0], new[1] or old[1])
-
-    throttle: Throttle[tuple[str, str | None]] = Throttle(recorder, interval=0.1, merge=merge)
-    throttle.push(("a", None))
+    throttle: Throttle[StatusUpdate] = Throttle(recorder, interval=0.1, merge=StatusUpdate.merge)
+    throttle.push(StatusUpdate("a"))
     await recorder.wait(1)
-    throttle.push(("b", "preview"))
-    throttle.push(("c", None))
+    throttle.push(StatusUpdate("b", b"preview"))
+    throttle.push(StatusUpdate("c"))
     await recorder.wait(2)
     await throttle.close()
-    assert recorder.updates == [("a", None), ("c", "preview")]
+    assert recorder.updates == [StatusUpdate("a"), StatusUpdate("c", b"preview")]
 
 
 async def test_throttle_close_drops_what_waits() -> None:

@@ -17,7 +17,7 @@ import yarl
 from discord import app_commands
 from discord.ext import commands
 
-from tests.fake_discord import FakeDiscord, FakeInteraction
+from tests.fake_discord import FakeDiscord, FakeInteraction, payloads
 
 pytestmark = pytest.mark.timeout(20)
 
@@ -463,3 +463,120 @@ async def test_on_request_runs_before_the_answer_goes_back(fake: FakeDiscord, bo
     await channel.send("hello")
     seen.append("answered")
     assert seen == ["hook", "answered"]
+
+
+async def test_strict_payload_checks_and_faults(fake: FakeDiscord, bot: MiniBot) -> None:
+    api = fake.api_base_url
+    auth = {"Authorization": f"Bot {fake.token}"}
+    url = f"{api}/channels/{fake.channel_id}/messages"
+
+    def button(custom_id: str) -> dict[str, Any]:
+        return {"type": 2, "style": 1, "label": "b", "custom_id": custom_id}
+
+    def too_long(limit: int) -> dict[str, Any]:
+        return {"_errors": [{"code": "BASE_TYPE_MAX_LENGTH",
+                             "message": f"Must be {limit} or fewer in length."}]}  # fmt: skip
+
+    def rows(*rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [{"type": 1, "components": row} for row in rows]
+
+    six_buttons = [button(str(i)) for i in range(6)]
+    cases: list[tuple[dict[str, Any], int, Any]] = [
+        ({"content": "x" * 2001}, 400, {"content": too_long(2000)}),
+        ({"content": "x", "components": rows(*[[button("ok")]] * 6)}, 400,
+         {"components": too_long(5)}),
+        ({"content": "x", "components": rows(six_buttons)}, 400,
+         {"components": {"0": {"components": too_long(5)}}}),
+        ({"content": "x", "components": rows([button("c" * 101)])}, 400,
+         {"components": {"0": {"components": {"0": {"custom_id": too_long(100)}}}}}),
+        ({"content": "x", "components": rows(*[[button("ok")]] * 5)}, 200, None),
+        ({"content": "y" * 2000, "components": rows([button("c" * 100)] * 5)}, 200, None),
+    ]  # fmt: skip
+    async with aiohttp.ClientSession() as session:
+        for body, status, tree in cases:
+            async with session.post(url, headers=auth, json=body) as response:
+                answer = await response.json()
+                assert response.status == status, answer
+                if tree is not None:
+                    assert (answer["code"], answer["errors"]) == (50035, tree)
+
+        # allowed_mentions decides who is pinged, not the text.
+        ping = f"<@{fake.requester.id}> <@{fake.other_user.id}>"
+        for allowed, pinged in [
+            (None, {fake.requester.id, fake.other_user.id}),
+            ({"parse": []}, set()),
+            ({"parse": [], "users": [str(fake.requester.id)]}, {fake.requester.id}),
+            ({"parse": ["users"]}, {fake.requester.id, fake.other_user.id}),
+        ]:
+            body = {"content": ping} | ({"allowed_mentions": allowed} if allowed else {})
+            async with session.post(url, headers=auth, json=body) as response:
+                mentions = {int(m["id"]) for m in (await response.json())["mentions"]}
+                assert mentions == pinged, allowed
+
+        # 403 50013 where the bot's permissions don't allow the post.
+        saved = dict(fake.role_permissions)
+        for role in (fake.guild_id, fake.bot_role_id):
+            fake.role_permissions[role] &= ~payloads.SEND_MESSAGES
+        try:
+            async with session.post(url, headers=auth, json={"content": "hi"}) as response:
+                assert (response.status, (await response.json())["code"]) == (403, 50013)
+        finally:
+            fake.role_permissions.update(saved)
+
+        # 429 with Discord's body and headers, and 5xx on demand.
+        fake.rate_limit_next("POST", "/channels/*/messages", retry_after=0.5)
+        async with session.post(url, headers=auth, json={"content": "hi"}) as response:
+            answer = await response.json()
+            assert response.status == 429 and answer["retry_after"] == 0.5
+            assert answer["global"] is False
+            assert response.headers["X-RateLimit-Remaining"] == "0"
+            assert float(response.headers["X-RateLimit-Reset-After"]) == 0.5
+            assert response.headers["X-RateLimit-Scope"] == "user"
+            assert "X-RateLimit-Bucket" in response.headers and "Via" in response.headers
+        fake.fail_next("POST", "/channels/*/messages", 503)
+        async with session.post(url, headers=auth, json={"content": "hi"}) as response:
+            assert response.status == 503
+
+    # discord.py waits out the 429 and sends again: the message arrives.
+    channel = bot.get_partial_messageable(fake.channel_id)
+    fake.rate_limit_next("POST", "/channels/*/messages", retry_after=0.1)
+    sent = await channel.send("after a rate limit")
+    statuses = [r.status for r in fake.requests if r.method == "POST" and r.path.endswith(
+        "/messages")][-2:]  # fmt: skip
+    assert statuses == [429, 200] and sent.content == "after a rate limit"
+
+
+async def test_command_registration_is_checked_as_discord_does(fake: FakeDiscord) -> None:
+    url = f"{fake.api_base_url}/applications/{fake.application_id}/guilds/{fake.guild_id}/commands"
+    auth = {"Authorization": f"Bot {fake.token}"}
+
+    def option(**fields: Any) -> dict[str, Any]:
+        return {"type": 3, "name": "text", "description": "Some text"} | fields
+
+    def bad_length(low: int, high: int) -> dict[str, Any]:
+        message = f"Must be between {low} and {high} in length."
+        return {"_errors": [{"code": "BASE_TYPE_BAD_LENGTH", "message": message}]}
+
+    good = {"name": "paint", "description": "Paint", "options": [option()]}
+    cases: list[tuple[dict[str, Any], Any]] = [
+        (good, None),
+        (good | {"name": "n" * 33}, {"name": bad_length(1, 32)}),
+        (good | {"description": "d" * 101}, {"description": bad_length(1, 100)}),
+        (good | {"description": ""}, {"description": bad_length(1, 100)}),
+        (good | {"options": [option(description="d" * 101)]},
+         {"options": {"0": {"description": bad_length(1, 100)}}}),
+        (good | {"options": [option(name=f"o{i}") for i in range(26)]},
+         {"options": {"_errors": [{"code": "BASE_TYPE_MAX_LENGTH",
+                                   "message": "Must be 25 or fewer in length."}]}}),
+        (good | {"options": [option(choices=[{"name": "c" * 101, "value": "v"}])]},
+         {"options": {"0": {"choices": {"0": {"name": bad_length(1, 100)}}}}}),
+    ]  # fmt: skip
+    async with aiohttp.ClientSession() as session:
+        for command, tree in cases:
+            async with session.put(url, headers=auth, json=[command]) as response:
+                answer = await response.json()
+                if tree is None:
+                    assert response.status == 200, answer
+                else:
+                    assert response.status == 400, command
+                    assert (answer["code"], answer["errors"]) == (50035, {"0": tree})

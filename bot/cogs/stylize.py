@@ -21,7 +21,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot import errors, followups, gallery, intake, messages
+from bot import errors, followups, gallery, intake, messages, permissions
 from bot.client import EXIT_ENGINE_BROKEN
 from bot.cogs.styles import Styles, choices
 from bot.delivery import Delivery
@@ -89,10 +89,12 @@ class CancelButton(
         if interaction.user.id != owner and not is_moderator:
             await interaction.response.send_message(errors.not_yours(), ephemeral=True)
             return
-        # Acknowledge without touching the message: the job's reporter owns the status edits.
-        await interaction.response.defer()
+        # Cancel first: an acknowledgement that fails (a slow or lost callback) must not
+        # leave the job running.
         runner.cancel(self.job_id, interaction.user.id)
         log.info("job %s: cancelled by user %s", self.job_id, interaction.user.id)
+        # Acknowledge without touching the message: the job's reporter owns the status edits.
+        await interaction.response.defer()
 
 
 def cancel_view(job_id: str) -> discord.ui.View:
@@ -113,6 +115,8 @@ class Stylize(commands.Cog):
         )
         self.command = self._build_command(bot.settings.stylize_max_size)
         self._writes: set[asyncio.Task[Any]] = set()
+        self.reservations = intake.Reservations(bot.settings.stylize_queue_per_user)
+        self.intake_gate = intake.Gate()
         self._retention: asyncio.Task[None] | None = None
         self._closed = False
 
@@ -196,6 +200,7 @@ class Stylize(commands.Cog):
         # Results that were just done go out now if they can; the rest after the next start.
         await self.outbox.wait_idle(max(0.0, deadline - loop.time()))
         await self.outbox.stop()
+        self.intake_gate.close()
         if self._retention is not None:
             self._retention.cancel()
             await asyncio.gather(self._retention, return_exceptions=True)
@@ -326,16 +331,49 @@ class Stylize(commands.Cog):
     ) -> None:
         if (style is None) == (saved_style is None):  # refused at once, to the user alone
             raise errors.Refusal(messages.style_one_or_other())
+        # Refused before anything else (and in the interaction's answer, which needs no
+        # channel permission) when the result could not be posted here.
+        lacking = permissions.missing(
+            interaction.app_permissions, in_thread=permissions.in_thread(interaction.channel)
+        )
+        if lacking:
+            raise errors.missing_permissions(lacking)
         # Acknowledge first, always: Discord drops an interaction not answered within 3 s.
         await interaction.response.defer(thinking=True)
         # The token's clock starts now, on our side: the snowflake's time would trust the
         # two machines' clocks to agree.
         token_expires_at = time.time() + TOKEN_LIFETIME
-        config = self.bot.settings
         runner = self.runner
         if runner is None or not runner.accepting:
             raise ShuttingDown("not accepting jobs")
-        runner.check(interaction.user.id)  # before any download
+        user_id = interaction.user.id
+        runner.check(user_id)
+        # The user's place is held from here, before any download: a burst of commands
+        # can't all download and decode before all but a few are refused.
+        with self.reservations.reserve(user_id, runner.active(user_id)):
+            await self._take(interaction, content, style, token_expires_at,
+                             saved_style=saved_style, size=size, quality=quality,
+                             strength=strength, preserve_colors=preserve_colors,
+                             seed=seed)  # fmt: skip
+
+    async def _take(
+        self,
+        interaction: discord.Interaction,
+        content: discord.Attachment,
+        style: Optional[discord.Attachment],  # noqa: UP045
+        token_expires_at: float,
+        *,
+        saved_style: Optional[str],  # noqa: UP045
+        strength: Optional[float],  # noqa: UP045
+        size: Optional[int],  # noqa: UP045
+        quality: Optional[str],  # noqa: UP045
+        preserve_colors: Optional[bool],  # noqa: UP045
+        seed: Optional[int],  # noqa: UP045
+    ) -> None:
+        """Download, check, record and queue one command's job."""
+        config = self.bot.settings
+        runner = self.runner
+        assert runner is not None
 
         # The inputs go to disk while they are decoded, so that writing the job's record
         # after the checks costs only its row.
@@ -363,6 +401,7 @@ class Stylize(commands.Cog):
                 max_bytes=config.max_input_bytes,
                 max_pixels=config.stylize_max_pixels,
                 on_downloaded=stage,
+                gate=self.intake_gate,
             )
             if saved is not None:
                 pictures.append(
@@ -475,7 +514,17 @@ class Stylize(commands.Cog):
                 messages.follow_up_expired(config.stylize_keep_days), ephemeral=True
             )
             return
-        runner.check(interaction.user.id)
+        user_id = interaction.user.id
+        runner.check(user_id)
+        # Held like a command's place, so a click can't slip past the limit while another
+        # command of the same user is still downloading.
+        with self.reservations.reserve(user_id, runner.active(user_id)):
+            await self._queue_follow_up(interaction, job_id, kind, parent)
+
+    async def _queue_follow_up(
+        self, interaction: discord.Interaction, job_id: str, kind: FollowUp, parent: JobRecord
+    ) -> None:
+        config = self.bot.settings
         await interaction.response.defer(thinking=True)
         token_expires_at = time.time() + TOKEN_LIFETIME
         new_id = new_job_id()

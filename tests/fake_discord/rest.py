@@ -28,6 +28,9 @@ NO_CONTENT = object()  # a handler's answer for 204 No Content
 _TRUE = {"1", "true", "True"}  # how query flags like wait= and with_response= arrive
 _MAX_CONTENT = 2000
 _MAX_EMBEDS = 10
+_MAX_ROWS = 5  # action rows per message
+_MAX_ROW_ITEMS = 5  # buttons per action row
+_MAX_CUSTOM_ID = 100
 # Flags a bot may set when creating a message: SUPPRESS_EMBEDS, SUPPRESS_NOTIFICATIONS,
 # IS_COMPONENTS_V2; interaction responses may also be EPHEMERAL.
 _CREATE_FLAGS = (1 << 2) | (1 << 12) | (1 << 15)
@@ -218,6 +221,8 @@ def _apply_body(fake: FakeDiscord, message: FakeMessage, call: Call, *, creating
             ),
         )
     components = (body["components"] or []) if "components" in body else message.components
+    if "components" in body:
+        _check_components(components)
     # `attachments`, when present, is the complete list: existing ones by id, new ones by
     # their files[n] index. Without it, uploads are added to what the message has.
     existing = list(zip(message.attachments, message.attachment_payloads, strict=True))
@@ -236,10 +241,11 @@ def _apply_body(fake: FakeDiscord, message: FakeMessage, call: Call, *, creating
     message.components = list(components)
     message.attachments = [pair for pair, _ in attachments]
     message.attachment_payloads = [att for _, att in attachments]
+    allowed = _allowed_user_ids(body.get("allowed_mentions"), content)
     message.mentions = [
         fake.users[uid].payload()
         for uid in payloads.mentioned_user_ids(content)
-        if uid in fake.users
+        if uid in fake.users and uid in allowed
     ]
     if not creating:
         if body.get("flags") is not None:
@@ -248,6 +254,52 @@ def _apply_body(fake: FakeDiscord, message: FakeMessage, call: Call, *, creating
         message.edited_at = time.time()
         message.edits.append(dict(body))
         message.edit_times.append(asyncio.get_running_loop().time())
+
+
+def _allowed_user_ids(allowed_mentions: Any, content: str) -> set[int]:
+    """The users a message pings, as Discord decides from ``allowed_mentions``: without it,
+    everyone named in the content; with it, those its ``parse`` or ``users`` allow."""
+    named = set(payloads.mentioned_user_ids(content))
+    if not isinstance(allowed_mentions, dict):
+        return named
+    if "users" in (allowed_mentions.get("parse") or []):
+        return named
+    return named & {int(u) for u in allowed_mentions.get("users") or []}
+
+
+def _check_components(rows: list[Any]) -> None:
+    """Discord's limits on message components, answered as 400 50035 with its error tree."""
+    errors: dict[str, Any] = {}
+    if len(rows) > _MAX_ROWS:
+        errors["_errors"] = [_max_length(_MAX_ROWS)]
+    for r, row in enumerate(rows):
+        items = (row.get("components") or []) if isinstance(row, dict) else []
+        row_errors: dict[str, Any] = {}
+        if len(items) > _MAX_ROW_ITEMS:
+            row_errors["_errors"] = [_max_length(_MAX_ROW_ITEMS)]
+        for i, item in enumerate(items):
+            custom_id = item.get("custom_id") if isinstance(item, dict) else None
+            if custom_id is not None and len(str(custom_id)) > _MAX_CUSTOM_ID:
+                row_errors[str(i)] = {"custom_id": {"_errors": [_max_length(_MAX_CUSTOM_ID)]}}
+        if row_errors:
+            errors[str(r)] = {"components": row_errors}
+    if errors:
+        raise ApiError(
+            400,
+            payloads.error(payloads.INVALID_FORM_BODY, "Invalid Form Body", {"components": errors}),
+        )
+
+
+def _max_length(limit: int) -> dict[str, str]:
+    return {"code": "BASE_TYPE_MAX_LENGTH", "message": f"Must be {limit} or fewer in length."}
+
+
+def _check_post_permissions(fake: FakeDiscord, call: Call) -> None:
+    """403 50013, as Discord answers a post the bot's channel permissions don't allow."""
+    granted = fake.permissions_of(fake.bot_user)
+    needed = payloads.SEND_MESSAGES | (payloads.ATTACH_FILES if call.files else 0)
+    if granted & needed != needed:
+        raise ApiError(403, payloads.error(payloads.MISSING_PERMISSIONS, "Missing Permissions"))
 
 
 def _store_uploads(
@@ -365,12 +417,57 @@ def _command_scope(fake: FakeDiscord, call: Call) -> int | None:
     return fake.guild_id
 
 
-def _check_command(command: Any) -> dict[str, Any]:
+def _check_command(command: Any, index: int | None = None) -> dict[str, Any]:
+    """Refuse a command Discord would refuse, with its error tree (under the command's index
+    in a bulk overwrite)."""
     if not isinstance(command, dict) or not command.get("name"):
         raise ApiError(
             400, payloads.form_error("name", "BASE_TYPE_REQUIRED", "This field is required")
         )
+    tree = _command_errors(command)
+    if tree:
+        tree = {str(index): tree} if index is not None else tree
+        raise ApiError(400, payloads.error(payloads.INVALID_FORM_BODY, "Invalid Form Body", tree))
     return command
+
+
+# Discord's limits on a chat-input command: name 1-32, description 1-100, 25 options, and
+# 25 choices per option (each named 1-100).
+_NAME, _DESCRIPTION, _MANY = 32, 100, 25
+
+
+def _length_error(value: Any, low: int, high: int) -> dict[str, Any] | None:
+    if low <= len(str(value or "")) <= high:
+        return None
+    message = f"Must be between {low} and {high} in length."
+    return {"_errors": [{"code": "BASE_TYPE_BAD_LENGTH", "message": message}]}
+
+
+def _command_errors(node: dict[str, Any], *, top: bool = True) -> dict[str, Any]:
+    """Discord's error tree for a command (``top``) or one of its options; empty if valid."""
+    errors: dict[str, Any] = {}
+    if (bad := _length_error(node.get("name"), 1, _NAME)) is not None:
+        errors["name"] = bad
+    # Options always have a description; of commands, only chat-input ones (type 1).
+    described = not top or node.get("type", 1) == 1
+    if described and (bad := _length_error(node.get("description"), 1, _DESCRIPTION)):
+        errors["description"] = bad
+    for key, limit in (("options", _MANY), ("choices", _MANY)):
+        items = node.get(key) or []
+        if len(items) > limit:
+            errors[key] = {"_errors": [_max_length(limit)]}
+            continue
+        inner: dict[str, Any] = {}
+        for i, item in enumerate(items):
+            if key == "choices":
+                bad = _length_error(item.get("name"), 1, 100) if isinstance(item, dict) else None
+                if bad is not None:
+                    inner[str(i)] = {"name": bad}
+            elif isinstance(item, dict) and (sub := _command_errors(item, top=False)):
+                inner[str(i)] = sub
+        if inner:
+            errors[key] = inner
+    return errors
 
 
 @_routes.add("GET", "/applications/{application_id}/commands")
@@ -385,7 +482,7 @@ async def _bulk_overwrite_commands(fake: FakeDiscord, call: Call) -> Any:
     guild_id = _command_scope(fake, call)
     if not isinstance(call.json, list):
         raise ApiError(400, payloads.form_error("_root", "LIST_TYPE_CONVERT", "Must be an array."))
-    commands = [_check_command(c) for c in call.json]
+    commands = [_check_command(c, i) for i, c in enumerate(call.json)]
     keys = [(c["name"], c.get("type", 1)) for c in commands]
     if len(keys) != len(set(keys)):
         raise ApiError(
@@ -573,9 +670,32 @@ async def _list_messages(fake: FakeDiscord, call: Call) -> Any:
     return [m.payload() for m in chosen]
 
 
+@_routes.add("POST", "/users/@me/channels")
+async def _create_dm(fake: FakeDiscord, call: Call) -> Any:
+    body = call.json if isinstance(call.json, dict) else {}
+    user = fake.users.get(int(body.get("recipient_id") or 0))
+    if user is None:
+        raise ApiError(400, payloads.form_error("recipient_id", "NUMBER_TYPE_COERCE",
+                                                "Value is not snowflake."))  # fmt: skip
+    channel_id = next((c for c, u in fake.dm_channels.items() if u == user.id), None)
+    if channel_id is None:
+        channel_id = payloads.snowflake()
+        fake.dm_channels[channel_id] = user.id
+    return {"id": str(channel_id), "type": 1, "recipients": [user.payload()],
+            "last_message_id": None, "flags": 0}  # fmt: skip
+
+
 @_routes.add("POST", "/channels/{channel_id}/messages")
 async def _create_message(fake: FakeDiscord, call: Call) -> Any:
+    dm_user = fake.dm_channels.get(call.int_param("channel_id"))
+    if dm_user is not None:
+        if dm_user in fake.closed_dms:
+            raise ApiError(403, payloads.error(50007, "Cannot send messages to this user"))
+        message = _new_message(fake, call, kind="channel", interaction=None)
+        message.channel_id = call.int_param("channel_id")
+        return message.payload()
     _check_channel(fake, call)
+    _check_post_permissions(fake, call)
     message = _new_message(fake, call, kind="channel", interaction=None)
     await fake.dispatch_message_event("MESSAGE_CREATE", message)
     return message.payload()

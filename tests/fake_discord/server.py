@@ -111,6 +111,9 @@ class FakeDiscord:
         self.requests: list[RecordedRequest] = []
         self.gateway_frames: list[dict[str, Any]] = []  # every frame the client sent
         self.messages: dict[int, FakeMessage] = {}
+        self.dm_channels: dict[int, int] = {}  # DM channel id -> the user's id
+        self.closed_dms: set[int] = set()
+        """Users who accept no DMs from the bot: a post gets 403 50007, as on Discord."""
         self.interactions: dict[int, FakeInteraction] = {}
         self.identifies = 0
         self.resumes = 0
@@ -249,6 +252,14 @@ class FakeDiscord:
             if (method is None or r.method == method.upper()) and fnmatch.fnmatch(r.path, path)
         ]
 
+    def dm_messages(self, user: FakeUser) -> list[FakeMessage]:
+        """Live messages the bot sent to ``user`` in a DM, oldest first."""
+        return [
+            m
+            for m in self.messages.values()
+            if self.dm_channels.get(m.channel_id) == user.id and not m.deleted
+        ]
+
     def permissions_of(self, user: FakeUser) -> int:
         """The user's permissions in the channel: their roles' (there are no overwrites)."""
         if user.id == self.owner.id:
@@ -330,6 +341,32 @@ class FakeDiscord:
         self._injected.append(
             _InjectedError(method.upper(), path, status, body, dict(headers or {}), times)
         )
+
+    def rate_limit_next(
+        self, method: str, path: str, *, retry_after: float = 0.25, times: int = 1
+    ) -> None:
+        """Answer the next `times` matching calls 429, with Discord's body and headers (a
+        per-route limit of the user scope, not the global one)."""
+        reset_after = f"{retry_after:.3f}"
+        headers = {
+            "Retry-After": str(max(1, round(retry_after))),
+            "X-RateLimit-Limit": "5",
+            "X-RateLimit-Remaining": "0",
+            "X-RateLimit-Reset": f"{time.time() + retry_after:.3f}",
+            "X-RateLimit-Reset-After": reset_after,
+            "X-RateLimit-Bucket": "fake-bucket-" + path.strip("/*").replace("/", "-"),
+            "X-RateLimit-Scope": "user",
+            # Discord's API answers through Google's front end; discord.py takes a 429
+            # without it for a Cloudflare ban and gives up instead of waiting.
+            "Via": "1.1 google",
+        }
+        body = {"message": "You are being rate limited.", "retry_after": retry_after,
+                "global": False}  # fmt: skip
+        self.fail_next(method, path, 429, body, times=times, headers=headers)
+
+    def clear_failures(self) -> None:
+        """Forget every error ``fail_next`` set up and no request has used yet."""
+        self._injected.clear()
 
     async def drop_connection(self, *, code: int = payloads.CLOSE_UNKNOWN_ERROR) -> None:
         """Close the gateway websocket; the session stays resumable, so discord.py RESUMEs.

@@ -1,0 +1,40 @@
+"""What the bot must be allowed in a channel to carry a /stylize job through.
+
+Checked on ``interaction.app_permissions`` when the command arrives: a job accepted where the
+bot may not post would run for minutes, then have nowhere to go, and every progress edit on
+the way would be one more refused request counted towards Discord's ban on invalid ones.
+"""
+
+from __future__ import annotations
+
+import discord
+
+NEEDED: tuple[tuple[str, str], ...] = (
+    ("send_messages", "Send Messages"),
+    ("attach_files", "Attach Files"),
+)
+"""(flag, name in Discord's settings). The result and the previews are attachments; the bot
+sends no embeds, so Embed Links is not asked for. Past the interaction token's 15 minutes,
+everything goes through the channel with the bot's own permissions."""
+
+IN_THREADS = ("send_messages_in_threads", "Send Messages in Threads")
+"""In a thread, Discord checks this one instead of Send Messages."""
+
+THREAD_TYPES = frozenset(
+    {
+        discord.ChannelType.public_thread,
+        discord.ChannelType.private_thread,
+        discord.ChannelType.news_thread,
+    }
+)
+
+
+def missing(permissions: discord.Permissions, *, in_thread: bool) -> list[str]:
+    """The names (as Discord's settings show them) of the permissions the bot lacks."""
+    needed = [IN_THREADS if in_thread and flag == "send_messages" else (flag, name)
+              for flag, name in NEEDED]  # fmt: skip
+    return [name for flag, name in needed if not getattr(permissions, flag)]
+
+
+def in_thread(channel: object) -> bool:
+    return getattr(channel, "type", None) in THREAD_TYPES
