@@ -11,6 +11,7 @@ stops, kills and restarts it.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import io
 import itertools
 import logging
@@ -67,6 +68,9 @@ class HeldPool:
         self.events: dict[str, list[Event]] = defaultdict(list)
         self.broken = False
         """As the real pool once its workers can no longer be started: it refuses every job."""
+        self.preview_interval: float | None = None
+        """Set: jobs ask the real engine for previews this often (a tiny job ends sooner than
+        the bot's own interval, and would never show one)."""
 
     @property
     def capacity(self) -> int:
@@ -93,6 +97,8 @@ class HeldPool:
     def submit(self, job: Job) -> HeldHandle:
         if self.broken:
             raise PoolError("The engine's workers could not be restarted.")
+        if self.preview_interval is not None:
+            job = dataclasses.replace(job, preview_interval=self.preview_interval)
         return HeldHandle(self, self.pool.submit(job))
 
     def gate(self, event: Event) -> asyncio.Event | None:
@@ -344,11 +350,13 @@ async def test_commands_still_arrive_after_the_session_is_invalidated(h: Harness
 async def test_happy_path_defers_shows_progress_and_posts_the_result(h: Harness) -> None:
     fake = h.fake
     h.pool.final.clear()  # hold the end until the progress has been seen
+    h.pool.preview_interval = 1e-6  # the engine renders a preview at every step
     try:
         interaction = await h.stylize(size=48, seed=7, quality="high")
         status = await h.status(interaction, lambda text: "step 8/8 (100%)" in text, timeout=120)
     finally:
         h.pool.final.set()
+        h.pool.preview_interval = None
     await fake.wait_for(lambda: bool(interaction.followups), 60)
     await h.status(interaction, lambda text: text.startswith("✅"))
     await h.idle()
@@ -389,7 +397,11 @@ async def test_happy_path_defers_shows_progress_and_posts_the_result(h: Harness)
         for f in r.files
         if f[0] == "preview.jpg"
     ]
-    assert bool(uploaded) == bool(previews)
+    assert previews  # the engine rendered previews (its progress events are throttled)...
+    assert uploaded  # ...and the status edits carried them, as small JPEGs
+    for _, _, data in uploaded:
+        preview = Image.open(io.BytesIO(data))
+        assert preview.format == "JPEG" and max(preview.size) <= 256
 
 
 def _components(body: dict[str, Any]) -> list[dict[str, Any]]:
