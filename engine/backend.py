@@ -105,6 +105,30 @@ class JobStream:
             self._final.set_result(event)
 
 
+class CapacityListeners:
+    """A backend's capacity listeners, told only when the capacity really changes."""
+
+    def __init__(self) -> None:
+        self._listeners: list[CapacityListener] = []
+        self.capacity = 0
+
+    def add(self, listener: CapacityListener) -> None:
+        self._listeners.append(listener)
+
+    def update(self, capacity: int) -> bool:
+        """Record ``capacity``; tells every listener and returns True if it changed."""
+        if capacity == self.capacity:
+            return False
+        self.capacity = capacity
+        self.tell()
+        return True
+
+    def tell(self) -> None:
+        """Tell every listener the capacity now, changed or not (e.g. the backend broke)."""
+        for listener in list(self._listeners):
+            listener(self.capacity)
+
+
 class Backend(Protocol):
     """Runs jobs somewhere: worker processes here, or actors in a Ray cluster.
 
@@ -142,4 +166,4 @@ class Backend(Protocol):
         when the backend is not running."""
 
 
-__all__ = ["Backend", "CapacityListener", "JobHandle", "JobStream"]
+__all__ = ["Backend", "CapacityListener", "CapacityListeners", "JobHandle", "JobStream"]

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Literal
 
-from engine.backend import CapacityListener, JobHandle
+from engine.backend import CapacityListener, CapacityListeners, JobHandle
 from engine.errors import SettingsError, WeightsError
 from engine.jobs import (
     Cancelled,
@@ -260,8 +260,7 @@ class EnginePool:
         self._state: PoolState = "new"
         self._slots: list[_Slot] = []
         self._spawns: set[asyncio.Task[None]] = set()
-        self._listeners: list[CapacityListener] = []
-        self._capacity = 0
+        self._listeners = CapacityListeners()
         self._closing: asyncio.Event | None = None
         self._closed: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -307,7 +306,7 @@ class EnginePool:
         return tuple(slot.proc.pid if slot.proc else None for slot in self._slots)
 
     def add_capacity_listener(self, listener: CapacityListener) -> None:
-        self._listeners.append(listener)
+        self._listeners.add(listener)
 
     async def __aenter__(self) -> EnginePool:
         await self.start()
@@ -462,15 +461,12 @@ class EnginePool:
         """No worker can start any more: fail what waits and refuse new jobs."""
         self._state = "broken"
         self._book.finish_all(lambda run: Failed(run.job.id, FailureKind.INTERNAL, BROKEN))
-        for listener in list(self._listeners):
-            listener(0)
+        if not self._listeners.update(0):
+            self._listeners.tell()  # it was 0 already: say it again, now that it stays there
 
     def _capacity_changed(self) -> None:
         capacity = self.capacity if self._state == "running" else 0
-        if capacity != self._capacity:
-            self._capacity = capacity
-            for listener in list(self._listeners):
-                listener(capacity)
+        self._listeners.update(capacity)
 
     def _on_message(self, proc: _WorkerProcess, message: object) -> None:
         slot = self._slots[proc.config.index] if proc.config.index < len(self._slots) else None

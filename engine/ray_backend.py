@@ -43,7 +43,7 @@ import ray
 from ray.exceptions import RayError
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from engine.backend import CapacityListener, JobHandle
+from engine.backend import CapacityListener, CapacityListeners, JobHandle
 from engine.errors import EngineError, SettingsError, WeightsError
 from engine.jobs import (
     Cancelled,
@@ -198,8 +198,7 @@ class RayBackend:
         self._nodes: dict[str, NodeInfo] = {}
         self._indices: dict[ActorKey, int] = {}
         self._tasks: set[asyncio.Task[None]] = set()
-        self._listeners: list[CapacityListener] = []
-        self._capacity = 0
+        self._listeners = CapacityListeners()
         self._poller: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
 
@@ -239,7 +238,7 @@ class RayBackend:
         return sum(actor.run is not None for actor in self._actors.values())
 
     def add_capacity_listener(self, listener: CapacityListener) -> None:
-        self._listeners.append(listener)
+        self._listeners.add(listener)
 
     async def __aenter__(self) -> RayBackend:
         await self.start()
@@ -512,11 +511,8 @@ class RayBackend:
 
     def _capacity_changed(self) -> None:
         capacity = self.capacity if self._state == "running" else 0
-        if capacity != self._capacity:
-            self._capacity = capacity
+        if self._listeners.update(capacity):
             log.info("engine capacity: %d actor(s) on %d node(s)", capacity, len(set(self.nodes)))
-            for listener in list(self._listeners):
-                listener(capacity)
 
     # ----- jobs ---------------------------------------------------------------------------
 

@@ -225,9 +225,9 @@ def png(width: int, height: int, *, noise: bool = False) -> bytes:
     return buffer.getvalue()
 
 
-def e2e_settings(fake: FakeDiscord, data_dir: Path) -> BotSettings:
-    return load_settings(
-        _env_file=None,
+def e2e_settings(fake: FakeDiscord, data_dir: Path, **overrides: Any) -> BotSettings:
+    """The end-to-end tests' settings: tiny CPU jobs on random weights, short intervals."""
+    defaults: dict[str, Any] = dict(
         stylize_data_dir=data_dir,
         discord_token=fake.token,
         discord_guild_id=fake.guild_id,
@@ -246,6 +246,7 @@ def e2e_settings(fake: FakeDiscord, data_dir: Path) -> BotSettings:
         stylize_progress_interval=INTERVAL,
         stylize_preview_every=1,
     )
+    return load_settings(_env_file=None, **{**defaults, **overrides})
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")

@@ -21,15 +21,14 @@ import pytest
 import pytest_asyncio
 
 from bot.client import StylizeBot, make_pool
-from bot.config import BotSettings, load_settings
+from bot.config import BotSettings
 from engine.pool import EnginePool
 from tests.fake_discord import FakeDiscord, FakeInteraction, FakeMessage, FakeUser, payloads
-from tests.test_bot_e2e import HeldPool, png
+from tests.test_bot_e2e import HeldPool, e2e_settings, png
 
 pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.timeout(900)]
 
 TOKEN = "fake-token-XYZ.followups-SECRET"
-STEPS = 4
 EPHEMERAL = 1 << 6
 START_TIMEOUT = 240  # the pool spawns a worker that imports torch and builds VGG19
 RESULT_TIMEOUT = 120
@@ -38,24 +37,10 @@ FOLLOW_UP_ID = re.compile(r"^stylize:(reroll|stronger|weaker):([0-9a-f]{32})$")
 
 
 def settings_for(fake: FakeDiscord, data_dir: Path) -> BotSettings:
-    return load_settings(
-        _env_file=None,
-        stylize_data_dir=data_dir,
-        discord_token=fake.token,
-        discord_guild_id=fake.guild_id,
-        discord_api_base_url=fake.api_base_url,
-        discord_gateway_url=fake.gateway_url,
-        stylize_weights="random:0",
-        stylize_device="cpu",
-        stylize_workers=1,
-        stylize_max_size=64,
-        stylize_steps=STEPS,
-        stylize_max_input_mb=1,
-        stylize_max_pixels=1_000_000,
+    return e2e_settings(
+        fake,
+        data_dir,
         stylize_queue_per_user=1,
-        stylize_queue_size=10,
-        stylize_job_timeout=300,
-        stylize_progress_interval=1.0,
         stylize_keep_days=1,
         stylize_gallery_max_styles=GALLERY_MAX,
     )
