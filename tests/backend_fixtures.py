@@ -11,7 +11,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from engine.backend import JobHandle
+from engine.backend import Backend, JobHandle
 from engine.jobs import FINAL_EVENTS, Event, Job, JobProgress, Started
 from engine.settings import StylizeSettings
 
@@ -123,3 +123,17 @@ async def until_exited(pids: Iterable[int], timeout: float = 30) -> None:
     finally:
         for fd in fds:
             os.close(fd)
+
+
+async def until_capacity(backend: Backend, wanted: int, *, timeout: float = 60) -> None:
+    """Wait until the backend's capacity listeners report ``wanted`` (now or later)."""
+    if backend.capacity == wanted:
+        return
+    reached = asyncio.get_running_loop().create_future()
+
+    def listen(capacity: int) -> None:
+        if capacity == wanted and not reached.done():
+            reached.set_result(None)
+
+    backend.add_capacity_listener(listen)
+    await asyncio.wait_for(reached, timeout)

@@ -39,6 +39,7 @@ from tests.backend_fixtures import (
     collect,
     first_progress,
     job,
+    until_capacity,
     until_exited,
 )
 
@@ -105,19 +106,6 @@ def pids(backend: Backend) -> dict[int, int | None]:
     """Process id of each worker by ``Started.worker``."""
     found = backend.worker_pids  # type: ignore[attr-defined]
     return dict(enumerate(found)) if isinstance(found, tuple) else dict(found)
-
-
-async def until_capacity(backend: Backend, wanted: int) -> None:
-    if backend.capacity == wanted:
-        return
-    reached = asyncio.get_running_loop().create_future()
-
-    def listen(capacity: int) -> None:
-        if capacity == wanted and not reached.done():
-            reached.set_result(None)
-
-    backend.add_capacity_listener(listen)
-    await asyncio.wait_for(reached, 60)
 
 
 # ----- results and events -------------------------------------------------------------------

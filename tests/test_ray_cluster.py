@@ -17,7 +17,7 @@ from ray.cluster_utils import Cluster
 
 from engine.jobs import Cancelled, Done, Failed, FailureKind, Started
 from engine.ray_backend import NodeInfo, RayBackend, actors_per_node
-from tests.backend_fixtures import LONG, WEIGHTS, collect, first_progress, job
+from tests.backend_fixtures import LONG, WEIGHTS, collect, first_progress, job, until_capacity
 
 pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.timeout(180)]
 
@@ -70,19 +70,6 @@ async def backend(cluster: Cluster) -> AsyncIterator[RayBackend]:
     await running.close()
 
 
-async def until_capacity(backend: RayBackend, wanted: int) -> None:
-    if backend.capacity == wanted:
-        return
-    reached = asyncio.get_running_loop().create_future()
-
-    def listen(capacity: int) -> None:
-        if capacity == wanted and not reached.done():
-            reached.set_result(None)
-
-    backend.add_capacity_listener(listen)
-    await asyncio.wait_for(reached, 90)
-
-
 async def test_jobs_run_on_both_nodes(backend: RayBackend) -> None:
     assert backend.capacity == 2
     assert len(set(backend.nodes)) == 2
@@ -108,7 +95,7 @@ async def test_node_removed_mid_job_fails_its_job_and_capacity_follows(
     cluster.remove_node(second)
     final = await on_second.wait()
     assert isinstance(final, Failed) and final.kind is FailureKind.WORKER_CRASHED, final
-    await until_capacity(backend, 1)
+    await until_capacity(backend, 1, timeout=90)
     assert set(backend.nodes) == {cluster.head_node.node_id}
     assert not on_head.done  # the other node's job is unaffected
     on_head.cancel()
@@ -116,7 +103,7 @@ async def test_node_removed_mid_job_fails_its_job_and_capacity_follows(
 
     # A node that joins gets an actor, and takes jobs.
     joined = cluster.add_node(num_cpus=1)
-    await until_capacity(backend, 2)
+    await until_capacity(backend, 2, timeout=90)
     assert joined.node_id in backend.nodes
     streams = await asyncio.gather(*(collect(backend.submit(job(seed=s))) for s in (3, 4)))
     assert all(isinstance(events[-1], Done) for events in streams)
