@@ -613,15 +613,16 @@ class Journal:
             )
 
     def _unfinished(self) -> list[JobRecord]:
-        rows = self.db.execute(
+        cursor = self.db.execute(
             "SELECT * FROM jobs WHERE state IN ('queued', 'running') ORDER BY "
             "state = 'running' DESC, queue_rank IS NULL, queue_rank, started_at, seq"
-        ).fetchall()
-        return [_record(self.db, row) for row in rows]
+        )
+        return [_record(cursor, row) for row in cursor.fetchall()]
 
     def _get(self, job_id: str) -> JobRecord | None:
-        row = self.db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
-        return None if row is None else _record(self.db, row)
+        cursor = self.db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,))
+        row = cursor.fetchone()
+        return None if row is None else _record(cursor, row)
 
     def _inputs(self, job_id: str, style_count: int) -> tuple[bytes, tuple[bytes, ...]]:
         folder = self._job_dir(job_id)
@@ -770,8 +771,9 @@ class Journal:
         db.execute("COMMIT")
 
 
-def _record(db: sqlite3.Connection, row: Sequence[Any]) -> JobRecord:
-    names = [d[0] for d in db.execute("SELECT * FROM jobs LIMIT 0").description]
+def _record(cursor: sqlite3.Cursor, row: Sequence[Any]) -> JobRecord:
+    """The record of a ``SELECT * FROM jobs`` row; ``cursor`` names its columns."""
+    names = [d[0] for d in cursor.description]
     r = dict(zip(names, row, strict=True))
     conversation = Conversation(
         user_id=r["user_id"],
