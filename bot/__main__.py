@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import multiprocessing
+import os
 import signal
 import sys
 from typing import NoReturn
@@ -18,6 +20,7 @@ import discord
 
 from bot.client import EXIT_ENGINE_BROKEN, StartupError, StylizeBot
 from bot.config import BotSettings, ConfigError, load_settings
+from bot.datadir import DataDirError, prepare_data_dir
 from bot.journal import JournalError
 from engine.errors import EngineError
 
@@ -30,6 +33,14 @@ def main() -> None:
     except ConfigError as error:
         _fail(str(error), code=2)
     discord.utils.setup_logging(level=logging.INFO, root=True)
+    # Members' photos and the journal's interaction tokens are for this user alone.
+    os.umask(0o077)
+    # Offline checks first: a bad data folder or a second instance on it is said at once,
+    # not after logging in to Discord (and the lock is held until the process ends).
+    try:
+        data_lock = prepare_data_dir(settings.stylize_data_dir)
+    except DataDirError as error:
+        _fail(str(error), code=2)
     try:
         code = asyncio.run(run(settings))
     except JournalError as error:
@@ -51,6 +62,9 @@ def main() -> None:
         )
     except KeyboardInterrupt:  # a second Ctrl+C during shutdown
         return
+    finally:
+        _end_stray_workers()
+        data_lock.release()
     if code == EXIT_ENGINE_BROKEN:
         _fail(
             "the engine can no longer start its workers; the jobs are kept and resume at the "
@@ -66,8 +80,11 @@ async def run(settings: BotSettings) -> int:
     bot = StylizeBot(settings)
     loop = asyncio.get_running_loop()
     closing: set[asyncio.Task[None]] = set()
+    signalled = False
 
     def request_close(name: str) -> None:
+        nonlocal signalled
+        signalled = True
         log.info("received %s", name)
         task = loop.create_task(bot.close())
         closing.add(task)
@@ -78,8 +95,23 @@ async def run(settings: BotSettings) -> int:
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, request_close, sig.name)
     async with bot:
-        await bot.start(settings.token)
+        try:
+            await bot.start(settings.token)
+        except Exception as error:
+            if not signalled:
+                raise
+            # Whatever the signal cut short (a login, the engine's start) is no failure.
+            log.info("start-up stopped by the signal (%s)", type(error).__name__)
     return bot.exit_code
+
+
+def _end_stray_workers() -> None:
+    """Kill worker processes that a shutdown cut short could not end: they ignore SIGTERM,
+    and multiprocessing would otherwise wait for them at exit, forever."""
+    for child in multiprocessing.active_children():
+        log.warning("killing engine worker %s (pid %s) left at exit", child.name, child.pid)
+        child.kill()
+        child.join(5)
 
 
 def _fail(message: str, *, code: int = 1) -> NoReturn:

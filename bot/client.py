@@ -88,6 +88,7 @@ def make_pool(settings: BotSettings) -> Backend:
         device=settings.stylize_device,
         weights=settings.stylize_weights,
         job_timeout=settings.stylize_job_timeout,
+        start_timeout=settings.stylize_start_timeout,
     )
 
 
@@ -143,7 +144,16 @@ class StylizeBot(commands.Bot):
         self.pool = self._pool_factory(config)
         log.info("starting the engine (weights %s, device %s)", config.stylize_weights,
                  config.stylize_device)  # fmt: skip
-        await self.pool.start()
+        try:
+            await self.pool.start()
+        except Exception as error:
+            if self.shutting_down:  # a signal ended the start: that is no failure
+                await self._closed()
+                return
+            if isinstance(error, OSError):
+                # Not Discord's: say it is the engine's (e.g. Ray's ConnectionError).
+                raise StartupError(f"the engine could not start: {error}") from None
+            raise
         if "cpu" in self.pool.devices:
             # Not an error (small pictures work), but the defaults are sized for a GPU.
             log.warning(
@@ -153,6 +163,7 @@ class StylizeBot(commands.Bot):
                 config.stylize_max_size, config.stylize_steps, config.stylize_job_timeout,
             )  # fmt: skip
         if self.shutting_down:  # a signal arrived while the workers were starting
+            await self._closed()
             return
         for feature in self._jobs_features():
             await feature.start_jobs(self.pool)
@@ -203,6 +214,11 @@ class StylizeBot(commands.Bot):
         loop = asyncio.get_running_loop()
         if self._shutdown is None:
             self._shutdown = loop.create_task(self._close())
+
+    async def _closed(self) -> None:
+        """Wait for a shutdown under way, so that discord.py connects nowhere after it."""
+        if self._shutdown is not None:
+            await asyncio.shield(self._shutdown)
 
     async def close(self) -> None:
         # Idempotent: a signal, `async with` and discord.py itself may each call close().

@@ -8,6 +8,7 @@ its value appears in no repr, log line or error message.
 from __future__ import annotations
 
 import importlib.util
+import os
 import re
 from pathlib import Path
 from typing import Any, Literal
@@ -61,6 +62,8 @@ class BotSettings(BaseSettings):
     stylize_queue_per_user: int = Field(default=2, ge=1)
     stylize_queue_size: int = Field(default=100, ge=1)
     stylize_job_timeout: float = Field(default=600.0, gt=0)
+    # How long the engine may take to load its network (a first start downloads 548 MB).
+    stylize_start_timeout: float = Field(default=900.0, gt=0)
     stylize_progress_interval: float = Field(default=5.0, ge=MIN_PROGRESS_INTERVAL)
     # Bot-only extra: a preview image rides on every N-th progress edit; 0 sends none.
     stylize_preview_every: int = Field(default=3, ge=0)
@@ -126,6 +129,25 @@ class BotSettings(BaseSettings):
             except SettingsError as error:
                 message = str(error).split(": ", 1)[-1]
                 raise ValueError(f"{name}: {message}") from None
+        return self
+
+    @model_validator(mode="after")
+    def _weights_file_is_here(self) -> BotSettings:
+        # A path is read by the workers of this machine (the local backend, or a Ray this
+        # bot starts itself): check it now, offline, not after logging in to Discord. Nodes
+        # of a cluster it joins have their own disks.
+        weights = self.stylize_weights
+        local = self.stylize_backend == "local" or self.stylize_ray_address is None
+        if weights == "imagenet" or weights.startswith("random") or not local:
+            return self
+        path = Path(weights).expanduser()
+        if not path.is_file():
+            raise ValueError(
+                f"STYLIZE_WEIGHTS: there is no file at {path}; put the VGG19 .pth file there, "
+                "or use imagenet to download it once"
+            )
+        if not os.access(path, os.R_OK):
+            raise ValueError(f"STYLIZE_WEIGHTS: {path} cannot be read by this user")
         return self
 
     @property

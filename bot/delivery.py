@@ -50,7 +50,7 @@ class Delivery:
         reply = self._make_reply(record)
         if item.kind == "result":
             return await self._result(record, reply, item)
-        await self._notice(reply, item.text, tell=item.kind == "notice")
+        await self.notice(reply, item.text, tell=item.kind == "notice")
         return None
 
     async def _result(self, record: JobRecord, reply: Reply, item: OutboxItem) -> int | None:
@@ -63,6 +63,15 @@ class Delivery:
                 await self._done_status(reply, record, earlier.jump_url)
                 return earlier.id
         image = await self._journal.result(record.id, record.result_format)
+        return await self.post_result(record, reply, image)
+
+    async def post_result(self, record: JobRecord, reply: Reply, image: bytes) -> int:
+        """Post a job's result (``image``, in ``record.result_format``) with its text and
+        buttons, then show "done" on its status; returns the message id. Raises a transient
+        error to retry, or ``Undeliverable`` (the user told) when Discord refuses it for good.
+        For the outbox's items, and for a result the journal could not keep (a full disk),
+        posted from memory."""
+        assert record.result_format is not None and record.result_stats is not None
         limit = reply.upload_limit
         for fraction in RESULT_BUDGETS:
             fitted = await asyncio.to_thread(
@@ -90,7 +99,7 @@ class Delivery:
                 continue
             await self._done_status(reply, record, message.jump_url)
             return message.id
-        await self._notice(reply, errors.result_lost(reply.mention), tell=True)
+        await self.notice(reply, errors.result_lost(reply.mention), tell=True)
         raise Undeliverable("the result is larger than Discord accepts, even re-encoded")
 
     async def _done_status(self, reply: Reply, record: JobRecord, url: str | None) -> None:
@@ -102,7 +111,7 @@ class Delivery:
         except SEND_ERRORS as error:
             log.info("job %s: 'done' status edit failed (%s)", record.id, describe(error))
 
-    async def _notice(self, reply: Reply, text: str, *, tell: bool) -> None:
+    async def notice(self, reply: Reply, text: str, *, tell: bool) -> None:
         """Show a final state on the status message; if it is gone and ``tell``, post it."""
         try:
             shown = await reply.edit_status(text, view=None, clear_preview=True, create=False)

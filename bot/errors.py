@@ -134,6 +134,13 @@ def stale_button() -> str:
     )
 
 
+def unknown_button() -> str:
+    return (
+        "This button no longer works: it is from an older version of the bot. "
+        "Run `/stylize` again if you want a new picture."
+    )
+
+
 def not_yours() -> str:
     return "That's not yours: only the person who asked, or a moderator, can cancel it."
 
@@ -170,7 +177,8 @@ async def on_app_command_error(
         log.info("/%s refused for user %s: %s", name, interaction.user.id, original)
     else:
         log.error("/%s failed for user %s", name, interaction.user.id, exc_info=original)
-    text = f"❌ {user_message(error)}"
+    # Clipped: a refusal that repeats what the member typed must still fit in a message.
+    text = messages.clip(f"❌ {user_message(error)}")
     try:
         if interaction.response.is_done():
             await interaction.edit_original_response(content=text, view=None, attachments=[])
@@ -183,7 +191,7 @@ async def on_app_command_error(
     if isinstance(channel, discord.abc.Messageable):
         try:
             await channel.send(
-                f"{interaction.user.mention} {text}",
+                messages.clip(f"{interaction.user.mention} {text}"),
                 allowed_mentions=discord.AllowedMentions(users=[interaction.user]),
             )
         except discord.HTTPException:

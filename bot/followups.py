@@ -13,11 +13,12 @@ import enum
 import logging
 import re
 import secrets
+from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 import discord
 
-from bot import errors
+from bot import errors, messages
 
 log = logging.getLogger(__name__)
 
@@ -46,11 +47,25 @@ def custom_id(kind: FollowUp, job_id: str) -> str:
     return f"{PREFIX}{kind.value}:{job_id}"
 
 
-def derive(settings: dict[str, Any], kind: FollowUp, *, new_seed: int) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Ceiling:
+    """The most a follow-up may ask for: what ``/stylize`` could ask for under the server's
+    settings now, which may be lower than when the earlier job ran."""
+
+    size: int
+    """``STYLIZE_MAX_SIZE``."""
+    steps: int
+    """The steps of ``quality: high`` at the current ``STYLIZE_STEPS``."""
+
+
+def derive(
+    settings: dict[str, Any], kind: FollowUp, *, new_seed: int, ceiling: Ceiling
+) -> dict[str, Any]:
     """The new job's settings (``StylizeSettings.to_dict()`` form) from the earlier job's.
 
     Re-roll keeps everything but the seed; Stronger and Weaker keep the seed, so that only the
-    strength differs from the picture the member is looking at."""
+    strength differs from the picture the member is looking at. Size and steps are kept
+    unless they are over the ``ceiling``."""
     derived = dict(settings)
     strength = float(settings.get("strength", 1.0))
     if kind is FollowUp.REROLL:
@@ -59,7 +74,14 @@ def derive(settings: dict[str, Any], kind: FollowUp, *, new_seed: int) -> dict[s
         derived["strength"] = min(MAX_STRENGTH, strength * 2)
     else:
         derived["strength"] = max(MIN_STRENGTH, strength / 2)
+    derived["size"] = min(int(settings["size"]), ceiling.size)
+    derived["steps"] = min(int(settings["steps"]), ceiling.steps)
     return derived
+
+
+def lowered(settings: dict[str, Any], derived: dict[str, Any]) -> bool:
+    """Whether ``derive`` had to lower the size or the steps to the server's ceiling."""
+    return any(int(derived[k]) < int(settings[k]) for k in ("size", "steps"))
 
 
 def new_seed(old: int) -> int:
@@ -146,7 +168,7 @@ async def answer_error(interaction: discord.Interaction, error: Exception, *, wh
         log.info("follow-up %s refused for user %s: %s", what, interaction.user.id, error)
     else:
         log.error("follow-up %s failed for user %s", what, interaction.user.id, exc_info=error)
-    text = f"❌ {errors.user_message(error)}"
+    text = messages.clip(f"❌ {errors.user_message(error)}")
     try:
         if interaction.response.is_done():
             await interaction.edit_original_response(content=text, view=None, attachments=[])

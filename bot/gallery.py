@@ -8,13 +8,13 @@ small JPEG thumbnail for ``/styles list``.
 
 from __future__ import annotations
 
-import asyncio
 import io
 from dataclasses import dataclass
 
 from PIL import Image
 
 from bot import errors, messages
+from bot.intake import Gate
 from bot.journal import Journal, NewStyle, SavedStyle, StyleAdded
 
 MAX_NAME = 32
@@ -52,12 +52,19 @@ def make_thumbnail(data: bytes) -> bytes:
 
 
 async def add(
-    journal: Journal, guild_id: int, name: str, image: bytes, added_by: int, limits: Limits
+    journal: Journal,
+    guild_id: int,
+    name: str,
+    image: bytes,
+    added_by: int,
+    limits: Limits,
+    *,
+    gate: Gate,
 ) -> str:
     """Save a style (already checked as an image); returns its stored name or raises a
-    ``Refusal`` that says why not."""
+    ``Refusal`` that says why not. The thumbnail is made in ``gate``'s decoding thread."""
     cleaned = clean_name(name)
-    thumbnail = await asyncio.to_thread(make_thumbnail, image)
+    thumbnail = await gate.run(make_thumbnail, image)
     outcome = await journal.add_style(
         NewStyle(guild_id, cleaned, image, thumbnail, added_by),
         max_count=limits.max_styles,
@@ -76,7 +83,7 @@ async def image_for(journal: Journal, guild_id: int, name: str) -> bytes:
     """The saved style's image, or a ``Refusal`` naming the missing style."""
     data = await journal.style_image(guild_id, name)
     if data is None:
-        raise errors.Refusal(messages.gallery_no_such_style(" ".join(name.split())))
+        raise errors.Refusal(messages.gallery_no_such_style(name))
     return data
 
 

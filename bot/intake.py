@@ -16,15 +16,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import aiohttp
 
 import engine
 from bot import errors
 from bot.queue import UserLimitReached
+
+T = TypeVar("T")
 
 CHUNK = 64 * 1024
 MAX_ASPECT_RATIO = 16
@@ -106,9 +109,11 @@ class Gate:
 
     async def decode(self, data: bytes, max_pixels: int) -> tuple[int, int]:
         """The decoded size of ``data`` (``engine.load_image``'s checks), in a gate thread."""
-        return await asyncio.get_running_loop().run_in_executor(
-            self._executor, _decoded_size, data, max_pixels
-        )
+        return await self.run(_decoded_size, data, max_pixels)
+
+    async def run(self, work: Callable[..., T], *args: Any) -> T:
+        """Any other work that decodes a picture (a thumbnail, say), in a gate thread."""
+        return await asyncio.get_running_loop().run_in_executor(self._executor, work, *args)
 
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
@@ -185,25 +190,28 @@ async def receive(
     *,
     max_bytes: int,
     max_pixels: int,
+    kept: Sequence[tuple[str, bytes]] = (),
     on_downloaded: Callable[[list[bytes]], object] | None = None,
     gate: Gate | None = None,
 ) -> list[Picture]:
-    """Check, download (concurrently) and decode every upload, in the order given; inside
-    ``gate`` when one is given.
+    """Check, download (concurrently) and decode every upload, then decode each ``kept``
+    picture, (label, bytes) the bot already holds (a saved style); in that order, and
+    inside ``gate`` when one is given.
 
-    ``on_downloaded`` gets the bodies once all have arrived, before decoding starts: the cog
-    writes them to the journal meanwhile."""
+    ``on_downloaded`` gets the bodies (the kept ones last) once all have arrived, before
+    decoding starts: the cog writes them to the journal meanwhile."""
     for upload in uploads:
         check_declared(upload, max_bytes)
     if gate is None:
-        return await _receive(session, uploads, max_bytes, max_pixels, on_downloaded, None)
+        return await _receive(session, uploads, kept, max_bytes, max_pixels, on_downloaded, None)
     async with gate.place():
-        return await _receive(session, uploads, max_bytes, max_pixels, on_downloaded, gate)
+        return await _receive(session, uploads, kept, max_bytes, max_pixels, on_downloaded, gate)
 
 
 async def _receive(
     session: aiohttp.ClientSession,
     uploads: list[AttachmentRef],
+    kept: Sequence[tuple[str, bytes]],
     max_bytes: int,
     max_pixels: int,
     on_downloaded: Callable[[list[bytes]], object] | None,
@@ -212,14 +220,13 @@ async def _receive(
     results = await asyncio.gather(
         *(fetch(session, u, max_bytes) for u in uploads), return_exceptions=True
     )
-    for result in results:
+    named: list[tuple[str, bytes]] = []
+    for upload, result in zip(uploads, results, strict=True):
         if isinstance(result, BaseException):
             raise result
-    bodies: list[bytes] = results  # type: ignore[assignment]
+        named.append((upload.label, result))
+    named.extend(kept)
     if on_downloaded is not None:
-        on_downloaded(bodies)
+        on_downloaded([body for _, body in named])
     # One at a time: decoding two 40-megapixel images at once doubles the peak memory.
-    return [
-        await inspect(u.label, body, max_pixels, gate)
-        for u, body in zip(uploads, bodies, strict=True)
-    ]
+    return [await inspect(label, body, max_pixels, gate) for label, body in named]

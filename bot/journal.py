@@ -23,11 +23,12 @@ import logging
 import os
 import shutil
 import sqlite3
+import stat
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, Protocol, TypeVar
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +37,15 @@ T = TypeVar("T")
 FILENAME = "jobs.sqlite3"
 FILES_DIR = "jobs"
 STYLES_DIR = "styles"
+DB_SIDE_FILES = ("-wal", "-shm", "-journal")
+"""Suffixes of the files SQLite keeps beside the database."""
+
+# Members' photos and interaction tokens: readable by the bot's user alone, whatever the umask.
+FOLDER_MODE = 0o700
+FILE_MODE = 0o600
+
+BUSY_TIMEOUT = 5.0
+"""Seconds to wait for another connection's write lock before calling the journal busy."""
 
 JobState = Literal["queued", "running", "done", "failed", "cancelled"]
 UNFINISHED: tuple[JobState, ...] = ("queued", "running")
@@ -116,6 +126,14 @@ SCHEMA_VERSION = len(MIGRATIONS)
 
 class JournalError(Exception):
     """The journal cannot be used; ``str()`` is one line that says what to fix."""
+
+
+class Connect(Protocol):
+    """Opens the SQLite connection, called as ``sqlite3.connect`` is (which it defaults to)."""
+
+    def __call__(
+        self, database: str, *, timeout: float, isolation_level: None, check_same_thread: bool
+    ) -> sqlite3.Connection: ...
 
 
 @dataclass(frozen=True)
@@ -241,12 +259,16 @@ class Journal:
         *,
         clock: Callable[[], float] = time.time,
         sync_files: bool = True,
+        busy_timeout: float = BUSY_TIMEOUT,
+        connect: Connect = sqlite3.connect,
     ) -> None:
         """``sync_files``: fsync each job's files before its row is committed, so that a power
         cut cannot leave a row whose inputs were never written (the bot always does; the
         benchmark turns it off to show what it costs)."""
         self.data_dir = data_dir
         self._sync_files = sync_files
+        self._busy_timeout = busy_timeout
+        self._connect = connect
         self.path = data_dir / FILENAME
         self.files_dir = data_dir / FILES_DIR
         self._clock = clock
@@ -260,9 +282,17 @@ class Journal:
         *,
         clock: Callable[[], float] = time.time,
         sync_files: bool = True,
+        busy_timeout: float = BUSY_TIMEOUT,
+        connect: Connect = sqlite3.connect,
     ) -> Journal:
         """Open (creating or migrating) the journal; raises ``JournalError``."""
-        journal = cls(Path(data_dir), clock=clock, sync_files=sync_files)
+        journal = cls(
+            Path(data_dir),
+            clock=clock,
+            sync_files=sync_files,
+            busy_timeout=busy_timeout,
+            connect=connect,
+        )
         try:
             await journal._call(journal._open)
         except BaseException:
@@ -332,6 +362,26 @@ class Journal:
             self._finish, job_id, state, outcome, deliver, text, result, result_format,
             result_stats,
         )  # fmt: skip
+
+    async def finish_unkept(
+        self,
+        job_id: str,
+        state: Literal["done", "failed", "cancelled"],
+        *,
+        outcome: dict[str, Any],
+        result_stats: dict[str, Any] | None = None,
+    ) -> None:
+        """Record a job's end when ``finish`` failed (a full disk): the row alone, with no
+        result file and nothing in the outbox, since the caller delivers what it holds in
+        memory. What the failed write of the result left is removed first, which also gives
+        its space back. Once this returns, a restart does not run the job again."""
+        await self._call(self._finish_unkept, job_id, state, outcome, result_stats)
+
+    async def drop_inputs(self, job_id: str) -> None:
+        """Delete a job's input files, to give space back when even ``finish_unkept`` fails:
+        a job without inputs is never painted again (a restart reports it lost), and its
+        follow-up buttons say its pictures are no longer kept."""
+        await self._call(self._drop_inputs, job_id)
 
     async def unfinished(self) -> list[JobRecord]:
         """Jobs to resume, in their old order: those that were running first (by when they
@@ -423,23 +473,46 @@ class Journal:
     def _open(self) -> None:
         where = str(self.path)
         try:
-            self.files_dir.mkdir(parents=True, exist_ok=True)
+            make_private_folder(self.files_dir)
             if not os.access(self.data_dir, os.W_OK):
                 raise JournalError(f"the data folder {self.data_dir} is not writable")
-            db = sqlite3.connect(where, isolation_level=None, check_same_thread=False)
         except OSError as error:
             raise JournalError(
                 f"cannot create the data folder {self.data_dir} ({error.strerror or error}); "
                 "fix STYLIZE_DATA_DIR or its permissions"
             ) from None
+        try:
+            # SQLite makes the -wal and -shm files with the database's mode: make it 0600 first.
+            _create_private(self.path)
+            for suffix in DB_SIDE_FILES:
+                _strip_group_and_others(Path(where + suffix))
+        except OSError as error:
+            raise JournalError(
+                f"cannot create or protect the job journal {where} ({error.strerror or error}); "
+                "fix STYLIZE_DATA_DIR or its permissions"
+            ) from None
+        try:
+            db = self._connect(
+                where,
+                timeout=self._busy_timeout,
+                isolation_level=None,
+                check_same_thread=False,
+            )
         except sqlite3.Error as error:
             raise JournalError(f"cannot open the job journal {where} ({error})") from None
         try:
-            db.execute("PRAGMA journal_mode=WAL").fetchone()
+            # The mode in effect comes back: SQLite keeps the old one where WAL cannot work (a
+            # network file system has no shared memory), and then nothing is durable as promised.
+            (mode,) = db.execute("PRAGMA journal_mode=WAL").fetchone()
+            if str(mode).lower() != "wal":
+                raise JournalError(
+                    f"the job journal {where} cannot use WAL mode (SQLite kept journal_mode="
+                    f"{mode}): STYLIZE_DATA_DIR={self.data_dir} must be on a local file system, "
+                    "not a network share"
+                )
             # FULL: a commit survives a power cut, not only a crash of the process.
             db.execute("PRAGMA synchronous=FULL")
             db.execute("PRAGMA foreign_keys=ON")
-            db.execute("PRAGMA busy_timeout=5000")
             check = db.execute("PRAGMA quick_check").fetchone()
             if check is None or check[0] != "ok":
                 raise sqlite3.DatabaseError(f"integrity check failed: {check and check[0]}")
@@ -452,15 +525,31 @@ class Journal:
             raise
         except sqlite3.Error as error:
             db.close()
-            if isinstance(error, sqlite3.OperationalError) and "readonly" in str(error):
-                raise JournalError(
-                    f"the job journal {where} is read-only: fix its permissions"
-                ) from None
-            raise JournalError(
-                f"the job journal {where} is damaged ({error}); move it aside to start a new "
-                "one (its unfinished jobs would be lost)"
-            ) from None
+            raise JournalError(self._open_failure(error)) from None
         self._db = db
+
+    def _open_failure(self, error: sqlite3.Error) -> str:
+        """The one line for an error from SQLite at open. Only a damaged file is worth moving
+        aside: the advice throws its queue away, so a busy or unwritable one must not get it."""
+        where = self.path
+        code = getattr(error, "sqlite_errorcode", 0) & 0xFF  # the primary code of an extended one
+        if code == sqlite3.SQLITE_BUSY or "database is locked" in str(error):
+            return (
+                f"the job journal {where} is in use by another process (likely another instance "
+                f"of stylize-bot on STYLIZE_DATA_DIR={self.data_dir}; {error}); stop that one "
+                "first, and do not move the journal aside: it holds the queue"
+            )
+        if code == sqlite3.SQLITE_READONLY or "readonly" in str(error):
+            return f"the job journal {where} is read-only: fix its permissions"
+        if isinstance(error, sqlite3.OperationalError):  # a full disk, an I/O error
+            return (
+                f"cannot use the job journal {where} ({error}); check the disk that holds "
+                f"STYLIZE_DATA_DIR={self.data_dir}"
+            )
+        return (
+            f"the job journal {where} is damaged ({error}); move it aside to start a new "
+            "one (its unfinished jobs would be lost)"
+        )
 
     def _migrate(self, db: sqlite3.Connection) -> None:
         version = db.execute("PRAGMA user_version").fetchone()[0]
@@ -494,7 +583,7 @@ class Journal:
 
     def _write_inputs(self, job_id: str, content: bytes, styles: tuple[bytes, ...]) -> None:
         folder = self._job_dir(job_id)
-        folder.mkdir(parents=True, exist_ok=True)
+        make_private_folder(folder)
         _write(folder / "content", content, sync=self._sync_files)
         for index, style in enumerate(styles):
             _write(folder / f"style-{index}", style, sync=self._sync_files)
@@ -512,12 +601,12 @@ class Journal:
         for name in names:  # all present, or nothing is made
             if not (source / name).is_file():
                 raise FileNotFoundError(f"{source / name} is gone")
-        folder.mkdir(parents=True, exist_ok=True)
+        make_private_folder(folder)
         for name in names:
             try:
-                os.link(source / name, folder / name)
+                os.link(source / name, folder / name)  # the same file, so its 0600 mode too
             except OSError:  # no hard links here (another device, a FAT volume): copy
-                shutil.copyfile(source / name, folder / name)
+                _write(folder / name, (source / name).read_bytes(), sync=self._sync_files)
         if self._sync_files:
             _fsync_dir(folder)
 
@@ -593,7 +682,7 @@ class Journal:
     ) -> None:
         if result is not None:
             folder = self._job_dir(job_id)
-            folder.mkdir(parents=True, exist_ok=True)
+            make_private_folder(folder)
             _write(folder / f"result.{result_format}", result, sync=self._sync_files)
         now = self._clock()
         with self._transaction() as db:
@@ -611,6 +700,25 @@ class Journal:
                 "VALUES (?, ?, ?, 'pending', ?, ?, ?)",
                 (job_id, deliver, text, now, now, now),
             )
+
+    def _finish_unkept(
+        self, job_id: str, state: str, outcome: dict[str, Any], result_stats: dict[str, Any] | None
+    ) -> None:
+        for leftover in self._job_dir(job_id).glob("result.*"):
+            leftover.unlink(missing_ok=True)
+        self._update(
+            job_id,
+            state=state,
+            finished_at=self._clock(),
+            result_format=None,
+            result_stats=None if result_stats is None else json.dumps(result_stats),
+            outcome=json.dumps(outcome),
+        )
+
+    def _drop_inputs(self, job_id: str) -> None:
+        folder = self._job_dir(job_id)
+        for name in ("content", *(p.name for p in folder.glob("style-*"))):
+            (folder / name).unlink(missing_ok=True)
 
     def _unfinished(self) -> list[JobRecord]:
         cursor = self.db.execute(
@@ -644,7 +752,7 @@ class Journal:
         key = style_key(style.name)
         folder = self._styles_dir(style.guild_id)
         file = os.urandom(16).hex()
-        folder.mkdir(parents=True, exist_ok=True)
+        make_private_folder(folder)
         _write(folder / f"{file}.image", style.image, sync=self._sync_files)
         _write(folder / f"{file}.thumb", style.thumbnail, sync=self._sync_files)
         outcome = StyleAdded.ADDED
@@ -818,8 +926,35 @@ def _derivation(parent_id: str | None, text: str | None) -> Derivation | None:
     return Derivation(parent_id, str(fields["kind"]), int(fields["parent_seed"]))
 
 
+def make_private_folder(path: Path) -> None:
+    """``mkdir -p`` whose every new level is 0700 (pathlib's parents are 0777 less the umask)."""
+    if path.is_dir():
+        return
+    if path.parent != path:
+        make_private_folder(path.parent)
+    with contextlib.suppress(FileExistsError):
+        os.mkdir(path, FOLDER_MODE)
+        os.chmod(path, FOLDER_MODE)  # a umask may take more than group and others away
+
+
+def _create_private(path: Path) -> None:
+    """Create an empty file 0600 if missing (SQLite takes an empty file for an empty
+    database); an existing one loses its group and others' permissions."""
+    os.close(os.open(path, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, FILE_MODE))
+    _strip_group_and_others(path)
+
+
+def _strip_group_and_others(path: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        mode = stat.S_IMODE(path.stat().st_mode)
+        if mode & 0o077:
+            os.chmod(path, mode & 0o700)
+
+
 def _write(path: Path, data: bytes, *, sync: bool) -> None:
-    with open(path, "wb") as file:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, FILE_MODE)
+    with open(fd, "wb") as file:
+        os.fchmod(fd, FILE_MODE)  # the mode above is only for a new file, less the umask
         file.write(data)
         if sync:
             file.flush()

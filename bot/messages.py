@@ -14,6 +14,8 @@ from engine.images import format_extension, format_label
 
 # Discord's own cap on message content.
 MAX_CONTENT = 2000
+MAX_ECHO = 100
+"""Characters of something a member typed that a message repeats back (or a log records)."""
 
 
 def duration(seconds: float) -> str:
@@ -172,6 +174,14 @@ def clip(text: str) -> str:
     return text if len(text) <= MAX_CONTENT else text[: MAX_CONTENT - 1] + "…"
 
 
+def echo(typed: str, limit: int = MAX_ECHO) -> str:
+    """Something a member typed, as a message repeats it: runs of spaces made one, and cut
+    to ``limit`` characters (a name may be thousands long; Discord refuses a message over
+    2000)."""
+    text = " ".join(typed.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 # Follow-ups on a result (Re-roll, Stronger, Weaker)
 
 
@@ -183,6 +193,14 @@ def follow_up_headline(kind: str, strength: float, parent_seed: int) -> str:
     label = "Stronger" if kind == "stronger" else "Weaker"
     sign = "➕" if kind == "stronger" else "➖"
     return f"{sign} {label}, strength {number(strength)} (from the picture with seed {parent_seed})"
+
+
+def follow_up_lowered(size: int, steps: int) -> str:
+    """A follow-up whose size or steps the server's current limits lowered."""
+    return (
+        f"📏 This server's limits are lower than when the first picture was made: this one "
+        f"is {size} px and {steps} steps at most."
+    )
 
 
 def follow_up_expired(keep_days: float) -> str:
@@ -222,7 +240,7 @@ def gallery_too_large(max_bytes: int) -> str:
 
 
 def gallery_no_such_style(name: str) -> str:
-    return f"This server has no saved style called **{name}**. See them with `/styles list`."
+    return f"This server has no saved style called **{echo(name)}**. See them with `/styles list`."
 
 
 def gallery_needs_manage_server() -> str:

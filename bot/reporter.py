@@ -15,19 +15,36 @@ import dataclasses
 import logging
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import discord
 from discord.utils import MISSING
 
 from bot import errors, messages
+from bot.delivery import Delivery
 from bot.journal import Journal
-from bot.outbox import Outbox
-from bot.status import SEND_ERRORS, Reply, describe
+from bot.outbox import Outbox, Undeliverable, backoff
+from bot.status import SEND_ERRORS, Reply, describe, transient
 from bot.throttle import Throttle
 from engine.jobs import Cancelled, Done, Failed, FinalEvent, JobProgress, Started
 
 log = logging.getLogger(__name__)
+
+
+UNKEPT_ATTEMPTS = 3
+"""Tries to post a result that the journal could not keep (it is in memory only)."""
+
+
+@dataclass(frozen=True)
+class Ending:
+    """How a job ended: its journal state and outcome, and what its member is owed: the
+    result (``deliver`` "result"), a notice, or a final status."""
+
+    state: Literal["done", "failed", "cancelled"]
+    outcome: dict[str, Any]
+    deliver: Literal["result", "notice", "status"]
+    text: str = ""
+    result: Done | None = None
 
 
 @dataclass(frozen=True)
@@ -49,6 +66,7 @@ class DiscordReporter:
         job_id: str,
         journal: Journal,
         outbox: Outbox,
+        delivery: Delivery,
         interval: float,
         job_timeout: float,
         make_view: Callable[[], discord.ui.View],
@@ -61,6 +79,7 @@ class DiscordReporter:
         self.job_id = job_id
         self._journal = journal
         self._outbox = outbox
+        self._delivery = delivery
         self._job_timeout = job_timeout
         self._make_view = make_view
         self._view_shown = False
@@ -118,52 +137,104 @@ class DiscordReporter:
     async def finished(self, event: FinalEvent) -> None:
         await self._throttle.close()
         await self._writes_done()
+        ending = self._ending(event)
         try:
-            await self._record_end(event)
-        except Exception:
-            # The journal can't take it (a full disk?): the user still hears the job ended.
-            log.exception("job %s: recording its end failed", self.job_id)
-            text = f"❌ {errors.GENERIC}"
-            with contextlib.suppress(*SEND_ERRORS):
-                await self.reply.edit_status(text, view=None, clear_preview=True, create=True)
+            await self._journal.finish(
+                self.job_id,
+                ending.state,
+                outcome=ending.outcome,
+                deliver=ending.deliver,
+                text=ending.text,
+                result=ending.result.image if ending.result else None,
+                result_format=ending.result.format if ending.result else None,
+                result_stats=dataclasses.asdict(ending.result.stats) if ending.result else None,
+            )
+        except Exception as error:
+            # The journal can't take it (a full disk?). The job must neither be lost nor run
+            # again after a restart: its end is recorded without the result, and what its
+            # member is owed goes out from here.
+            log.error("job %s: recording its end failed (%s: %s)", self.job_id,
+                      type(error).__name__, error)  # fmt: skip
+            await self._record_unkept(ending)
+            await self._deliver_unkept(ending)
             return
         self._outbox.kick()
 
-    async def _record_end(self, event: FinalEvent) -> None:
-        """The end, and what to deliver for it, into the journal; the outbox does the rest."""
+    def _ending(self, event: FinalEvent) -> Ending:
+        """How the job ended, for the journal, and what its member is owed."""
         # A cancel that came while the worker was encoding the result still wins: the
         # result is dropped, not posted.
         if isinstance(event, Done) and self._cancelled_by is None:
-            await self._journal.finish(
-                self.job_id,
-                "done",
-                outcome={"kind": "done"},
-                deliver="result",
-                result=event.image,
-                result_format=event.format,
-                result_stats=dataclasses.asdict(event.stats),
-            )
-        elif isinstance(event, Failed):
+            return Ending("done", {"kind": "done"}, "result", result=event)
+        if isinstance(event, Failed):
             text = errors.failure_message(event.kind, event.message, timeout=self._job_timeout)
-            await self._journal.finish(
-                self.job_id,
-                "failed",
-                outcome={"kind": str(event.kind)},
-                deliver="notice",
-                text=text,
+            return Ending("failed", {"kind": str(event.kind)}, "notice", text)
+        by = self._cancelled_by
+        own = by is None or by == self.reply.user_id
+        mention = f"<@{by}>" if by is not None else None
+        reason = event.reason if isinstance(event, Cancelled) else "request"
+        outcome = {"kind": "cancelled", "by": by, "reason": reason}
+        return Ending("cancelled", outcome, "status", messages.cancelled(mention, own=own))
+
+    async def _record_unkept(self, ending: Ending) -> None:
+        """The end, without the result file and the outbox item that ``finish`` could not
+        write; failing that, the job's pictures go (which gives space back, and a job without
+        pictures is never painted again) and the end is tried once more."""
+        stats = dataclasses.asdict(ending.result.stats) if ending.result else None
+        try:
+            await self._journal.finish_unkept(
+                self.job_id, ending.state, outcome=ending.outcome, result_stats=stats
             )
-        else:
-            by = self._cancelled_by
-            own = by is None or by == self.reply.user_id
-            mention = f"<@{by}>" if by is not None else None
-            reason = event.reason if isinstance(event, Cancelled) else "request"
-            await self._journal.finish(
-                self.job_id,
-                "cancelled",
-                outcome={"kind": "cancelled", "by": by, "reason": reason},
-                deliver="status",
-                text=messages.cancelled(mention, own=own),
+            return
+        except Exception as error:
+            log.error("job %s: recording its end without the result failed too (%s); "
+                      "deleting its pictures to make room", self.job_id,
+                      type(error).__name__)  # fmt: skip
+        try:
+            await self._journal.drop_inputs(self.job_id)
+            await self._journal.finish_unkept(
+                self.job_id, ending.state, outcome=ending.outcome, result_stats=stats
             )
+        except Exception as error:
+            log.error("job %s: its end cannot be recorded (%s); if its pictures are gone, a "
+                      "restart reports it lost instead of painting it again", self.job_id,
+                      type(error).__name__)  # fmt: skip
+
+    async def _deliver_unkept(self, ending: Ending) -> None:
+        """What the outbox would have delivered, from memory, with a few tries."""
+        if ending.result is None:
+            with contextlib.suppress(*SEND_ERRORS):
+                await self._delivery.notice(
+                    self.reply, ending.text, tell=ending.deliver == "notice"
+                )
+            return
+        try:
+            record = await self._journal.get(self.job_id)
+        except Exception:
+            record = None
+        if record is not None:
+            done = ending.result
+            record = dataclasses.replace(
+                record, result_format=done.format, result_stats=dataclasses.asdict(done.stats)
+            )
+            for attempt in range(1, UNKEPT_ATTEMPTS + 1):
+                try:
+                    await self._delivery.post_result(record, self.reply, done.image)
+                    log.info("job %s: result posted from memory (the journal kept no copy)",
+                             self.job_id)  # fmt: skip
+                    return
+                except Undeliverable as error:  # the member was told
+                    log.error("job %s: result undeliverable: %s", self.job_id, error)
+                    return
+                except Exception as error:
+                    log.warning("job %s: posting the result from memory failed (%s)",
+                                self.job_id, describe(error))  # fmt: skip
+                    if not transient(error) or attempt == UNKEPT_ATTEMPTS:
+                        break
+                    await asyncio.sleep(backoff(attempt))
+        with contextlib.suppress(*SEND_ERRORS):
+            await self._delivery.notice(self.reply, errors.result_lost(self.reply.mention),
+                                        tell=True)  # fmt: skip
 
     async def interrupted(self, *, engine_broken: bool) -> None:
         await self._throttle.close()

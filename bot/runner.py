@@ -154,12 +154,16 @@ class JobRunner:
 
     async def shutdown(self, grace: float) -> None:
         """Take no more jobs; stop the running ones; tell every user whose job was waiting or
-        running that it will resume (the journal keeps them); wait up to ``grace`` s."""
+        running that it will resume (the journal keeps them); wait up to ``grace`` s. A job
+        whose cancel was already asked for still ends as cancelled."""
         self.accepting = False
         for entry in self._queue.drain():
             entry.payload.cancel_reason = RESTART
             self._spawn(self._interrupt(entry.payload))
         for entry in self._queue.running():
+            if entry.payload.cancel_reason is not None:
+                # A member's Cancel wins: that job ends cancelled, it does not resume.
+                continue
             entry.payload.cancel_reason = RESTART
             if entry.payload.handle is not None:
                 entry.payload.handle.cancel()

@@ -23,6 +23,11 @@ class WeightsError(EngineError):
     """The network weights could not be loaded (missing, offline, or not a VGG19 state dict)."""
 
 
+class ClusterError(EngineError):
+    """The Ray cluster could not be joined or started. The message names Ray, the address and
+    the likely cause (unreachable, token missing or wrong, version mismatch)."""
+
+
 class Cancelled(EngineError):
     """The caller's cancel check asked the optimisation to stop."""
 

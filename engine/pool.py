@@ -59,6 +59,9 @@ log = logging.getLogger(__name__)
 
 MAX_START_FAILURES = 3
 """A worker slot whose replacement fails to start this many times in a row is given up."""
+START_TIMEOUT = 900.0
+"""Seconds ``start`` waits for its workers to load: the first start may download the ImageNet
+weights (548 MB)."""
 SHUTDOWN_WAIT = 10.0
 """Seconds ``close`` waits for an idle worker to exit before killing it."""
 
@@ -227,7 +230,7 @@ class EnginePool:
     default among CPU workers. ``job_timeout`` counts from a job's start. A job whose worker
     dies is failed as ``worker_crashed``, or retried once with ``retry_crashed``.
     ``stop_grace`` is how long a job asked to stop (timeout, shutdown) may take before its
-    worker is killed and replaced.
+    worker is killed and replaced. ``start_timeout`` bounds ``start``.
     """
 
     def __init__(
@@ -240,12 +243,16 @@ class EnginePool:
         retry_crashed: bool = False,
         threads: int | None = None,
         stop_grace: float = 5.0,
+        start_timeout: float = START_TIMEOUT,
     ) -> None:
         StylizeSettings(device=device, weights=weights)  # refuse bad names before spawning
         if workers is not None and workers < 1:
             raise ValueError("workers must be at least 1, or None for one per GPU.")
         if threads is not None and threads < 1:
             raise ValueError("threads must be at least 1, or None.")
+        if start_timeout <= 0:
+            raise ValueError("start_timeout must be positive.")
+        self._start_timeout = start_timeout
         self._book = RunBook(
             job_timeout=job_timeout,
             stop_grace=stop_grace,
@@ -324,7 +331,8 @@ class EnginePool:
         """Starts the workers; returns when every one has loaded its network.
 
         Raises ``WeightsError`` or ``SettingsError`` (as a worker reported it) or
-        ``PoolError``, after ending whatever it started.
+        ``PoolError`` (no worker ready within ``start_timeout``, or ``close`` was called),
+        after ending whatever it started.
         """
         if self._state != "new":
             raise PoolError("The engine pool was already started.")
@@ -332,31 +340,56 @@ class EnginePool:
         self._loop = asyncio.get_running_loop()
         self._closing = asyncio.Event()
         self._closed = asyncio.Event()
+        starting = asyncio.ensure_future(self._start_workers())
+        closing = asyncio.ensure_future(self._closing.wait())
         try:
-            if self._workers is None:
-                # The parent imports no torch, so the first worker counts the GPUs.
-                self._slots = [_Slot(0)]
-                first = await self._start_slot(self._slots[0], workers=1)
-                spread = self._device in ("auto", "cuda") and first.device.startswith("cuda")
-                count = max(1, first.cuda_devices) if spread else 1
-            else:
-                count = self._workers
-            self._slots += [_Slot(index) for index in range(len(self._slots), count)]
-            results = await asyncio.gather(
-                *(self._start_slot(slot, count) for slot in self._slots if slot.proc is None),
-                return_exceptions=True,
+            # A signal during start-up (the first start may download 550 MB of weights) must
+            # not wait for the workers, nor may a hung download or CUDA init keep us silent.
+            await asyncio.wait(
+                {starting, closing},
+                timeout=self._start_timeout,
+                return_when=asyncio.FIRST_COMPLETED,
             )
-            for result in results:
-                if isinstance(result, BaseException):
-                    raise result
+            if not starting.done() or self._closing.is_set():
+                starting.cancel()
+                with contextlib.suppress(BaseException):
+                    await starting
+                if self._closing.is_set():  # even if the workers were ready just now
+                    raise PoolError(SHUTDOWN)
+                raise PoolError(
+                    f"The engine's workers did not load their network within "
+                    f"{self._start_timeout:g} s (a stalled weights download, or a GPU that "
+                    "does not start?)."
+                )
+            starting.result()
         except BaseException:
             await self._end_workers()
             self._state = "closed"
             self._closed.set()
             raise
+        finally:
+            closing.cancel()
         self._state = "running"
         self._capacity_changed()
         log.info("engine pool started: %d worker(s)", len(self._slots))
+
+    async def _start_workers(self) -> None:
+        if self._workers is None:
+            # The parent imports no torch, so the first worker counts the GPUs.
+            self._slots = [_Slot(0)]
+            first = await self._start_slot(self._slots[0], workers=1)
+            spread = self._device in ("auto", "cuda") and first.device.startswith("cuda")
+            count = max(1, first.cuda_devices) if spread else 1
+        else:
+            count = self._workers
+        self._slots += [_Slot(index) for index in range(len(self._slots), count)]
+        results = await asyncio.gather(
+            *(self._start_slot(slot, count) for slot in self._slots if slot.proc is None),
+            return_exceptions=True,
+        )
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
 
     def submit(self, job: Job) -> JobHandle:
         """Runs ``job`` on a free worker, or on the next one to free up."""
@@ -375,7 +408,11 @@ class EnginePool:
             await self._closed.wait()
             return
         if self._state == "starting":
-            raise PoolError("The engine pool is still starting; close it once start() returns.")
+            # start() sees this, ends the workers (killing those still loading) and raises.
+            self._state = "closing"
+            self._closing.set()
+            await self._closed.wait()
+            return
         self._state = "closing"
         self._closing.set()
         book = self._book
@@ -544,7 +581,12 @@ class EnginePool:
         launches = [proc.launched for proc in procs if proc.launched is not None]
         await asyncio.gather(*launches, return_exceptions=True)
         for proc in procs:
-            proc.close_pipe()
+            if _loaded(proc):
+                proc.close_pipe()
+            else:
+                # Still loading (a download, CUDA init): nothing to finish, and it would only
+                # see its closed pipe once loaded, which may be never.
+                proc.kill()
         exits = [proc.exited for proc in procs if proc.pid is not None]
         if not exits:
             return
@@ -571,6 +613,10 @@ class EnginePool:
                 slot.run = run
                 seq = self._book.started(run, slot)
                 slot.proc.send(RunJob(seq, run.job))
+
+
+def _loaded(proc: _WorkerProcess) -> bool:
+    return proc.ready.done() and not proc.ready.cancelled() and proc.ready.exception() is None
 
 
 _NOT_RUNNING: dict[str, str] = {

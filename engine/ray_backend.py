@@ -18,6 +18,15 @@ backend notices them and puts actors on their GPUs. How it works:
   local backend: ``actor.cancel`` (its own concurrency group, so it does not wait behind the
   job) makes the job stop within a step; an actor that hasn't stopped ``stop_grace`` seconds
   later is killed with ``ray.kill`` and restarts.
+* **Joining.** ``ray.init`` runs in a daemon thread (``RaySession``): a join that hangs (Ray
+  retries an unreachable address for minutes) is given up after ``connect_timeout`` seconds,
+  and every failure to join or start Ray is a ``ClusterError`` that names the likely cause.
+  Without an address the backend starts a private Ray (``address="local"``: never one that
+  happens to run on the machine, nor a dead one named by a stale record) that requires a
+  fresh random token of each client.
+* **Closing.** ``close(grace)`` gives running jobs ``grace`` seconds, then kills the actors
+  (no cooperative stop is waited for beyond the grace) and stops the private Ray, within
+  ``CLOSE_MARGIN`` seconds more. A close during ``start`` cancels the start.
 * **Failures.** ``max_restarts=MAX_RESTARTS``: an actor whose process dies (a CUDA fault, the
   OOM killer) comes back on its node with a fresh CUDA context; beyond that, or when its node
   is gone, it is dead and the node table decides whether to start another. ``max_task_retries
@@ -34,7 +43,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterable
+import os
+import re
+import secrets
+import sys
+import threading
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Literal
@@ -44,7 +58,7 @@ from ray.exceptions import RayError
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from engine.backend import CapacityListener, CapacityListeners, JobHandle
-from engine.errors import EngineError, SettingsError, WeightsError
+from engine.errors import ClusterError, EngineError, SettingsError, WeightsError
 from engine.jobs import (
     Cancelled,
     Done,
@@ -70,6 +84,11 @@ START_TIMEOUT = 900.0
 ImageNet weights; an actor that never loads means the cluster lacks the resources it asks."""
 MAX_START_FAILURES = 3
 """An actor position (node, slot) that fails to start this many times in a row is given up."""
+CONNECT_TIMEOUT = 30.0
+"""Default seconds to join a cluster or start the private Ray before giving up."""
+CLOSE_MARGIN = 4.0
+"""Seconds ``close`` takes, after the grace, to end the actors and stop the private Ray: the
+bot gives the whole close ``grace + 5`` seconds."""
 
 _START_ERRORS: dict[str, type[Exception]] = {
     "WeightsError": WeightsError,
@@ -143,12 +162,232 @@ def actors_per_node(
     return {node.node_id: workers or 1 for node in nodes}
 
 
+_AUTH_ENV = ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH")
+_AUTH_REFUSED = re.compile(r"InvalidAuthToken|Unauthenticated|AuthenticationError|auth\w* token",
+                           re.IGNORECASE)  # fmt: skip
+_VERSIONS = re.compile(r"Ray: (\S+)\s+Python: (\S+)")
+_UNREACHABLE = (
+    "it is unreachable or not running (check the address, the firewall, and that the head "
+    "node runs `ray start --head`)"
+)
+
+
+def cluster_error(
+    address: str | None, error: BaseException | None = None, *, waited: float | None = None
+) -> ClusterError:
+    """The one-line ``ClusterError`` for a failure to join the cluster at ``address``, or to
+    start the private Ray (``address=None``), from what Ray raised. ``waited``: the join was
+    given up after that many seconds."""
+    if address is None:
+        reason = next((line.strip() for line in str(error).splitlines() if line.strip()), "")
+        return ClusterError(
+            f"Ray could not start on this machine: {reason or type(error).__name__}"
+        )
+    text = "\n".join(_chain(error))
+    where = f"Could not join the Ray cluster at {address}"
+    if "Version mismatch" in text:
+        found = _VERSIONS.findall(text)
+        ours = f"Ray {ray.__version__} on Python {'.'.join(map(str, sys.version_info[:3]))}"
+        theirs = f"Ray {found[0][0]} on Python {found[0][1]}" if found else "other versions"
+        return ClusterError(
+            f"{where}: Ray/Python version mismatch (the cluster runs {theirs}, this bot "
+            f"{ours}); install the cluster's versions here."
+        )
+    if _AUTH_REFUSED.search(text):
+        return ClusterError(
+            f"{where}: it refused this bot's Ray auth token (missing or wrong); set "
+            "RAY_AUTH_MODE=token and RAY_AUTH_TOKEN (or the file RAY_AUTH_TOKEN_PATH, "
+            "by default ~/.ray/auth_token) to the cluster's token."
+        )
+    if waited is not None:
+        return ClusterError(f"{where} within {waited:g} s: {_UNREACHABLE}.")
+    return ClusterError(f"{where}: {_UNREACHABLE}.")
+
+
+def _chain(error: BaseException | None) -> Iterator[str]:
+    """Each exception in ``error``'s chain: Ray wraps the real cause (as text, too)."""
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        yield f"{type(error).__name__}: {error}"
+        error = error.__cause__ or error.__context__
+
+
+@contextlib.contextmanager
+def token_auth() -> Iterator[str]:
+    """Ray's token authentication, with a fresh random token, for the Ray that this process
+    starts while inside (its processes inherit the environment) and for its own connections.
+
+    Sets ``RAY_AUTH_MODE=token`` and ``RAY_AUTH_TOKEN`` (Ray ≥ 2.59), and restores the
+    environment on exit. The token (yielded) lives in this process's environment only: no
+    file, no log.
+    """
+    saved = {name: os.environ.get(name) for name in _AUTH_ENV}
+    token = secrets.token_urlsafe(32)
+    os.environ.pop("RAY_AUTH_TOKEN_PATH", None)
+    os.environ["RAY_AUTH_MODE"] = "token"
+    os.environ["RAY_AUTH_TOKEN"] = token
+    _reload_auth_config()
+    try:
+        yield token
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        _reload_auth_config()
+
+
+def _reload_auth_config() -> None:
+    # Ray reads its settings and the token once per process and caches them; this makes it
+    # read the environment again, as Ray's own `ray.init` does when it turns token mode on.
+    from ray._raylet import AuthenticationTokenLoader, Config
+
+    Config.initialize("")
+    AuthenticationTokenLoader.instance().reset_cache()
+
+
+class RaySession:
+    """This process's Ray: the cluster at ``address`` joined, or for ``None`` a private Ray
+    started on this machine (``address="local"``, token authentication with a fresh token,
+    no dashboard), ended again by ``close``. ``options`` go to ``ray.init``.
+
+    The session lives in a daemon thread of its own, from ``ray.init`` to ``ray.shutdown``:
+    Ray's calls hang from every thread once the thread that called ``ray.init`` has exited.
+    A join that hangs (Ray retries an unreachable address for minutes) is given up after
+    ``connect_timeout`` seconds; it neither blocks the event loop nor keeps the process alive,
+    and its thread ends soon after (one connection attempt), undoing whatever it started late.
+    Every failure to join or start is a ``ClusterError``.
+    """
+
+    def __init__(
+        self,
+        address: str | None,
+        *,
+        connect_timeout: float = CONNECT_TIMEOUT,
+        options: dict[str, Any] | None = None,
+    ) -> None:
+        if connect_timeout <= 0:
+            raise ValueError("connect_timeout must be positive.")
+        self.address = address
+        self._connect_timeout = connect_timeout
+        self._options = dict(options or {})
+        self._stop = threading.Event()  # set before ray.init returns: end it once it does
+        self._given_up = False
+        self._opened: asyncio.Future[None] | None = None
+        self._ended: asyncio.Future[None] | None = None
+
+    async def open(self) -> None:
+        """Joins the cluster, or starts the private Ray; raises ``ClusterError``."""
+        if self._opened is not None:
+            raise PoolError("This Ray session was already opened.")
+        loop = asyncio.get_running_loop()
+        self._opened, self._ended = loop.create_future(), loop.create_future()
+        for future in (self._opened, self._ended):
+            # Read even when nobody waits any more (a join given up): no "never retrieved".
+            future.add_done_callback(lambda done: done.cancelled() or done.exception())
+        thread = threading.Thread(target=self._run, args=(loop,), name="ray-session", daemon=True)
+        thread.start()
+        try:
+            await asyncio.wait_for(asyncio.shield(self._opened), self._connect_timeout)
+        except asyncio.TimeoutError:
+            self._stop.set()
+            self._given_up = True  # close() doesn't wait for it either
+            raise cluster_error(self.address, waited=self._connect_timeout) from None
+
+    async def close(self, timeout: float) -> None:
+        """Ends the session (stopping the private Ray) within ``timeout`` seconds; one that is
+        still starting then ends on its own once ``ray.init`` returns."""
+        self._stop.set()
+        if self._ended is None or self._given_up:
+            return
+        try:
+            await asyncio.wait_for(asyncio.shield(self._ended), timeout)
+        except asyncio.TimeoutError:
+            log.warning("ray did not stop within %g s; it goes on stopping", timeout)
+
+    def _run(self, loop: asyncio.AbstractEventLoop) -> None:
+        """The session's thread."""
+        assert self._opened is not None and self._ended is not None
+        auth = contextlib.ExitStack()
+        token = ""
+        try:
+            options: dict[str, Any] = {"log_to_driver": False}
+            if self.address is None:
+                # "local": a new Ray, never one found running here or named by a stale
+                # record. Ray ≥ 2.60 binds its servers to every interface whatever
+                # _node_ip_address says (it turns 127.0.0.1 into the routable address): the
+                # token is what keeps strangers out.
+                options.update(address="local", include_dashboard=False)
+                token = auth.enter_context(token_auth())
+            else:
+                options["address"] = self.address
+            options.update(self._options)
+            with _one_connection_attempt(self.address is not None):
+                context = ray.init(**options)
+        except Exception as error:
+            auth.close()
+            failure = cluster_error(self.address, error)
+            if token and token in str(failure):
+                failure = ClusterError(str(failure).replace(token, "[token]"))
+            failure.__cause__ = error
+            _settle(loop, self._opened, failure)
+            _settle(loop, self._ended, None)
+            return
+        try:
+            where = f"joined {self.address}" if self.address else "started on this machine"
+            log.info("ray %s: %s (gcs %s)", ray.__version__, where,
+                     getattr(context, "address_info", {}).get("gcs_address", "?"))  # fmt: skip
+            _settle(loop, self._opened, None)
+            self._stop.wait()
+        finally:
+            try:
+                ray.shutdown()
+            finally:
+                auth.close()
+                _settle(loop, self._ended, None)
+
+
+def _settle(
+    loop: asyncio.AbstractEventLoop, future: asyncio.Future[None], error: BaseException | None
+) -> None:
+    """Resolves ``future`` from another thread; nothing happens once its loop is closed."""
+
+    def settle() -> None:
+        if future.done():
+            return
+        if error is None:
+            future.set_result(None)
+        else:
+            future.set_exception(error)
+
+    with contextlib.suppress(RuntimeError):
+        loop.call_soon_threadsafe(settle)
+
+
+@contextlib.contextmanager
+def _one_connection_attempt(joining: bool) -> Iterator[None]:
+    """A join makes one attempt (about 40 s at most with Ray's timeouts) instead of Ray's 20:
+    the thread of a join that was given up ends soon, and a refused token fails at once."""
+    name = "RAY_gcs_server_port_wait_time_s"  # read by ray.init for each join
+    if not joining or name in os.environ:
+        yield
+        return
+    os.environ[name] = "1"
+    try:
+        yield
+    finally:
+        os.environ.pop(name, None)
+
+
 class RayBackend:
     """Ray actors that run stylisation jobs. Use it from one asyncio event loop.
 
-    ``address``: ``None`` starts Ray on this machine (and stops it on ``close``); ``auto``,
-    ``HOST:PORT`` or ``ray://HOST:PORT`` joins that cluster. When Ray is already initialised
-    in this process, that session is used and left running. ``workers``: actors per node,
+    ``address``: ``None`` starts a private Ray on this machine (and stops it on ``close``);
+    ``auto``, ``HOST:PORT`` or ``ray://HOST:PORT`` joins that cluster, within
+    ``connect_timeout`` seconds (see ``RaySession``). When Ray is already initialised in this
+    process, that session is used and left running. ``workers``: actors per node,
     ``None`` for one per GPU (or one per node when the cluster has no GPU). ``threads``: torch
     CPU threads per actor; ``actor_cpus`` the CPUs that Ray reserves for each actor when it
     places them. ``init_options`` go to ``ray.init`` when this backend starts Ray.
@@ -169,6 +408,7 @@ class RayBackend:
         poll_interval: float = 2.0,
         actor_cpus: float = 1.0,
         init_options: dict[str, Any] | None = None,
+        connect_timeout: float = CONNECT_TIMEOUT,
     ) -> None:
         StylizeSettings(device=device, weights=weights)  # refuse bad names before starting
         if workers is not None and workers < 1:
@@ -177,6 +417,8 @@ class RayBackend:
             raise ValueError("threads must be at least 1, or None.")
         if poll_interval <= 0 or actor_cpus <= 0:
             raise ValueError("poll_interval and actor_cpus must be positive.")
+        if connect_timeout <= 0:
+            raise ValueError("connect_timeout must be positive.")
         self._book = RunBook(
             job_timeout=job_timeout,
             stop_grace=stop_grace,
@@ -191,8 +433,12 @@ class RayBackend:
         self._poll_interval = poll_interval
         self._actor_cpus = actor_cpus
         self._init_options = dict(init_options or {})
+        self._connect_timeout = connect_timeout
         self._state: BackendState = "new"
-        self._owns_ray = False
+        self._session: RaySession | None = None
+        self._closing = asyncio.Event()
+        self._closed = asyncio.Event()
+        self._close_budget = CLOSE_MARGIN
         self._actors: dict[ActorKey, _Actor] = {}
         self._positions: dict[ActorKey, _Position] = {}
         self._nodes: dict[str, NodeInfo] = {}
@@ -254,41 +500,65 @@ class RayBackend:
 
     async def start(self) -> None:
         """Joins or starts Ray and starts an actor per GPU (or CPU actors); returns when every
-        actor the cluster has room for has loaded its network."""
+        actor the cluster has room for has loaded its network.
+
+        Raises ``ClusterError`` (Ray could not be joined or started), ``WeightsError`` /
+        ``SettingsError`` (as an actor reported it) or ``PoolError`` (no actor, or ``close``
+        was called), after ending whatever it started.
+        """
         if self._state != "new":
             raise PoolError("The Ray backend was already started.")
         self._state = "starting"
+        starting = asyncio.ensure_future(self._start())
+        closing = asyncio.ensure_future(self._closing.wait())
         try:
-            if not ray.is_initialized():
-                await asyncio.to_thread(self._init_ray)
-            starts = await self._reconcile()
-            try:
-                results = await asyncio.wait_for(
-                    asyncio.gather(*starts, return_exceptions=True), START_TIMEOUT
-                )
-            except asyncio.TimeoutError:
-                raise PoolError(
-                    f"The Ray cluster's engine actors did not start within {START_TIMEOUT:g} s: "
-                    "check that its nodes have the GPUs (or CPUs) they need free."
-                ) from None
-            for result in results:
-                if isinstance(result, BaseException):
-                    raise result
-            if not self._actors:
-                raise PoolError(
-                    "The Ray cluster has no node that can run an engine actor. "
-                    "Start one with `ray start --address=...`."
-                )
+            await asyncio.wait({starting, closing}, return_when=asyncio.FIRST_COMPLETED)
+            if self._closing.is_set():
+                raise PoolError(SHUTDOWN)
+            starting.result()
         except BaseException:
-            await self._drop_all_actors()
-            await self._stop_ray()
-            self._state = "closed"
+            if not starting.done():
+                starting.cancel()
+            with contextlib.suppress(BaseException):
+                await starting
+            try:
+                await self._end(self._close_budget)
+            finally:
+                self._state = "closed"
+                self._closed.set()
             raise
+        finally:
+            closing.cancel()
         self._state = "running"
         self._capacity_changed()
         self._poller = asyncio.get_running_loop().create_task(self._poll())
         log.info("ray backend started: %d actor(s) on %d node(s): %s", self.capacity,
                  len(set(self.nodes)), ", ".join(sorted(set(self.devices))))  # fmt: skip
+
+    async def _start(self) -> None:
+        if not ray.is_initialized():
+            self._session = RaySession(
+                self._address, connect_timeout=self._connect_timeout, options=self._init_options
+            )
+            await self._session.open()
+        starts = await self._reconcile()
+        try:
+            results = await asyncio.wait_for(
+                asyncio.gather(*starts, return_exceptions=True), START_TIMEOUT
+            )
+        except asyncio.TimeoutError:
+            raise PoolError(
+                f"The Ray cluster's engine actors did not start within {START_TIMEOUT:g} s: "
+                "check that its nodes have the GPUs (or CPUs) they need free."
+            ) from None
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+        if not self._actors:
+            raise PoolError(
+                "The Ray cluster has no node that can run an engine actor. "
+                "Start one with `ray start --address=...`."
+            )
 
     def submit(self, job: Job) -> JobHandle:
         """Runs ``job`` on a free actor, or on the next one to free up."""
@@ -298,56 +568,76 @@ class RayBackend:
 
     async def close(self, grace: float = 10.0) -> None:
         """Stops taking jobs, gives running ones ``grace`` seconds, cancels the rest, ends
-        every actor, and stops Ray if this backend started it."""
-        if self._state in ("new", "closed"):
+        every actor, and stops Ray if this backend started it: all within ``grace +
+        CLOSE_MARGIN`` seconds. During ``start``, cancels the start. A second close waits for
+        the first."""
+        if self._state == "new":
             self._state = "closed"
+            self._closed.set()
             return
-        if self._state == "closing":
-            raise PoolError("The Ray backend is already closing.")
+        if self._state in ("closing", "closed"):
+            await self._closed.wait()
+            return
+        if self._state == "starting":
+            # start() sees this, cancels what it is doing, ends what it started (no job needs
+            # the grace: Ray, still starting, may) and raises.
+            self._state = "closing"
+            self._close_budget = max(0.0, grace) + CLOSE_MARGIN
+            self._closing.set()
+            await self._closed.wait()
+            return
         self._state = "closing"
+        self._closing.set()
         book = self._book
         try:
             if self._poller is not None:
                 self._poller.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await self._poller
             for run in list(book.waiting):
-                book.stop(run, "shutdown")
+                book.stop(run, "shutdown")  # ends at once: it has no actor
             running = [run.stream.final for run in book.runs.values()]
             if running:
                 await asyncio.wait(running, timeout=max(0.0, grace))
-            book.stop_all("shutdown")
-            pending = [run.stream.final for run in book.runs.values()]
-            if pending:
-                await asyncio.wait(pending)
-            await self._drop_all_actors()
         finally:
+            # Past the grace nothing waits for a cooperative stop: the actors are killed.
             book.finish_all(lambda run: Cancelled(run.job.id, SHUTDOWN))
-            await self._stop_ray()
-            self._state = "closed"
-            self._capacity_changed()
-            log.info("ray backend closed")
+            try:
+                await self._end(CLOSE_MARGIN)
+            finally:
+                self._state = "closed"
+                self._closed.set()
+                self._capacity_changed()
+                log.info("ray backend closed")
 
     # ----- the cluster ----------------------------------------------------------------------
 
-    def _init_ray(self) -> None:
-        """Blocking: run in a thread."""
-        options: dict[str, Any] = {"log_to_driver": False}
-        if self._address is None:
-            options.update(include_dashboard=False)
-            self._owns_ray = True
-        else:
-            options["address"] = self._address
-        options.update(self._init_options)
-        context = ray.init(**options)
-        where = "started on this machine" if self._owns_ray else f"joined {self._address}"
-        log.info("ray %s: %s (gcs %s)", ray.__version__, where,
-                 getattr(context, "address_info", {}).get("gcs_address", "?"))  # fmt: skip
+    async def _end(self, budget: float) -> None:
+        """Ends every actor and task, and the Ray session if this backend opened one, within
+        about ``budget`` seconds: half for the actors, the rest for Ray."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + budget
+        actors = list(self._actors.values())
+        self._actors.clear()
+        for actor in actors:
+            actor.run = None  # their jobs have ended: late events are not theirs any more
+        tasks = [task for task in (self._poller, *self._tasks) if task is not None]
+        for task in tasks:
+            task.cancel()
+        ending = asyncio.gather(
+            *tasks, *(self._end_actor(actor) for actor in actors), return_exceptions=True
+        )
+        try:
+            await asyncio.wait_for(ending, budget / 2)
+        except asyncio.TimeoutError:
+            log.warning("ray backend: %d actor(s) not seen dead within %g s",
+                        len(actors), budget / 2)  # fmt: skip
+        if self._session is not None:
+            await self._session.close(max(0.0, deadline - loop.time()))
 
-    async def _stop_ray(self) -> None:
-        if self._owns_ray and ray.is_initialized():
-            await asyncio.to_thread(ray.shutdown)
-            self._owns_ray = False
+    @classmethod
+    async def _end_actor(cls, actor: _Actor) -> None:
+        await _kill_later(actor.handle, no_restart=True)
+        # Wait until Ray reports it dead, so that no actor process outlives close().
+        await cls._until_dead(actor)
 
     async def _poll(self) -> None:
         while True:
@@ -487,17 +777,6 @@ class RayBackend:
         if run is not None:
             self._lose(run)
         self._capacity_changed()
-
-    async def _drop_all_actors(self) -> None:
-        actors = list(self._actors.values())
-        self._actors.clear()
-        await asyncio.gather(*(_kill_later(actor.handle, no_restart=True) for actor in actors))
-        # Wait until Ray reports each one dead, so that no actor process outlives close().
-        await asyncio.gather(*(self._until_dead(actor) for actor in actors))
-        for task in list(self._tasks):
-            task.cancel()
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
 
     @staticmethod
     async def _until_dead(actor: _Actor) -> None:

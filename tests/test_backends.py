@@ -1,5 +1,7 @@
 """The backend contract, run over both backends: ``local`` (spawned worker processes) and
-``ray`` (actors in a real Ray session on this machine: ``ray.init(num_cpus=2)``, CPU actors).
+``ray`` (actors in a real Ray session on this machine, CPU actors: a private
+``ray.init(address="local", num_cpus=2)`` that requires a fresh token, as the backend starts
+its own).
 
 Each kind gets two module-scoped backends: ``backend`` (two workers) and ``special`` (one
 worker, a 3 s job timeout and ``retry_crashed``). Every test leaves them idle. Workers use
@@ -44,7 +46,7 @@ from tests.backend_fixtures import (
 )
 
 ray = pytest.importorskip("ray")
-from engine.ray_backend import RayBackend  # noqa: E402  (needs ray)
+from engine.ray_backend import RayBackend, token_auth  # noqa: E402  (needs ray)
 
 pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.timeout(120)]
 
@@ -63,9 +65,12 @@ def one_thread() -> Iterator[None]:
 
 @pytest.fixture(scope="module")
 def ray_session() -> Iterator[None]:
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield
-    ray.shutdown()
+    # "local": never a Ray that runs on this machine already, nor a dead one that a stale
+    # record in Ray's temp folder still names.
+    with token_auth():
+        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+        yield
+        ray.shutdown()
 
 
 def make(kind: str, **kwargs: Any) -> Backend:

@@ -317,7 +317,7 @@ async def test_a_journal_that_cannot_be_used_stops_the_bot_with_one_line_and_sta
         blocker = bots.workdir / "a-file"
         blocker.write_text("a file where the data folder's parent should be")
         bots.data_dir = blocker / "data"
-        expected = "stylize-bot: cannot create the data folder"
+        expected = "stylize-bot: STYLIZE_DATA_DIR="
     run = await bots.spawn()
     assert await run.wait(START_TIMEOUT) == 2, run.log[-3000:]
     last = run.log.strip().splitlines()[-1]

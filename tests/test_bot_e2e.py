@@ -506,10 +506,8 @@ async def test_queue_limit_fair_order_positions_and_cancel(h: Harness) -> None:
         assert not interaction.followups  # no result for a cancelled job
 
 
-async def test_stale_cancel_button_gets_a_clear_answer(h: Harness) -> None:
-    fake = h.fake
-    # A status message left by a run of the bot before a restart.
-    custom_id = "stylize:cancel:" + "0" * 32
+def _old_message(fake: FakeDiscord, custom_id: str) -> FakeMessage:
+    """A status message with one button, left by an earlier run (or version) of the bot."""
     message = FakeMessage(
         id=payloads.snowflake(),
         channel_id=fake.channel_id,
@@ -526,11 +524,46 @@ async def test_stale_cancel_button_gets_a_clear_answer(h: Harness) -> None:
         ],
     )
     fake.add_message(message)
-    click = await fake.click(message, custom_id, user=fake.requester)
+    return message
+
+
+async def test_stale_cancel_button_gets_a_clear_answer(h: Harness) -> None:
+    fake = h.fake
+    # A status message left by a run of the bot before a restart.
+    custom_id = "stylize:cancel:" + "0" * 32
+    click = await fake.click(_old_message(fake, custom_id), custom_id, user=fake.requester)
     callback = await click.wait_callback(timeout=5)
     assert callback["type"] == 4
     assert callback["data"]["flags"] & EPHEMERAL
     assert "isn't running any more" in callback["data"]["content"]
+
+
+@pytest.mark.parametrize(
+    "custom_id",
+    ["stylize:cancel:" + "0" * 12, "cancel-7f3a", "stylize:retry:" + "0" * 32, "x" * 100],
+)
+async def test_a_click_on_a_button_no_item_knows_is_answered_privately(
+    h: Harness, custom_id: str
+) -> None:
+    fake = h.fake
+    click = await fake.click(_old_message(fake, custom_id), custom_id, user=fake.requester)
+    callback = await click.wait_callback(timeout=5)
+    assert callback["type"] == 4 and callback["data"]["flags"] & EPHEMERAL, callback
+    assert "This button no longer works" in callback["data"]["content"]
+
+
+async def test_a_click_on_a_known_button_is_answered_once(h: Harness) -> None:
+    fake = h.fake
+    custom_id = "stylize:cancel:" + "1" * 32
+    click = await fake.click(_old_message(fake, custom_id), custom_id, user=fake.requester)
+    await click.wait_callback(timeout=5)
+    # Answered after every handler of the first click has had its turn.
+    unknown = "cancel-7f3a"
+    later = await fake.click(_old_message(fake, unknown), unknown, user=fake.requester)
+    await later.wait_callback(timeout=5)
+    assert len(click.callbacks) == 1
+    answers = [r for r in fake.requests if r.path.startswith(f"/interactions/{click.id}/")]
+    assert len(answers) == 1 and answers[0].status < 300, [r.response for r in answers]
 
 
 # --- Discord's limits -----------------------------------------------------------------------

@@ -9,6 +9,9 @@ journal, to show that a result posted before a restart keeps working buttons.
 from __future__ import annotations
 
 import asyncio
+import errno
+import logging
+import os
 import re
 import shutil
 import sqlite3
@@ -20,6 +23,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
+from bot import journal as journal_module
 from bot.client import StylizeBot, make_pool
 from bot.config import BotSettings
 from engine.pool import EnginePool
@@ -277,6 +281,96 @@ async def test_a_click_on_expired_inputs_gets_a_clear_answer(h: Harness) -> None
     assert "1 day" in callback["data"]["content"]
 
 
+async def test_a_follow_up_keeps_within_the_servers_current_limits(h: Harness) -> None:
+    fake = h.fake
+    original = await h.result_of_command(fake.requester, seed=61, size=48)
+    await h.idle()
+    assert (settings_of(original.content)["size"], settings_of(original.content)["steps"]) == (
+        "48×36 px",
+        "4",
+    )
+    bot = h.run.bot  # type: ignore[union-attr]
+    saved = bot.settings
+    # The admins lowered the limits since: quality "high" now means 2 steps.
+    bot.settings = saved.model_copy(update={"stylize_max_size": 32, "stylize_steps": 1})
+    try:
+        click = await h.click(original, "stronger", fake.requester)
+        assert click.callbacks[0]["type"] == 5
+        result = await h.result_of(click)
+    finally:
+        bot.settings = saved
+    await h.idle()
+    after = settings_of(result.content)
+    assert (after["size"], after["steps"], after["strength"]) == ("32×24 px", "2", "2")
+    assert click.original is not None
+    assert any("limits are lower" in e.get("content", "") for e in click.original.edits)
+
+
+async def test_a_follow_up_where_the_bot_may_not_post_is_refused(h: Harness) -> None:
+    fake = h.fake
+    original = await h.result_of_command(fake.requester, seed=63)
+    await h.idle()
+    saved = dict(fake.role_permissions)
+    for role in (fake.guild_id, fake.bot_role_id):
+        fake.role_permissions[role] &= ~payloads.ATTACH_FILES
+    try:
+        click = await h.click(original, "reroll", fake.requester)
+    finally:
+        fake.role_permissions.update(saved)
+    assert "Attach Files" in refusal(click.callbacks[0])
+    assert h.cog.runner.active(fake.requester.id) == 0  # nothing was queued
+
+
+async def test_a_result_the_disk_cannot_keep_is_posted_and_never_painted_again(
+    h: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake = h.fake
+    write = journal_module._write
+
+    def full_disk(path: Path, data: bytes, *, sync: bool) -> None:
+        if path.name.startswith("result."):
+            write(path, data[:16], sync=sync)  # what fit before the disk filled up
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+        write(path, data, sync=sync)
+
+    monkeypatch.setattr(journal_module, "_write", full_disk)
+    interaction = await fake.invoke(
+        "stylize",
+        {
+            "content": fake.add_attachment(png(48, 36), "photo.png"),
+            "style": fake.add_attachment(png(32, 32, noise=True), "painting.png"),
+            "seed": 71,
+        },
+    )
+    assert (await interaction.wait_callback(timeout=5))["type"] == 5
+    await fake.wait_for(
+        lambda: (
+            bool(interaction.followups)
+            or (interaction.original is not None and interaction.original.content.startswith("❌"))
+        ),
+        RESULT_TIMEOUT,
+    )
+    assert interaction.original is not None
+    assert interaction.followups, interaction.original.content
+    [result] = interaction.followups
+    assert "seed 71" in result.content and result.attachments
+    await fake.wait_for(lambda: interaction.original.content.startswith("✅ Done"), 30)  # type: ignore[union-attr]
+    await h.idle()
+    monkeypatch.undo()
+    [job_id] = {FOLLOW_UP_ID.match(c).group(2) for c in result.custom_ids}  # type: ignore[union-attr]
+    with sqlite3.connect(h.data_dir / "jobs.sqlite3") as db:
+        [(state,)] = db.execute("SELECT state FROM jobs WHERE id = ?", (job_id,)).fetchall()
+    assert state == "done"
+    assert not list((h.data_dir / "jobs" / job_id).glob("result.*"))  # the partial file went
+
+    await h.stop()
+    await h.start()
+    assert h.cog.runner.owner(job_id) is None  # not resumed
+    await h.idle()
+    posted = [m for m in fake.messages.values() if m.attachments and "seed 71," in m.content]
+    assert len(posted) == 1
+
+
 # --- the gallery of saved styles ------------------------------------------------------------
 
 
@@ -400,3 +494,67 @@ async def test_stylize_wants_exactly_one_style(h: Harness, given: str) -> None:
     interaction = await fake.invoke("stylize", options)
     callback = await interaction.wait_callback(timeout=5)
     assert "either attach one as `style`" in refusal(callback)
+
+
+async def test_an_unknown_saved_style_of_any_length_is_answered(
+    h: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    fake = h.fake
+    name = "Starry " + "x" * 4993  # 5000 characters: Discord allows 6000 in an option
+    interaction = await fake.invoke(
+        "stylize", {"content": fake.add_attachment(png(48, 36), "photo.png"), "saved_style": name}
+    )
+    assert (await interaction.wait_callback(timeout=5))["type"] == 5
+    await fake.wait_for(
+        lambda: interaction.original is not None and bool(interaction.original.edits), 15
+    )
+    assert interaction.original is not None
+    text = interaction.original.content
+    assert "no saved style called **Starry xxx" in text and "x…**" in text, text
+    assert len(text) < 300
+    logged = [r.getMessage() for r in caplog.records if r.name.startswith("bot")]
+    assert logged and not [line for line in logged if "x" * 200 in line]
+
+
+async def test_every_decode_goes_through_the_intake_gate(
+    h: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake = h.fake
+    gate = h.cog.intake_gate
+    decoded: list[tuple[str, bytes]] = []
+    run = gate.run
+
+    async def spying(work: Any, data: bytes, *args: Any) -> Any:
+        decoded.append((work.__name__, data))
+        return await run(work, data, *args)
+
+    monkeypatch.setattr(gate, "run", spying)
+    saved = dict(fake.role_permissions)
+    fake.role_permissions[fake.moderator_role_id] |= payloads.MANAGE_GUILD
+    style = png(24, 20, noise=True)
+    try:
+        added, _ = await styles(
+            h, "add", fake.moderator, name="Gated", image=fake.add_attachment(style, "g.png")
+        )
+        assert "Saved the style **Gated**" in (await answer(h, added)).content
+        # Checked, then a thumbnail made, in the gate's thread.
+        assert [work for work, data in decoded if data == style] == [
+            "_decoded_size",
+            "make_thumbnail",
+        ]
+        used = await fake.invoke(
+            "stylize",
+            {"content": fake.add_attachment(png(48, 36), "photo.png"), "saved_style": "Gated"},
+        )
+        assert (await used.wait_callback(timeout=5))["type"] == 5
+        await h.result_of(used)
+        await h.idle()
+    finally:
+        fake.role_permissions.update(saved)
+        await h.cog.journal.remove_style(fake.guild_id, "Gated")
+    assert [work for work, data in decoded if data == style] == [
+        "_decoded_size",
+        "make_thumbnail",
+        "_decoded_size",  # the saved style, decoded for the job like an upload
+    ]

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import errno
 import os
 import sqlite3
+import stat
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -20,6 +22,7 @@ from bot.journal import (
     Journal,
     JournalError,
     NewJob,
+    NewStyle,
     StatusMessage,
 )
 from engine.jobs import Job
@@ -303,13 +306,91 @@ async def test_retention_forgets_expired_tokens_and_orphaned_folders(
 # --- a journal that cannot be used ----------------------------------------------------------
 
 
-async def test_a_corrupt_journal_is_refused_in_one_line(tmp_path: Path) -> None:
-    data = tmp_path / "data"
+async def write_garbage_over_the_file(data: Path) -> None:
     data.mkdir()
     (data / "jobs.sqlite3").write_bytes(b"garbage " * 1000)
-    with pytest.raises(JournalError, match="is damaged") as caught:
+
+
+async def write_garbage_over_the_tables(data: Path) -> None:
+    journal = await Journal.open(data, sync_files=False)
+    for n in range(50):
+        await journal.add(new_job(job_id(n)))
+    await journal.close()
+    with open(data / "jobs.sqlite3", "r+b") as file:  # the header stays, the pages after go
+        file.seek(4096)
+        file.write(b"garbage " * 4096)
+
+
+@pytest.mark.parametrize(
+    ("damage", "reason"),
+    [
+        (write_garbage_over_the_file, "file is not a database"),
+        (write_garbage_over_the_tables, "malformed"),
+    ],
+)
+async def test_a_corrupt_journal_is_refused_in_one_line(
+    tmp_path: Path, damage: Callable[[Path], Awaitable[None]], reason: str
+) -> None:
+    data = tmp_path / "data"
+    await damage(data)
+    with pytest.raises(JournalError) as caught:
         await Journal.open(data)
-    assert "\n" not in str(caught.value)
+    message = str(caught.value)
+    assert "is damaged" in message and reason in message and "move it aside" in message
+    assert "\n" not in message
+
+
+@pytest.mark.parametrize("journal_mode", ["delete", "wal"], ids=["new journal", "wal journal"])
+async def test_a_journal_another_process_is_writing_is_busy_not_damaged(
+    tmp_path: Path, journal_mode: str
+) -> None:
+    data = tmp_path / "data"
+    journal = await Journal.open(data)
+    await journal.add(new_job(job_id(1)))
+    await journal.close()
+    other = sqlite3.connect(data / "jobs.sqlite3", isolation_level=None)
+    try:
+        other.execute(f"PRAGMA journal_mode={journal_mode}")
+        other.execute("BEGIN EXCLUSIVE")  # the other one's write lock, held
+        with pytest.raises(JournalError) as caught:
+            await Journal.open(data, busy_timeout=0.05)
+    finally:
+        other.close()
+    message = str(caught.value)
+    assert "in use by another process" in message and "another instance" in message
+    assert "damaged" not in message and "move it aside" not in message
+    assert "\n" not in message
+    # Once the other one has let go, the queue is all there.
+    journal = await Journal.open(data)
+    try:
+        assert [r.id for r in await journal.unfinished()] == [job_id(1)]
+    finally:
+        await journal.close()
+
+
+def dot_file_locking(
+    database: str, *, timeout: float, isolation_level: None, check_same_thread: bool
+) -> sqlite3.Connection:
+    """SQLite's dot-file locking, which has no shared memory (as a network file system has
+    none): SQLite keeps its rollback journal when asked for WAL."""
+    return sqlite3.connect(
+        f"{Path(database).as_uri()}?vfs=unix-dotfile",
+        uri=True,
+        timeout=timeout,
+        isolation_level=isolation_level,
+        check_same_thread=check_same_thread,
+    )
+
+
+async def test_a_journal_that_cannot_use_wal_is_refused(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    with pytest.raises(JournalError) as caught:
+        await Journal.open(data, connect=dot_file_locking)
+    assert str(caught.value) == (
+        f"the job journal {data / 'jobs.sqlite3'} cannot use WAL mode (SQLite kept "
+        f"journal_mode=delete): STYLIZE_DATA_DIR={data} must be on a local file system, not a "
+        "network share"
+    )
 
 
 async def test_a_data_folder_that_cannot_be_created_is_refused(tmp_path: Path) -> None:
@@ -325,3 +406,73 @@ async def test_a_journal_from_a_newer_bot_is_refused(tmp_path: Path) -> None:
         db.execute(f"PRAGMA user_version={SCHEMA_VERSION + 1}")
     with pytest.raises(JournalError, match="newer stylize-bot"):
         await Journal.open(data)
+
+
+# --- members' photos and tokens are the bot's alone -----------------------------------------
+
+
+@pytest.fixture
+def umask_0() -> Iterator[None]:
+    """No umask to hide a missing mode: what is not set explicitly comes out 0777 or 0666."""
+    old = os.umask(0)
+    yield
+    os.umask(old)
+
+
+def modes_under(folder: Path) -> dict[str, tuple[bool, int]]:
+    """Each entry's path (relative to ``folder``), whether it is a folder, and its mode."""
+    return {
+        path.relative_to(folder).as_posix(): (
+            path.is_dir(),
+            stat.S_IMODE(path.lstat().st_mode),
+        )
+        for path in folder.rglob("*")
+    }
+
+
+@pytest.mark.parametrize("hard_links", [True, False], ids=["linked", "copied"])
+async def test_every_file_and_folder_is_readable_by_the_bot_alone(
+    tmp_path: Path, clock: Clock, umask_0: None, monkeypatch: pytest.MonkeyPatch, hard_links: bool
+) -> None:
+    if not hard_links:  # a follow-up's inputs are copies where the file system has no links
+
+        def refuse(source: object, target: object) -> None:
+            raise OSError(errno.EXDEV, "Invalid cross-device link")
+
+        monkeypatch.setattr(os, "link", refuse)
+    journal = await Journal.open(tmp_path / "new" / "data", clock=clock)
+    try:
+        await journal.add(new_job(job_id(1)))
+        await journal.link_inputs(job_id(1), job_id(2), 2)
+        await journal.finish(
+            job_id(1), "done", outcome={}, deliver="result", result=b"PNG", result_format="png"
+        )
+        style = NewStyle(guild_id=7, name="Starry", image=b"image", thumbnail=b"thumb", added_by=1)
+        await journal.add_style(style, max_count=5, max_bytes=1000)
+        modes = modes_under(tmp_path)
+    finally:
+        await journal.close()
+    made = {"new", "new/data", "new/data/jobs", "new/data/styles", "new/data/styles/7"}
+    made |= {f"new/data/jobs/{job_id(n)}" for n in (1, 2)}
+    made |= {"new/data/jobs.sqlite3", "new/data/jobs.sqlite3-wal", "new/data/jobs.sqlite3-shm"}
+    made |= {f"new/data/jobs/{job_id(1)}/result.png"}
+    made |= {f"new/data/jobs/{job_id(n)}/{f}" for n in (1, 2) for f in ("content", "style-1")}
+    assert made <= modes.keys()
+    assert {name: mode for name, (_, mode) in modes.items()} == {
+        name: 0o700 if is_dir else 0o600 for name, (is_dir, _) in modes.items()
+    }
+
+
+async def test_an_old_journal_readable_by_others_is_made_private_on_open(
+    tmp_path: Path, umask_0: None
+) -> None:
+    data = tmp_path / "data"
+    data.mkdir(mode=0o700)
+    sqlite3.connect(data / "jobs.sqlite3").close()  # SQLite's own mode: 0644
+    assert stat.S_IMODE((data / "jobs.sqlite3").stat().st_mode) == 0o644
+    journal = await Journal.open(data)
+    try:
+        for name in ("jobs.sqlite3", "jobs.sqlite3-wal", "jobs.sqlite3-shm"):
+            assert stat.S_IMODE((data / name).stat().st_mode) == 0o600, name
+    finally:
+        await journal.close()

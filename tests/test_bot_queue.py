@@ -348,6 +348,23 @@ async def test_runner_shutdown_keeps_every_job_tells_it_and_refuses_more(
         runner.submit(job("c1"), C, RecordingReporter())
 
 
+async def test_a_cancel_before_a_shutdown_still_ends_cancelled(pool_and_runner: Runner) -> None:
+    pool, runner = pool_and_runner
+    reporter = RecordingReporter()
+    runner.submit(job("a1"), A, reporter)
+    # The engine takes its time to stop the job: the shutdown comes before its final event.
+    handle = pool.handles["a1"]
+    handle.cancel = lambda: setattr(handle, "cancelled", True)  # type: ignore[method-assign]
+    assert runner.cancel("a1", by_user_id=A)
+    stopping = asyncio.create_task(runner.shutdown(grace=5))
+    await asyncio.sleep(0)  # the shutdown runs up to its wait
+    assert not runner.accepting
+    handle.push(Cancelled("a1", "Cancelled on request."))
+    await stopping
+    event = await reporter.final
+    assert isinstance(event, Cancelled) and event.reason == ON_REQUEST  # not kept to resume
+
+
 async def test_reporting_that_outlasts_the_shutdown_is_abandoned_quietly(
     pool_and_runner: Runner,
 ) -> None:

@@ -1,6 +1,7 @@
 """End to end with ``STYLIZE_BACKEND=ray``: the real bot against the fake Discord, its jobs on
-a Ray actor. ``STYLIZE_RAY_ADDRESS`` is unset, so the bot starts Ray on this machine itself,
-and must stop it again (no process left behind) when it closes.
+a Ray actor. ``STYLIZE_RAY_ADDRESS`` is unset, so the bot starts a private Ray on this machine
+itself, with a fresh auth token that it never logs, and must stop it again (no process left
+behind, the token gone from its environment) when it closes.
 """
 
 from __future__ import annotations
@@ -8,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -47,7 +49,7 @@ def logs() -> Iterator[LogLines]:
 
 
 async def test_the_bot_runs_its_jobs_on_ray(logs: LogLines, tmp_path: Path) -> None:
-    assert not ray.is_initialized()
+    assert not ray.is_initialized() and "RAY_AUTH_TOKEN" not in os.environ
     before = children()
     async with FakeDiscord(token=TOKEN) as fake:
         settings = load_settings(
@@ -68,6 +70,8 @@ async def test_the_bot_runs_its_jobs_on_ray(logs: LogLines, tmp_path: Path) -> N
         running = asyncio.create_task(bot.start(TOKEN))
         try:
             await fake.wait_commands(timeout=240)
+            ray_token = os.environ.get("RAY_AUTH_TOKEN")
+            assert ray_token  # the bot's private Ray admits only clients with it
             content = fake.add_attachment(picture(1, (64, 48)), "photo.png")
             style = fake.add_attachment(picture(2, (48, 48)), "painting.png")
             interaction = await fake.invoke(
@@ -87,4 +91,5 @@ async def test_the_bot_runs_its_jobs_on_ray(logs: LogLines, tmp_path: Path) -> N
     assert any(line.startswith(started) for line in logs.lines), logs.lines
     assert not ray.is_initialized()
     assert children() <= before
-    assert not any(TOKEN in line for line in logs.lines)
+    assert not any(TOKEN in line or ray_token in line for line in logs.lines)
+    assert "RAY_AUTH_TOKEN" not in os.environ

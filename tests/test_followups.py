@@ -9,6 +9,7 @@ from bot.followups import MAX_STRENGTH, MIN_STRENGTH, FollowUp
 
 BASE = {"size": 48, "steps": 4, "strength": 1.0, "preserve_colors": None, "seed": 5}
 JOB_ID = "0123456789abcdef0123456789abcdef"
+ROOMY = followups.Ceiling(size=512, steps=600)
 
 
 @pytest.mark.parametrize(
@@ -24,11 +25,29 @@ JOB_ID = "0123456789abcdef0123456789abcdef"
 def test_derive_changes_only_what_the_button_says(
     kind: FollowUp, strength: float, expected_strength: float
 ) -> None:
-    derived = followups.derive({**BASE, "strength": strength}, kind, new_seed=99)
+    derived = followups.derive({**BASE, "strength": strength}, kind, new_seed=99, ceiling=ROOMY)
     assert derived["strength"] == pytest.approx(expected_strength)
     assert derived["seed"] == (99 if kind is FollowUp.REROLL else 5)
     rest = {k: v for k, v in derived.items() if k not in ("strength", "seed")}
     assert rest == {k: v for k, v in BASE.items() if k not in ("strength", "seed")}
+
+
+@pytest.mark.parametrize("kind", list(FollowUp))
+@pytest.mark.parametrize(
+    ("ceiling", "size", "steps", "lowered"),
+    [
+        (followups.Ceiling(size=48, steps=4), 48, 4, False),  # the limits the job ran under
+        (followups.Ceiling(size=32, steps=8), 32, 4, True),  # STYLIZE_MAX_SIZE lowered
+        (followups.Ceiling(size=64, steps=2), 48, 2, True),  # STYLIZE_STEPS lowered
+        (followups.Ceiling(size=16, steps=1), 16, 1, True),
+    ],
+)
+def test_derive_keeps_within_the_servers_current_limits(
+    kind: FollowUp, ceiling: followups.Ceiling, size: int, steps: int, lowered: bool
+) -> None:
+    derived = followups.derive(BASE, kind, new_seed=99, ceiling=ceiling)
+    assert (derived["size"], derived["steps"]) == (size, steps)
+    assert followups.lowered(BASE, derived) is lowered
 
 
 def test_a_reroll_seed_is_never_the_old_one() -> None:

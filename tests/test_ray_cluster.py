@@ -1,6 +1,9 @@
 """The Ray backend across machines, simulated on this one with ``ray.cluster_utils.Cluster``:
 a head node and a second node of one CPU each, one CPU actor per node. Nodes are removed and
-added while the backend runs; it must follow them.
+added while the backend runs; it must follow them. The cluster requires a fresh token, and is
+no default for other processes: ``Cluster`` records its address in Ray's temp folder, where a
+plain ``ray.init()`` would find it (or, once it is gone, fail on the stale record); the record
+is removed at once.
 
 Also the placement rule (``actors_per_node``), which needs no cluster.
 """
@@ -9,14 +12,16 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import pytest
 import pytest_asyncio
 import ray
+from ray._common.utils import get_ray_address_file
 from ray.cluster_utils import Cluster
 
 from engine.jobs import Cancelled, Done, Failed, FailureKind, Started
-from engine.ray_backend import NodeInfo, RayBackend, actors_per_node
+from engine.ray_backend import NodeInfo, RayBackend, actors_per_node, token_auth
 from tests.backend_fixtures import LONG, WEIGHTS, collect, first_progress, job, until_capacity
 
 pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.timeout(180)]
@@ -52,14 +57,18 @@ async def test_one_actor_per_gpu_or_cpu_actors_without_one(
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[Cluster]:
-    started = Cluster(
-        initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False}
-    )
-    started.add_node(num_cpus=1)
-    ray.init(address=started.address, log_to_driver=False)
-    yield started
-    ray.shutdown()
-    started.shutdown()
+    with token_auth():
+        started = Cluster(
+            initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False}
+        )
+        record = Path(get_ray_address_file(None))
+        if record.exists() and record.read_text() == started.address:
+            record.unlink()
+        started.add_node(num_cpus=1)
+        ray.init(address=started.address, log_to_driver=False)
+        yield started
+        ray.shutdown()
+        started.shutdown()
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")

@@ -26,9 +26,11 @@ if TYPE_CHECKING:
 @app_commands.guild_only()
 @app_commands.default_permissions(manage_guild=True)
 class Styles(commands.GroupCog, group_name="styles", group_description="Saved styles"):
-    def __init__(self, bot: StylizeBot, journal: Journal) -> None:
+    def __init__(self, bot: StylizeBot, journal: Journal, gate: intake.Gate) -> None:
+        """``gate``: the stylize feature's intake gate, which every decode goes through."""
         self.bot = bot
         self.journal = journal
+        self.gate = gate
         config = bot.settings
         self.limits = gallery.Limits(config.stylize_gallery_max_styles, config.gallery_max_bytes)
         super().__init__()
@@ -53,9 +55,16 @@ class Styles(commands.GroupCog, group_name="styles", group_description="Saved st
             [intake.AttachmentRef("style image", image.url, image.size, image.content_type)],
             max_bytes=config.max_input_bytes,
             max_pixels=config.stylize_max_pixels,
+            gate=self.gate,
         )
         saved = await gallery.add(
-            self.journal, guild_id, name, picture.data, interaction.user.id, self.limits
+            self.journal,
+            guild_id,
+            name,
+            picture.data,
+            interaction.user.id,
+            self.limits,
+            gate=self.gate,
         )
         await interaction.edit_original_response(content=messages.gallery_added(saved))
 
@@ -66,8 +75,8 @@ class Styles(commands.GroupCog, group_name="styles", group_description="Saved st
     ) -> None:
         guild_id = _manager_guild(interaction)
         if not await self.journal.remove_style(guild_id, name):
-            raise errors.Refusal(messages.gallery_no_such_style(" ".join(name.split())))
-        await interaction.response.send_message(messages.gallery_removed(name.strip()))
+            raise errors.Refusal(messages.gallery_no_such_style(name))
+        await interaction.response.send_message(messages.gallery_removed(messages.echo(name)))
 
     @remove.autocomplete("name")
     async def remove_name(

@@ -26,13 +26,13 @@ from bot.client import EXIT_ENGINE_BROKEN
 from bot.cogs.styles import Styles, choices
 from bot.delivery import Delivery
 from bot.followups import FollowUp, FollowUpButton
-from bot.job_settings import build_settings
+from bot.job_settings import build_settings, steps_for
 from bot.journal import Conversation, Derivation, JobRecord, Journal, NewJob, StatusMessage
 from bot.outbox import Outbox
 from bot.queue import QueueRefusal
 from bot.reporter import DiscordReporter
 from bot.runner import JobRunner, ShuttingDown
-from bot.status import TOKEN_LIFETIME, Reply
+from bot.status import TOKEN_LIFETIME, Reply, describe
 from engine.backend import Backend
 from engine.jobs import Job, new_job_id
 from engine.settings import MIN_SIZE, StylizeSettings
@@ -97,6 +97,25 @@ class CancelButton(
         await interaction.response.defer()
 
 
+def has_handler(
+    client: discord.Client, component_type: int, custom_id: str, message_id: int | None
+) -> bool:
+    """Whether discord.py hands this click to an item: the test its view store's dispatch
+    makes (a registered ``DynamicItem`` template matches the whole ``custom_id``, or a view
+    listens for that component on that message or on any). discord.py has no public way to
+    ask; if its internals change, say yes: better no answer than a second one."""
+    try:
+        store = client._connection._view_store
+        patterns = list(store._dynamic_items)
+        views = store._views
+    except AttributeError:
+        return True
+    if any(pattern.fullmatch(custom_id) for pattern in patterns):
+        return True
+    key = (component_type, custom_id)
+    return any(key in views.get(entity, {}) for entity in (message_id, None))
+
+
 def cancel_view(job_id: str) -> discord.ui.View:
     view = discord.ui.View(timeout=None)
     view.add_item(CancelButton(job_id))
@@ -110,9 +129,8 @@ class Stylize(commands.Cog):
         self.bot = bot
         self.journal = journal
         self.runner: JobRunner | None = None
-        self.outbox = Outbox(
-            journal, Delivery(journal, self.reply_for, result_view=self._result_view)
-        )
+        self.delivery = Delivery(journal, self.reply_for, result_view=self._result_view)
+        self.outbox = Outbox(journal, self.delivery)
         self.command = self._build_command(bot.settings.stylize_max_size)
         self._writes: set[asyncio.Task[Any]] = set()
         self.reservations = intake.Reservations(bot.settings.stylize_queue_per_user)
@@ -128,6 +146,25 @@ class Stylize(commands.Cog):
         self.bot.tree.remove_command(self.command.name)
         self.bot.remove_dynamic_items(CancelButton, FollowUpButton)
         await self.close_jobs(0)
+
+    @commands.Cog.listener()
+    async def on_interaction(self, interaction: discord.Interaction) -> None:
+        """A click on a button that no item answers to (an older format, or garbage):
+        discord.py drops it silently, and Discord would show "This interaction failed"."""
+        if interaction.type is not discord.InteractionType.component:
+            return
+        data: Any = interaction.data or {}
+        custom_id = str(data.get("custom_id", ""))
+        component_type = int(data.get("component_type", 0))
+        message_id = interaction.message.id if interaction.message is not None else None
+        if has_handler(self.bot, component_type, custom_id, message_id):
+            return
+        log.info("user %s clicked an unknown button %r", interaction.user.id,
+                 messages.echo(custom_id))  # fmt: skip
+        try:
+            await interaction.response.send_message(errors.unknown_button(), ephemeral=True)
+        except discord.HTTPException as error:
+            log.info("cannot answer a click on an unknown button (%s)", describe(error))
 
     # The bot's JobsFeature: start-up and shutdown
 
@@ -254,6 +291,7 @@ class Stylize(commands.Cog):
             job_id=job_id,
             journal=self.journal,
             outbox=self.outbox,
+            delivery=self.delivery,
             interval=config.stylize_progress_interval,
             job_timeout=config.stylize_job_timeout,
             make_view=lambda: cancel_view(job_id),
@@ -380,33 +418,31 @@ class Stylize(commands.Cog):
         job_id = new_job_id()
         staging: list[asyncio.Task[None]] = []
 
-        saved: bytes | None = None
+        kept: list[tuple[str, bytes]] = []
         if saved_style is not None:
             assert interaction.guild_id is not None  # the command is guild-only
             saved = await gallery.image_for(self.journal, interaction.guild_id, saved_style)
+            kept.append(("saved style", saved))
         uploads = [_ref("photo (content)", content)]
         if style is not None:
             uploads.append(_ref("style image", style))
 
         def stage(bodies: list[bytes]) -> None:
-            if saved is not None:
-                bodies = [*bodies, saved]
             staged = self.journal.stage_inputs(job_id, bodies[0], tuple(bodies[1:]))
             staging.append(asyncio.get_running_loop().create_task(staged))
 
         try:
+            # The saved style is decoded inside the gate like an upload: a burst of commands
+            # naming a large one must not decode it many times at once.
             pictures = await intake.receive(
                 self.bot.http_session,
                 uploads,
                 max_bytes=config.max_input_bytes,
                 max_pixels=config.stylize_max_pixels,
+                kept=kept,
                 on_downloaded=stage,
                 gate=self.intake_gate,
             )
-            if saved is not None:
-                pictures.append(
-                    await intake.inspect("saved style", saved, config.stylize_max_pixels)
-                )
             for task in staging:
                 await task
         except BaseException:
@@ -453,8 +489,10 @@ class Stylize(commands.Cog):
         token_expires_at: float,
         inputs_staged: bool,
         derivation: Derivation | None = None,
+        note: str | None = None,
     ) -> Job:
-        """Journal the job (its inputs already on disk) and queue it for the interaction's user."""
+        """Journal the job (its inputs already on disk) and queue it for the interaction's user.
+        ``note``: a line for its status, under the headline."""
         config = self.bot.settings
         runner = self.runner
         assert runner is not None and settings.seed is not None
@@ -485,6 +523,8 @@ class Stylize(commands.Cog):
         )  # fmt: skip
         reply = self._reply(job.id, conversation, None, interaction)
         headline = None if derivation is None else _describe(derivation, settings.strength)
+        if note is not None:
+            headline = note if headline is None else f"{headline}\n{note}"
         reporter = self._reporter(reply, job.id, resumed=False, headline=headline)
         try:
             runner.submit(job, interaction.user.id, reporter)
@@ -506,6 +546,12 @@ class Stylize(commands.Cog):
         runner = self.runner
         if runner is None or not runner.accepting:
             raise ShuttingDown("not accepting jobs")
+        # As /stylize: a job whose result could not be posted here is refused up front.
+        lacking = permissions.missing(
+            interaction.app_permissions, in_thread=permissions.in_thread(interaction.channel)
+        )
+        if lacking:
+            raise errors.missing_permissions(lacking)
         # Answered before the 3 s deadline: one row and a stat of the files, then the refusal
         # or the "thinking" acknowledgement.
         parent = await self.journal.get(job_id)
@@ -537,15 +583,24 @@ class Stylize(commands.Cog):
                 content=messages.follow_up_expired(config.stylize_keep_days)
             )
             return
-        settings = StylizeSettings.from_dict(
-            followups.derive(parent.settings, kind, new_seed=followups.new_seed(parent.seed))
+        # The server's limits now, not those of when the earlier job ran.
+        ceiling = followups.Ceiling(
+            size=config.stylize_max_size, steps=steps_for("high", config.stylize_steps)
         )
+        derived = followups.derive(
+            parent.settings, kind, new_seed=followups.new_seed(parent.seed), ceiling=ceiling
+        )
+        settings = StylizeSettings.from_dict(derived)
         assert settings.seed is not None
         derivation = Derivation(job_id, kind.value, parent.seed)
+        note = None
+        if followups.lowered(parent.settings, derived):
+            note = messages.follow_up_lowered(settings.size, settings.steps)
         try:
             job = await self._enqueue(
                 interaction, new_id, content, styles, settings,
                 token_expires_at=token_expires_at, inputs_staged=True, derivation=derivation,
+                note=note,
             )  # fmt: skip
         except BaseException:
             await self.journal.discard(new_id)
@@ -594,9 +649,10 @@ async def setup(bot: "StylizeBot") -> None:
     # Opened here so a journal that can't be used stops the bot before anything else starts.
     journal = await Journal.open(bot.settings.stylize_data_dir)
     try:
-        await bot.add_cog(Stylize(bot, journal))
+        stylize = Stylize(bot, journal)
+        await bot.add_cog(stylize)
         # The gallery lives in the same journal, so the same extension loads it.
-        await bot.add_cog(Styles(bot, journal))
+        await bot.add_cog(Styles(bot, journal, stylize.intake_gate))
     except BaseException:
         await journal.close()
         raise
