@@ -19,7 +19,7 @@ import discord
 from bot import errors, messages, uploads
 from bot.journal import JobRecord, Journal, OutboxItem
 from bot.outbox import Undeliverable
-from bot.status import SEND_ERRORS, Reply, describe, token_dead, too_large, transient
+from bot.reply import SEND_ERRORS, Reply, describe, token_dead, too_large, transient
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ from bot import messages
 from bot.queue import QueueFull, UserLimitReached
 from bot.runner import ShuttingDown
 from engine.errors import ImageError, SettingsError
-from engine.jobs import FailureKind, PoolError
+from engine.jobs import BackendError, FailureKind
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +82,7 @@ def user_message(error: BaseException) -> str:
             f"The queue is full ({error.waiting} pictures waiting). Please try again in a few "
             "minutes."
         )
-    if isinstance(error, PoolError):
+    if isinstance(error, BackendError):
         return "The painters are not available right now. Please try again in a few minutes."
     if isinstance(error, app_commands.CommandOnCooldown):
         return f"Slow down: try again in {messages.duration(error.retry_after)}."

@@ -18,7 +18,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 from bot.journal import Journal, OutboxItem
-from bot.status import describe, transient
+from bot.reply import describe, transient
 
 log = logging.getLogger(__name__)
 

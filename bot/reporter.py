@@ -24,7 +24,7 @@ from bot import errors, messages
 from bot.delivery import Delivery
 from bot.journal import Journal
 from bot.outbox import Outbox, Undeliverable, backoff
-from bot.status import SEND_ERRORS, Reply, describe, transient
+from bot.reply import SEND_ERRORS, Reply, describe, transient
 from bot.throttle import Throttle
 from engine.jobs import Cancelled, Done, Failed, FinalEvent, JobProgress, Started
 

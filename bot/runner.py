@@ -17,6 +17,7 @@ from typing import Any, Protocol
 from bot.queue import FairQueue, QueueRefusal
 from engine.backend import Backend, JobHandle
 from engine.jobs import (
+    BackendError,
     Cancelled,
     Done,
     Failed,
@@ -24,7 +25,6 @@ from engine.jobs import (
     FinalEvent,
     Job,
     JobProgress,
-    PoolError,
     Started,
 )
 
@@ -201,7 +201,7 @@ class JobRunner:
                 # Submitted here, synchronously, so that a Cancel pressed from now on always
                 # finds the handle.
                 request.handle = self._pool.submit(request.job)
-            except PoolError as error:  # the backend is not running any more
+            except BackendError as error:  # the backend is not running any more
                 self._engine_broke(request, error)
                 return
             except Exception as error:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from engine.errors import Cancelled, EngineError, ImageError, SettingsError, WeightsError
+from engine.errors import EngineError, ImageError, SettingsError, StopRequested, WeightsError
 from engine.images import EncodedImage, encode_image, load_image
 from engine.progress import Progress
 from engine.settings import StylizeSettings
@@ -35,12 +35,12 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
-    "Cancelled",
     "EncodedImage",
     "EngineError",
     "ImageError",
     "Progress",
     "SettingsError",
+    "StopRequested",
     "StylizeSettings",
     "VGGEncoder",
     "WeightsError",

@@ -137,7 +137,8 @@ class Backend(Protocol):
 
     async def start(self) -> None:
         """Returns when the first workers have loaded their network; raises
-        ``engine.WeightsError`` / ``SettingsError`` (as a worker reported it) or ``PoolError``."""
+        ``engine.WeightsError`` / ``SettingsError`` (as a worker reported it) or
+        ``BackendError``."""
 
     async def close(self, grace: float = 10.0) -> None:
         """Takes no more jobs, gives running ones ``grace`` seconds, cancels the rest (each
@@ -162,7 +163,7 @@ class Backend(Protocol):
         once more when the backend becomes ``broken``."""
 
     def submit(self, job: Job) -> JobHandle:
-        """Runs ``job`` on a free worker (or the next one to free up); raises ``PoolError``
+        """Runs ``job`` on a free worker (or the next one to free up); raises ``BackendError``
         when the backend is not running."""
 
 

@@ -28,7 +28,7 @@ class ClusterError(EngineError):
     the likely cause (unreachable, token missing or wrong, version mismatch)."""
 
 
-class Cancelled(EngineError):
+class StopRequested(EngineError):
     """The caller's cancel check asked the optimisation to stop."""
 
     def __init__(self, message: str = "The job was cancelled.") -> None:

@@ -24,8 +24,7 @@ import torch
 from PIL import Image
 
 from engine.devices import cuda_device_count, resolve_device
-from engine.errors import Cancelled as EngineCancelled
-from engine.errors import EngineError, ImageError, SettingsError
+from engine.errors import EngineError, ImageError, SettingsError, StopRequested
 from engine.images import encode_image, load_image
 from engine.jobs import (
     Cancelled,
@@ -242,7 +241,7 @@ def run_job(
         # The encoder may have downscaled to meet max_bytes: report what the user gets.
         with Image.open(io.BytesIO(encoded.data)) as delivered:
             width, height = delivered.size
-    except EngineCancelled:
+    except StopRequested:
         return Cancelled(job.id, reason="")
     except (ImageError, SettingsError) as error:
         return Failed(job.id, FailureKind.BAD_INPUT, str(error))

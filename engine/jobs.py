@@ -18,7 +18,7 @@ from engine.errors import EngineError
 from engine.settings import StylizeSettings
 
 
-class PoolError(EngineError):
+class BackendError(EngineError):
     """The backend cannot take jobs: not started, shutting down, or its workers failed to
     start."""
 
@@ -188,6 +188,7 @@ class WorkerEvent:
 
 __all__ = [
     "FINAL_EVENTS",
+    "BackendError",
     "Cancelled",
     "Done",
     "Event",
@@ -197,6 +198,5 @@ __all__ = [
     "Job",
     "JobProgress",
     "JobStats",
-    "PoolError",
     "Started",
 ]

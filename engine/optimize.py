@@ -13,7 +13,7 @@ from typing import Protocol
 import torch
 import torch.nn.functional as F
 
-from engine.errors import Cancelled
+from engine.errors import StopRequested
 from engine.lbfgs import LBFGS
 from engine.objective import LossParts
 from engine.progress import CancelCheck
@@ -93,14 +93,14 @@ def optimize_image(
 ) -> torch.Tensor:
     """Runs ``steps`` steps of ``optimizer`` on a copy of ``image``; returns the result.
 
-    Raises ``Cancelled`` within one step of ``cancel()`` turning true.
+    Raises ``StopRequested`` within one step of ``cancel()`` turning true.
     """
     # A plain contiguous tensor, so the optimiser can treat it as one flat vector.
     x = image.detach().contiguous().clone().requires_grad_(True)
     opt = optimizer(x)
     for _ in range(steps):
         if cancel is not None and cancel():
-            raise Cancelled()
+            raise StopRequested()
         parts = objective(x)
         total = parts.content + parts.style + parts.tv
         (grad,) = torch.autograd.grad(total, x)

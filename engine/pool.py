@@ -40,12 +40,12 @@ from typing import Any, Literal
 from engine.backend import CapacityListener, CapacityListeners, JobHandle
 from engine.errors import SettingsError, WeightsError
 from engine.jobs import (
+    BackendError,
     Cancelled,
     Failed,
     FailureKind,
     Job,
     JobProgress,
-    PoolError,
     RunJob,
     WorkerConfig,
     WorkerEvent,
@@ -331,11 +331,11 @@ class EnginePool:
         """Starts the workers; returns when every one has loaded its network.
 
         Raises ``WeightsError`` or ``SettingsError`` (as a worker reported it) or
-        ``PoolError`` (no worker ready within ``start_timeout``, or ``close`` was called),
+        ``BackendError`` (no worker ready within ``start_timeout``, or ``close`` was called),
         after ending whatever it started.
         """
         if self._state != "new":
-            raise PoolError("The engine pool was already started.")
+            raise BackendError("The engine pool was already started.")
         self._state = "starting"
         self._loop = asyncio.get_running_loop()
         self._closing = asyncio.Event()
@@ -355,8 +355,8 @@ class EnginePool:
                 with contextlib.suppress(BaseException):
                     await starting
                 if self._closing.is_set():  # even if the workers were ready just now
-                    raise PoolError(SHUTDOWN)
-                raise PoolError(
+                    raise BackendError(SHUTDOWN)
+                raise BackendError(
                     f"The engine's workers did not load their network within "
                     f"{self._start_timeout:g} s (a stalled weights download, or a GPU that "
                     "does not start?)."
@@ -394,7 +394,7 @@ class EnginePool:
     def submit(self, job: Job) -> JobHandle:
         """Runs ``job`` on a free worker, or on the next one to free up."""
         if self._state != "running":
-            raise PoolError(_NOT_RUNNING[self._state])
+            raise BackendError(_NOT_RUNNING[self._state])
         return self._book.add(job).stream.handle
 
     async def close(self, grace: float = 10.0) -> None:
@@ -568,10 +568,10 @@ class EnginePool:
     def _start_exception(proc: _WorkerProcess, exitcode: int | None) -> Exception:
         failure = proc.start_error
         if failure is None:
-            return PoolError(
+            return BackendError(
                 f"Engine worker {proc.config.index} exited while starting (exit code {exitcode})."
             )
-        return _START_ERRORS.get(failure.error, PoolError)(failure.message)
+        return _START_ERRORS.get(failure.error, BackendError)(failure.message)
 
     async def _end_workers(self) -> None:
         """Ends every worker process and waits until each is reaped."""

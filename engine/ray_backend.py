@@ -60,13 +60,13 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from engine.backend import CapacityListener, CapacityListeners, JobHandle
 from engine.errors import ClusterError, EngineError, SettingsError, WeightsError
 from engine.jobs import (
+    BackendError,
     Cancelled,
     Done,
     Failed,
     FailureKind,
     Job,
     JobProgress,
-    PoolError,
     WorkerConfig,
 )
 from engine.ray_actor import ActorInfo, StylizeActor
@@ -281,7 +281,7 @@ class RaySession:
     async def open(self) -> None:
         """Joins the cluster, or starts the private Ray; raises ``ClusterError``."""
         if self._opened is not None:
-            raise PoolError("This Ray session was already opened.")
+            raise BackendError("This Ray session was already opened.")
         loop = asyncio.get_running_loop()
         self._opened, self._ended = loop.create_future(), loop.create_future()
         for future in (self._opened, self._ended):
@@ -503,18 +503,18 @@ class RayBackend:
         actor the cluster has room for has loaded its network.
 
         Raises ``ClusterError`` (Ray could not be joined or started), ``WeightsError`` /
-        ``SettingsError`` (as an actor reported it) or ``PoolError`` (no actor, or ``close``
+        ``SettingsError`` (as an actor reported it) or ``BackendError`` (no actor, or ``close``
         was called), after ending whatever it started.
         """
         if self._state != "new":
-            raise PoolError("The Ray backend was already started.")
+            raise BackendError("The Ray backend was already started.")
         self._state = "starting"
         starting = asyncio.ensure_future(self._start())
         closing = asyncio.ensure_future(self._closing.wait())
         try:
             await asyncio.wait({starting, closing}, return_when=asyncio.FIRST_COMPLETED)
             if self._closing.is_set():
-                raise PoolError(SHUTDOWN)
+                raise BackendError(SHUTDOWN)
             starting.result()
         except BaseException:
             if not starting.done():
@@ -547,7 +547,7 @@ class RayBackend:
                 asyncio.gather(*starts, return_exceptions=True), START_TIMEOUT
             )
         except asyncio.TimeoutError:
-            raise PoolError(
+            raise BackendError(
                 f"The Ray cluster's engine actors did not start within {START_TIMEOUT:g} s: "
                 "check that its nodes have the GPUs (or CPUs) they need free."
             ) from None
@@ -555,7 +555,7 @@ class RayBackend:
             if isinstance(result, BaseException):
                 raise result
         if not self._actors:
-            raise PoolError(
+            raise BackendError(
                 "The Ray cluster has no node that can run an engine actor. "
                 "Start one with `ray start --address=...`."
             )
@@ -563,7 +563,7 @@ class RayBackend:
     def submit(self, job: Job) -> JobHandle:
         """Runs ``job`` on a free actor, or on the next one to free up."""
         if self._state != "running":
-            raise PoolError(_NOT_RUNNING[self._state])
+            raise BackendError(_NOT_RUNNING[self._state])
         return self._book.add(job).stream.handle
 
     async def close(self, grace: float = 10.0) -> None:
@@ -736,7 +736,7 @@ class RayBackend:
         try:
             info: ActorInfo = await handle.info.remote()
             if info.error:
-                raise _START_ERRORS.get(info.error, PoolError)(info.message)
+                raise _START_ERRORS.get(info.error, BackendError)(info.message)
         except asyncio.CancelledError:
             if self._actors.get(key) is actor:
                 del self._actors[key]

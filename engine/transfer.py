@@ -45,7 +45,7 @@ def stylize(
     """Repaints ``content`` in the style of ``styles``; returns an RGB image.
 
     With ``network`` given (a worker's warm encoder), its device and weights are used and
-    ``settings.device`` / ``settings.weights`` are ignored. Raises ``Cancelled`` within one
+    ``settings.device`` / ``settings.weights`` are ignored. Raises ``StopRequested`` within one
     step of ``cancel()`` turning true. The seed used is in ``image.info["stylize:seed"]``.
     """
     settings.check_styles(len(styles))

@@ -30,7 +30,7 @@ import engine
 from engine.backend import Backend
 from engine.errors import WeightsError
 from engine.images import load_image
-from engine.jobs import Cancelled, Done, Failed, FailureKind, Job, PoolError, Started
+from engine.jobs import BackendError, Cancelled, Done, Failed, FailureKind, Job, Started
 from engine.pool import EnginePool
 from tests.backend_fixtures import (
     CONTENT,
@@ -303,7 +303,7 @@ async def test_a_weights_failure_surfaces_at_start(
     with pytest.raises(WeightsError):
         await backend.start()
     assert backend.capacity == 0
-    with pytest.raises(PoolError):
+    with pytest.raises(BackendError):
         backend.submit(job())
 
 
@@ -327,6 +327,6 @@ async def test_close_ends_every_job_and_leaves_no_process(
     await until_exited(workers)
     assert children() <= before
     assert backend.capacity == 0
-    with pytest.raises(PoolError):
+    with pytest.raises(BackendError):
         backend.submit(job())
     await backend.close()  # a second close is harmless

@@ -34,7 +34,7 @@ from PIL import Image
 
 from bot.client import EXIT_ENGINE_BROKEN, StylizeBot, make_pool
 from bot.config import BotSettings, load_settings
-from engine.jobs import FINAL_EVENTS, Cancelled, Done, Event, Job, JobProgress, PoolError
+from engine.jobs import FINAL_EVENTS, BackendError, Cancelled, Done, Event, Job, JobProgress
 from engine.pool import EnginePool, JobHandle
 from tests.fake_discord import FakeDiscord, FakeInteraction, FakeMessage, FakeUser, payloads
 
@@ -96,7 +96,7 @@ class HeldPool:
 
     def submit(self, job: Job) -> HeldHandle:
         if self.broken:
-            raise PoolError("The engine's workers could not be restarted.")
+            raise BackendError("The engine's workers could not be restarted.")
         if self.preview_interval is not None:
             job = dataclasses.replace(job, preview_interval=self.preview_interval)
         return HeldHandle(self, self.pool.submit(job))

@@ -14,7 +14,7 @@ import pytest
 from bot import intake, permissions
 from bot.journal import Conversation, StatusMessage
 from bot.queue import UserLimitReached
-from bot.status import Reply
+from bot.reply import Reply
 from tests.test_input_bounds import png
 
 

@@ -14,10 +14,11 @@ from aiohttp import web
 from discord import app_commands
 from PIL import Image
 
-from bot import errors, intake, messages, status, uploads
+from bot import errors, intake, messages, uploads
 from bot.job_settings import build_settings, steps_for
 from bot.journal import Conversation, StatusMessage
 from bot.queue import QueueFull, UserLimitReached
+from bot.reply import TOKEN_LIFETIME, Reply
 from bot.reporter import StatusUpdate
 from bot.runner import ShuttingDown
 from bot.throttle import Throttle
@@ -424,9 +425,9 @@ def conversation(expires_at: float) -> Conversation:
 async def test_after_14_minutes_status_edits_use_the_bot_token() -> None:
     now = [1000.0]
     client = StubClient()
-    reply = status.Reply(
+    reply = Reply(
         client,  # type: ignore[arg-type]
-        conversation(now[0] + status.TOKEN_LIFETIME),
+        conversation(now[0] + TOKEN_LIFETIME),
         interaction=client,  # type: ignore[arg-type]
         webhook=client,  # type: ignore[arg-type]
         clock=lambda: now[0],
@@ -448,7 +449,7 @@ async def test_after_14_minutes_status_edits_use_the_bot_token() -> None:
 async def test_a_reply_rebuilt_after_a_restart_edits_the_same_status_message() -> None:
     client = StubClient()
     saved: list[int] = []
-    reply = status.Reply(
+    reply = Reply(
         client,  # type: ignore[arg-type]
         conversation(2000.0),
         status_message=StatusMessage(77),
@@ -466,7 +467,7 @@ async def test_a_status_message_posted_in_the_channel_is_edited_with_the_bot_tok
     # interaction's webhook can't see that one, even with the token still counted as alive.
     client = StubClient()
     saved: list[StatusMessage] = []
-    reply = status.Reply(
+    reply = Reply(
         client,  # type: ignore[arg-type]
         conversation(2000.0),
         status_message=StatusMessage(88, in_channel=True),
@@ -483,15 +484,15 @@ async def test_the_journal_learns_where_the_status_message_went() -> None:
     now = [1000.0]
     client = StubClient()
     saved: list[StatusMessage] = []
-    reply = status.Reply(
+    reply = Reply(
         client,  # type: ignore[arg-type]
-        conversation(now[0] + status.TOKEN_LIFETIME),
+        conversation(now[0] + TOKEN_LIFETIME),
         interaction=client,  # type: ignore[arg-type]
         on_status_message=saved.append,
         webhook=client,  # type: ignore[arg-type]
         clock=lambda: now[0],
     )
     assert await reply.edit_status("⏳ Queued")
-    now[0] += status.TOKEN_LIFETIME
+    now[0] += TOKEN_LIFETIME
     assert await reply.edit_status("🎨 Painting")  # the bot token may edit it: same message
     assert saved == [StatusMessage(99), StatusMessage(99, in_channel=True)]

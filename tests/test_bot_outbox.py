@@ -15,7 +15,7 @@ import pytest
 from bot.delivery import post
 from bot.journal import Conversation, Journal, NewJob, OutboxItem
 from bot.outbox import MAX_ATTEMPTS, MAX_DELAY, Outbox, Undeliverable, backoff
-from bot.status import Reply, transient
+from bot.reply import Reply, transient
 
 JOB = "ab" * 16
 

@@ -11,6 +11,7 @@ import pytest
 from bot.queue import FairQueue, QueueFull, UserLimitReached
 from bot.runner import ON_REQUEST, JobRunner, ShuttingDown
 from engine.jobs import (
+    BackendError,
     Cancelled,
     Done,
     Failed,
@@ -18,7 +19,6 @@ from engine.jobs import (
     Job,
     JobProgress,
     JobStats,
-    PoolError,
     Started,
 )
 from engine.settings import StylizeSettings
@@ -225,7 +225,7 @@ class ScriptedPool:
 
     def submit(self, job: Job) -> ScriptedHandle:
         if self.broken:
-            raise PoolError("The engine's workers could not be restarted.")
+            raise BackendError("The engine's workers could not be restarted.")
         handle = ScriptedHandle(job.id)
         self.handles[job.id] = handle
         self.submitted.append(job.id)

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from engine.errors import Cancelled
+from engine.errors import StopRequested
 from engine.lbfgs import LBFGS
 from engine.objective import LossParts
 from engine.optimize import (
@@ -100,7 +100,7 @@ def test_the_loop_minimises_inside_the_box(optimizer: str) -> None:
 def test_the_loop_stops_within_one_step_of_cancel() -> None:
     objective = _Quadratic(torch.zeros(1, 1, 2, 2))
     checks = iter([False, False, True])
-    with pytest.raises(Cancelled):
+    with pytest.raises(StopRequested):
         optimize_image(
             torch.ones(1, 1, 2, 2), objective, optimizer_for(StylizeSettings()), 10,
             cancel=lambda: next(checks),

@@ -25,13 +25,13 @@ import engine
 from engine import execution
 from engine.errors import WeightsError
 from engine.jobs import (
+    BackendError,
     Cancelled,
     Done,
     Failed,
     FailureKind,
     Job,
     JobProgress,
-    PoolError,
 )
 from engine.pool import EnginePool
 from engine.progress import Losses, Progress
@@ -68,7 +68,7 @@ async def test_pool_side_imports_no_torch() -> None:
 
 
 async def test_unstarted_pool_refuses_jobs() -> None:
-    with pytest.raises(PoolError):
+    with pytest.raises(BackendError):
         EnginePool(weights=WEIGHTS).submit(job())
 
 
@@ -302,7 +302,7 @@ async def test_errors_become_failures(error: Exception, kind: FailureKind, messa
 
 
 async def test_a_cancelled_run_ends_cancelled() -> None:
-    final, _ = run_fake(fake_stylize(error=engine.Cancelled()))
+    final, _ = run_fake(fake_stylize(error=engine.StopRequested()))
     assert isinstance(final, Cancelled)
 
 
@@ -367,7 +367,7 @@ async def test_a_pool_whose_workers_cannot_restart_breaks_and_says_so(tmp_path: 
         os.kill(pid, 9)
         await asyncio.wait_for(broke.wait(), 120)
         assert heard[-1] == (0, True) and pool.capacity == 0
-        with pytest.raises(PoolError):
+        with pytest.raises(BackendError):
             pool.submit(job())
     finally:
         await pool.close(grace=0)

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
-from engine.jobs import PoolError
+from engine.jobs import BackendError
 from engine.pool import EnginePool
 from tests.backend_fixtures import children, job
 
@@ -53,7 +53,7 @@ async def test_a_worker_that_never_loads_fails_the_start_within_its_timeout() ->
     pool = EnginePool(workers=1, device="cpu", weights="imagenet", start_timeout=4)
     loop = asyncio.get_running_loop()
     began = loop.time()
-    with pytest.raises(PoolError, match="within 4 s"):
+    with pytest.raises(BackendError, match="within 4 s"):
         await pool.start()
     assert loop.time() - began < 10
     assert children() <= before, "the loading worker was left running"
@@ -69,10 +69,10 @@ async def test_close_during_start_ends_the_loading_workers_at_once() -> None:
     began = loop.time()
     await asyncio.wait_for(pool.close(grace=1), 10)
     assert loop.time() - began < 5
-    with pytest.raises(PoolError):
+    with pytest.raises(BackendError):
         await starting
     assert children() <= before, "a loading worker was left running"
-    with pytest.raises(PoolError):
+    with pytest.raises(BackendError):
         pool.submit(job())
     await pool.close()  # a second close after that returns at once
 

@@ -24,7 +24,7 @@ import pytest_asyncio
 import ray
 
 from engine.errors import ClusterError
-from engine.jobs import Cancelled, PoolError
+from engine.jobs import BackendError, Cancelled
 from engine.ray_backend import CLOSE_MARGIN, RayBackend, RaySession, cluster_error
 from engine.runs import SHUTDOWN
 from tests.backend_fixtures import LONG, WEIGHTS, children, first_progress, job, until_exited
@@ -260,10 +260,10 @@ async def test_close_during_start_cancels_it_and_ends_what_it_started(
         took = time.monotonic() - begun
     finally:
         logging.getLogger("engine.ray_backend").removeHandler(joined)
-    with pytest.raises(PoolError, match=SHUTDOWN):
+    with pytest.raises(BackendError, match=SHUTDOWN):
         await starting
     assert took < 10.0 + CLOSE_MARGIN, took
     assert not ray.is_initialized()
     assert children() <= before
-    with pytest.raises(PoolError):
+    with pytest.raises(BackendError):
         backend.submit(job())

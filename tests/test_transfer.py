@@ -9,7 +9,7 @@ from PIL import Image
 
 from benchmarks.dispatch import ops_per_step
 from engine.colors import luminance, match_histogram, rgb_to_yiq
-from engine.errors import Cancelled, ImageError, SettingsError
+from engine.errors import ImageError, SettingsError, StopRequested
 from engine.network import VGGEncoder, load_network
 from engine.objective import GatysObjective, prepare_inputs
 from engine.progress import Losses, Progress
@@ -125,7 +125,7 @@ def test_render_preview_on_demand(net: VGGEncoder) -> None:
 def test_cancel_stops_within_one_step(net: VGGEncoder) -> None:
     seen: list[int] = []
     checks = iter([False, False, False, True])
-    with pytest.raises(Cancelled):
+    with pytest.raises(StopRequested):
         stylize(
             content_image(), [style_image()], settings(steps=50),
             on_progress=lambda p: seen.append(p.step), cancel=lambda: next(checks), network=net,

@@ -30,9 +30,9 @@ from bot.job_settings import build_settings, steps_for
 from bot.journal import Conversation, Derivation, JobRecord, Journal, NewJob, StatusMessage
 from bot.outbox import Outbox
 from bot.queue import QueueRefusal
+from bot.reply import TOKEN_LIFETIME, Reply, describe
 from bot.reporter import DiscordReporter
 from bot.runner import JobRunner, ShuttingDown
-from bot.status import TOKEN_LIFETIME, Reply, describe
 from engine.backend import Backend
 from engine.jobs import Job, new_job_id
 from engine.settings import MIN_SIZE, StylizeSettings
