@@ -7,7 +7,7 @@ TORCH ?= torch torchvision
 WEIGHTS ?= imagenet
 PY := $(VENV)/bin/python
 
-.PHONY: run test demo bench lint clean
+.PHONY: run test test-fast demo bench lint clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,12 @@ run: $(VENV)/.installed  ## start the Discord bot (reads .env)
 
 test: $(VENV)/.installed  ## the test suite, on the CPU
 	$(PY) -m pytest
+
+# The unit layer: the engine's maths, settings, images, CLI and the journal, without the
+# tests marked slow (a second or more), e2e (the bot against the fake Discord) or ray. The
+# markers are set in tests/conftest.py. `make test` runs everything.
+test-fast: $(VENV)/.installed  ## the unit layer, in seconds
+	$(PY) -m pytest -m "not slow and not e2e and not ray"
 
 demo: $(VENV)/.installed  ## repaint the sample photo with the CLI
 	$(VENV)/bin/stylize samples/content.png samples/style.png -o out/demo.png \

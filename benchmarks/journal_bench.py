@@ -33,8 +33,8 @@ from pathlib import Path
 
 from benchmarks.decode_bench import photo_jpeg
 from bot import intake
+from bot.jobs.runner import JobRunner
 from bot.journal import Conversation, Journal, NewJob
-from bot.runner import JobRunner
 from engine.jobs import Cancelled, Job, new_job_id
 from engine.samples import make_content
 from engine.settings import StylizeSettings

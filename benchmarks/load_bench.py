@@ -98,7 +98,7 @@ async def run(args: argparse.Namespace) -> None:
             running = asyncio.create_task(bot.start(TOKEN))
             await fake.wait_commands(timeout=300)
             await asyncio.wait_for(bot.wait_until_ready(), 60)
-            pool = getattr(bot, "pool", None)
+            pool = getattr(bot, "backend", None)
             users = [FakeUser(payloads.snowflake(), f"member{i}") for i in range(args.users)]
             fake.users.update({u.id: u for u in users})
 

@@ -1,15 +1,18 @@
-"""The Discord bot: ``/stylize`` in a community server, on top of the engine's worker pool.
+"""The Discord bot: ``/stylize`` in a community server, on top of the engine's backend.
 
-Start-up and shutdown are in ``client``, the command and its Cancel button in
-``cogs.stylize``. The cog hands plain values to the modules that do the work:
+``client.StylizeBot`` owns the resources: it opens the journal and the backend in
+``setup_hook``, builds the one job service over them (``jobs``, the Discord-free core: queue,
+runner, outbox, follow-up rules, resume, retention, shutdown), then loads the cogs, which
+borrow them:
 
-* ``config``: the settings (environment and ``.env``);
-* ``intake``: downloading (size-capped) and checking the uploads;
-* ``job_settings``: the command's options as the engine's ``StylizeSettings``;
-* ``queue`` and ``runner``: the fair queue in front of the pool (no Discord in them);
-* ``reporter``, ``status`` and ``throttle``: status edits, the result, Discord's limits;
-* ``uploads``: keeping the result under the upload limit;
-* ``messages`` and ``errors``: every text a user reads.
+* ``cogs.stylize`` and ``cogs.styles``: the commands, thin adapters to the service and to
+  ``gallery``;
+* ``buttons``: Cancel and the follow-ups, ``DynamicItem``s carrying the job id;
+* ``reporter``, ``reply``, ``delivery``, ``throttle`` and ``uploads``: the job core's front end
+  on Discord (status edits, results, routes and retries, Discord's limits);
+* ``intake`` and ``permissions``: downloads and checks before a job is accepted;
+* ``config``, ``journal`` and ``datadir``: settings, the durable job records, the data folder;
+* ``messages`` (every text a user reads) and ``errors`` (which text an error gets).
 
 This package imports no torch: only the engine's worker processes do.
 """

@@ -1,7 +1,9 @@
-"""``StylizeBot``: start-up, endpoints and shutdown. The feature itself is in ``bot.cogs``.
+"""``StylizeBot``: start-up, endpoints and shutdown; the owner of the bot's resources.
 
 As in discord.py's ``examples/advanced_startup.py``, everything the bot needs is created in
-``setup_hook`` (before the gateway connects) and closed in ``close``.
+``setup_hook`` (before the gateway connects) and closed in ``close``: the HTTP session, the job
+journal, the engine's backend and the one job service (``bot.jobs``) over them. The cogs
+(``bot.cogs``) borrow them from the bot.
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, TypeVar
 
 import aiohttp
 import discord
@@ -18,19 +20,24 @@ from discord.ext import commands
 from discord.gateway import DiscordWebSocket
 from discord.http import Route
 
-from bot import errors
+from bot import errors, intake
 from bot.config import DEFAULT_GATEWAY_URL, BotSettings
+from bot.jobs.service import JobPolicy, JobService
+from bot.journal import Journal
+from bot.reporter import DiscordFrontend
 from engine.backend import Backend
-from engine.pool import EnginePool
+from engine.backends import BackendOptions, create_backend
 
 log = logging.getLogger(__name__)
 
-EXTENSIONS = ("bot.cogs.stylize",)
+T = TypeVar("T")
+
+EXTENSIONS = ("bot.cogs.stylize", "bot.cogs.styles")
 
 # Shutdown budget (SIGTERM to exit within 15 s): tell users, stop workers, close sessions.
 NOTIFY_GRACE = 4.0
-POOL_GRACE = 1.0
-POOL_CLOSE_LIMIT = 6.0
+BACKEND_GRACE = 1.0
+BACKEND_CLOSE_LIMIT = 6.0
 DRAIN_LIMIT = 2.0
 
 EXIT_ENGINE_BROKEN = 3
@@ -39,20 +46,6 @@ EXIT_ENGINE_BROKEN = 3
 
 class StartupError(Exception):
     """Start-up cannot go on; ``str()`` is one line saying what to fix."""
-
-
-@runtime_checkable
-class JobsFeature(Protocol):
-    """A cog that owns jobs: the bot hands it the started engine, and stops it first."""
-
-    async def start_jobs(self, pool: Backend) -> None:
-        """The engine is running: resume the jobs kept from before and take new ones."""
-
-    async def stop_jobs(self, grace: float) -> None:
-        """Take no new jobs, stop the running ones, tell their users; within ``grace`` s."""
-
-    async def close_jobs(self, limit: float) -> None:
-        """After the engine closed: finish what can be within ``limit`` s, then let go."""
 
 
 def point_at(api_base_url: str, gateway_url: str) -> tuple[str, yarl.URL]:
@@ -71,24 +64,28 @@ def point_at(api_base_url: str, gateway_url: str) -> tuple[str, yarl.URL]:
     return previous
 
 
-def make_pool(settings: BotSettings) -> Backend:
-    """The backend that ``STYLIZE_BACKEND`` names."""
-    if settings.stylize_backend == "ray":
-        from engine.ray_backend import RayBackend  # ray is an optional extra: imported only here
-
-        return RayBackend(
-            address=settings.stylize_ray_address,
-            workers=settings.stylize_workers,
-            device=settings.stylize_device,
-            weights=settings.stylize_weights,
-            job_timeout=settings.stylize_job_timeout,
-        )
-    return EnginePool(
+def build_backend(settings: BotSettings) -> Backend:
+    """The backend that ``STYLIZE_BACKEND`` names, not started."""
+    options = BackendOptions(
         workers=settings.stylize_workers,
         device=settings.stylize_device,
         weights=settings.stylize_weights,
         job_timeout=settings.stylize_job_timeout,
         start_timeout=settings.stylize_start_timeout,
+        ray_address=settings.stylize_ray_address,
+    )
+    return create_backend(settings.stylize_backend, options)
+
+
+def job_policy(settings: BotSettings) -> JobPolicy:
+    return JobPolicy(
+        per_user=settings.stylize_queue_per_user,
+        max_waiting=settings.stylize_queue_size,
+        job_timeout=settings.stylize_job_timeout,
+        keep_seconds=settings.keep_seconds,
+        preview_interval=settings.stylize_progress_interval * settings.stylize_preview_every,
+        max_size=settings.stylize_max_size,
+        standard_steps=settings.stylize_steps,
     )
 
 
@@ -102,7 +99,7 @@ class StylizeBot(commands.Bot):
         self,
         settings: BotSettings,
         *,
-        pool_factory: Callable[[BotSettings], Backend] = make_pool,
+        backend_factory: Callable[[BotSettings], Backend] = build_backend,
     ) -> None:
         intents = discord.Intents.none()
         intents.guilds = True  # channels and our own permissions arrive with GUILD_CREATE
@@ -114,14 +111,46 @@ class StylizeBot(commands.Bot):
             max_messages=None,
         )
         self.settings = settings
-        self._pool_factory = pool_factory
-        self.http_session: aiohttp.ClientSession | None = None
-        self.pool: Backend | None = None
+        self._backend_factory = backend_factory
+        # Made in setup_hook, closed in close(); the properties below hand them out.
+        self._http_session: aiohttp.ClientSession | None = None
+        self._journal: Journal | None = None
+        self._backend: Backend | None = None
+        self._intake_gate: intake.Gate | None = None
+        self._frontend: DiscordFrontend | None = None
+        self._jobs: JobService | None = None
         self.exit_code = 0
         """Non-zero when the bot stopped because it cannot go on (``request_exit``)."""
         self._custom_gateway = settings.discord_gateway_url != DEFAULT_GATEWAY_URL
         self._previous_endpoints: tuple[str, yarl.URL] | None = None
         self._shutdown: asyncio.Task[None] | None = None
+
+    # What the cogs borrow (from setup_hook on)
+
+    @property
+    def http_session(self) -> aiohttp.ClientSession:
+        return _made(self._http_session, "HTTP session")
+
+    @property
+    def journal(self) -> Journal:
+        return _made(self._journal, "journal")
+
+    @property
+    def backend(self) -> Backend:
+        return _made(self._backend, "backend")
+
+    @property
+    def intake_gate(self) -> intake.Gate:
+        """Every download and decode of a picture goes through it (commands and styles)."""
+        return _made(self._intake_gate, "intake gate")
+
+    @property
+    def frontend(self) -> DiscordFrontend:
+        return _made(self._frontend, "front end")
+
+    @property
+    def jobs(self) -> JobService:
+        return _made(self._jobs, "job service")
 
     # Start-up
 
@@ -133,19 +162,31 @@ class StylizeBot(commands.Bot):
 
     async def setup_hook(self) -> None:
         config = self.settings
-        self.http_session = aiohttp.ClientSession(headers={"User-Agent": "stylize-bot"})
+        self._http_session = aiohttp.ClientSession(headers={"User-Agent": "stylize-bot"})
         self.tree.error(errors.on_app_command_error)
-        # Features first: a journal that cannot be opened stops us before the engine starts.
+        # The journal first: one that cannot be opened stops us before the engine starts.
+        journal = self._journal = await Journal.open(config.stylize_data_dir)
+        backend = self._backend = self._backend_factory(config)
+        self._intake_gate = intake.Gate()
+        frontend = self._frontend = DiscordFrontend(
+            self, journal, interval=config.stylize_progress_interval
+        )
+        self._jobs = JobService(
+            journal,
+            backend,
+            frontend,
+            job_policy(config),
+            on_engine_broken=lambda: self.request_exit(EXIT_ENGINE_BROKEN),
+        )
         for extension in EXTENSIONS:
             try:
                 await self.load_extension(extension)
             except commands.ExtensionFailed as failure:
                 raise failure.original from None
-        self.pool = self._pool_factory(config)
         log.info("starting the engine (weights %s, device %s)", config.stylize_weights,
                  config.stylize_device)  # fmt: skip
         try:
-            await self.pool.start()
+            await backend.start()
         except Exception as error:
             if self.shutting_down:  # a signal ended the start: that is no failure
                 await self._closed()
@@ -154,7 +195,7 @@ class StylizeBot(commands.Bot):
                 # Not Discord's: say it is the engine's (e.g. Ray's ConnectionError).
                 raise StartupError(f"the engine could not start: {error}") from None
             raise
-        if "cpu" in self.pool.devices:
+        if "cpu" in backend.devices:
             # Not an error (small pictures work), but the defaults are sized for a GPU.
             log.warning(
                 "the engine runs on the CPU: a %d px picture with %d steps may take many "
@@ -165,12 +206,8 @@ class StylizeBot(commands.Bot):
         if self.shutting_down:  # a signal arrived while the workers were starting
             await self._closed()
             return
-        for feature in self._jobs_features():
-            await feature.start_jobs(self.pool)
+        await self._jobs.start()
         await self._sync_commands()
-
-    def _jobs_features(self) -> list[JobsFeature]:
-        return [cog for cog in self.cogs.values() if isinstance(cog, JobsFeature)]
 
     async def _sync_commands(self) -> None:
         guild_id = self.settings.discord_guild_id
@@ -228,25 +265,36 @@ class StylizeBot(commands.Bot):
 
     async def _close(self) -> None:
         log.info("shutting down")
-        features = self._jobs_features()
         try:
-            for feature in features:
+            if self._jobs is not None:
                 # No new jobs; running ones stop and go back to the journal's queue.
-                await feature.stop_jobs(NOTIFY_GRACE)
-            if self.pool is not None:
-                await _bounded(self.pool.close(grace=POOL_GRACE), POOL_CLOSE_LIMIT, "engine pool")
-            for feature in features:
-                await feature.close_jobs(DRAIN_LIMIT)
+                await self._jobs.stop(NOTIFY_GRACE)
+            if self._backend is not None:
+                await _bounded(self._backend.close(grace=BACKEND_GRACE), BACKEND_CLOSE_LIMIT,
+                               "engine backend")  # fmt: skip
+            if self._jobs is not None:
+                await self._jobs.close(DRAIN_LIMIT)
         except Exception:
             log.exception("error while stopping the jobs")
         finally:
-            if self.http_session is not None:
-                await self.http_session.close()
+            if self._intake_gate is not None:
+                self._intake_gate.close()
+            if self._journal is not None:
+                # Writes already asked for have landed: the service waited for them.
+                await self._journal.close()
+            if self._http_session is not None:
+                await self._http_session.close()
             await super().close()
             if self._previous_endpoints is not None:
                 Route.BASE, DiscordWebSocket.DEFAULT_GATEWAY = self._previous_endpoints
                 self._previous_endpoints = None
             log.info("shut down")
+
+
+def _made(resource: T | None, what: str) -> T:
+    if resource is None:
+        raise RuntimeError(f"the bot's {what} is made in setup_hook")
+    return resource
 
 
 async def _bounded(coro: Any, limit: float, what: str) -> None:

@@ -120,12 +120,12 @@ class BotSettings(BaseSettings):
         # Ask the engine's own validation now, so a typo fails at start-up, not on the
         # first /stylize.
         checks = {
-            "STYLIZE_WEIGHTS": {"weights": self.stylize_weights},
-            "STYLIZE_DEVICE": {"device": self.stylize_device},
+            "STYLIZE_WEIGHTS": lambda: StylizeSettings(weights=self.stylize_weights),
+            "STYLIZE_DEVICE": lambda: StylizeSettings(device=self.stylize_device),
         }
-        for name, fields in checks.items():
+        for name, check in checks.items():
             try:
-                StylizeSettings(**fields)
+                check()
             except SettingsError as error:
                 message = str(error).split(": ", 1)[-1]
                 raise ValueError(f"{name}: {message}") from None

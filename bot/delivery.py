@@ -5,6 +5,9 @@ if the channel refuses for good (missing access, deleted channel), to a DM; if t
 an ephemeral note in the interaction where the token still allows one. Before a retry, the
 channel's recent messages are searched for the result file this job would have posted, so a
 crash between the post and its record does not post it twice.
+
+The outbox (``bot.jobs.outbox``) knows nothing of Discord: what Discord or the network refused
+is handed to it as ``Retry`` (worth another try later) or ``Undeliverable``.
 """
 
 from __future__ import annotations
@@ -16,9 +19,10 @@ from collections.abc import Callable
 
 import discord
 
-from bot import errors, messages, uploads
+from bot import messages, uploads
+from bot.jobs import followups
+from bot.jobs.outbox import Retry, Undeliverable
 from bot.journal import JobRecord, Journal, OutboxItem
-from bot.outbox import Undeliverable
 from bot.reply import SEND_ERRORS, Reply, describe, token_dead, too_large, transient
 
 log = logging.getLogger(__name__)
@@ -26,6 +30,13 @@ log = logging.getLogger(__name__)
 RESULT_BUDGETS = (1.0, 0.8)
 """Fractions of the upload limit to fit the result under: Discord's own count of a request
 can exceed the file's size, so a refused upload is tried once more, smaller."""
+
+
+def classify(error: BaseException) -> Retry | Undeliverable:
+    """What a refusal from Discord, or a request lost on the way, means to the outbox."""
+    if transient(error):
+        return Retry(describe(error))
+    return Undeliverable(describe(error))
 
 
 class Delivery:
@@ -44,6 +55,12 @@ class Delivery:
         self._result_view = result_view
 
     async def __call__(self, item: OutboxItem) -> int | None:
+        try:
+            return await self._deliver(item)
+        except SEND_ERRORS as error:
+            raise classify(error) from error
+
+    async def _deliver(self, item: OutboxItem) -> int | None:
         record = await self._journal.get(item.job_id)
         if record is None:  # expired and purged meanwhile
             return None
@@ -82,9 +99,7 @@ class Delivery:
             )
             content = messages.result(reply.mention, info, upload_limit=limit)
             if record.derivation is not None:
-                headline = messages.follow_up_headline(
-                    record.derivation.kind, info.strength, record.derivation.parent_seed
-                )
+                headline = followups.headline(record.derivation, info.strength)
                 content = messages.clip(f"{headline}\n{content}")
             name = messages.result_filename(fitted.format, record.id)
             try:
@@ -99,7 +114,7 @@ class Delivery:
                 continue
             await self._done_status(reply, record, message.jump_url)
             return message.id
-        await self.notice(reply, errors.result_lost(reply.mention), tell=True)
+        await self.notice(reply, messages.result_lost(reply.mention), tell=True)
         raise Undeliverable("the result is larger than Discord accepts, even re-encoded")
 
     async def _done_status(self, reply: Reply, record: JobRecord, url: str | None) -> None:
@@ -162,7 +177,7 @@ async def post(
         log.warning("job %s: cannot DM user %s (%s)", job_id, reply.user_id, describe(error))
     if reply.token_usable:
         try:
-            await reply.send_interaction(errors.cannot_post(), ephemeral=True)
+            await reply.send_interaction(messages.cannot_post(), ephemeral=True)
         except discord.HTTPException as error:
             log.warning("job %s: the ephemeral notice failed too (%s)", job_id, describe(error))
     raise Undeliverable("the channel, a DM and the interaction all refused")

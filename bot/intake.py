@@ -6,17 +6,17 @@ lies about ``Content-Length`` cannot make the bot buffer more than the cap. Deco
 thread, never on the event loop.
 
 A flood must not cost memory: a user's command takes its place in the per-user limit
-(``Reservations``) before anything is downloaded, and a ``Gate`` lets only a few commands
-download and decode at once, decoding in threads of its own (a 40-megapixel PNG costs about
-500 MB and seconds of CPU, and must not hold up the executor that starts workers).
+(``bot.jobs.queue.Reservations``) before anything is downloaded, and a ``Gate`` lets only a
+few commands download and decode at once, decoding in threads of its own (a 40-megapixel
+PNG costs about 500 MB and seconds of CPU, and must not hold up the executor that starts
+workers).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections import Counter
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -24,8 +24,8 @@ from typing import Any, TypeVar
 import aiohttp
 
 import engine
-from bot import errors
-from bot.queue import UserLimitReached
+from bot import messages
+from bot.errors import Refusal
 
 T = TypeVar("T")
 
@@ -53,36 +53,6 @@ class Picture:
     data: bytes
     width: int
     height: int
-
-
-class Reservations:
-    """Commands of each user between their acknowledgement and their job's queueing.
-
-    They count towards the per-user limit from the first moment, so N commands sent at once
-    by one user cost one refusal each, not N downloads and decodes. Use from one event loop.
-    """
-
-    def __init__(self, per_user: int) -> None:
-        self.per_user = per_user
-        self._pending: Counter[int] = Counter()
-
-    def pending(self, user_id: int) -> int:
-        return self._pending[user_id]
-
-    @contextlib.contextmanager
-    def reserve(self, user_id: int, active: int) -> Iterator[None]:
-        """Hold a place for the user, who has ``active`` jobs queued or running; raises
-        ``UserLimitReached`` when that and the places already held reach the limit."""
-        taken = active + self._pending[user_id]
-        if taken >= self.per_user:
-            raise UserLimitReached(taken, self.per_user)
-        self._pending[user_id] += 1
-        try:
-            yield
-        finally:
-            self._pending[user_id] -= 1
-            if self._pending[user_id] <= 0:
-                del self._pending[user_id]
 
 
 class Gate:
@@ -133,12 +103,12 @@ class TooLarge(Exception):
 def check_declared(upload: AttachmentRef, max_bytes: int) -> None:
     """Refuse by what Discord declares, before spending bandwidth."""
     if upload.size > max_bytes:
-        raise errors.too_large(upload.label, upload.size, max_bytes)
+        raise Refusal(messages.file_too_large(upload.label, upload.size, max_bytes))
     content_type = (upload.content_type or "").split(";")[0].strip().lower()
     # No content type is not a refusal (Discord leaves it out for odd extensions): the
     # decoder decides. A declared non-image one is.
     if content_type and not content_type.startswith("image/"):
-        raise errors.not_an_image(upload.label)
+        raise Refusal(messages.not_an_image(upload.label))
 
 
 async def download(session: aiohttp.ClientSession, url: str, max_bytes: int) -> bytes:
@@ -161,11 +131,11 @@ async def fetch(session: aiohttp.ClientSession, upload: AttachmentRef, max_bytes
     try:
         data = await download(session, upload.url, max_bytes)
     except TooLarge as error:
-        raise errors.too_large(upload.label, error.size, max_bytes) from None
+        raise Refusal(messages.file_too_large(upload.label, error.size, max_bytes)) from None
     except (aiohttp.ClientError, asyncio.TimeoutError):
-        raise errors.download_failed(upload.label) from None
+        raise Refusal(messages.download_failed(upload.label)) from None
     if not data:
-        raise errors.bad_image(upload.label, engine.ImageError("The file is empty."))
+        raise Refusal(messages.bad_image(upload.label, messages.empty_file()))
     return data
 
 
@@ -178,9 +148,9 @@ async def inspect(label: str, data: bytes, max_pixels: int, gate: Gate | None = 
         else:
             width, height = await asyncio.to_thread(_decoded_size, data, max_pixels)
     except engine.ImageError as error:
-        raise errors.bad_image(label, error) from None
+        raise Refusal(messages.bad_image(label, str(error))) from None
     if max(width, height) > MAX_ASPECT_RATIO * min(width, height):
-        raise errors.too_thin(label, width, height, MAX_ASPECT_RATIO)
+        raise Refusal(messages.too_thin(label, width, height, MAX_ASPECT_RATIO))
     return Picture(label, data, width, height)
 
 

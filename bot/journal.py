@@ -30,6 +30,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Protocol, TypeVar
 
+# SQLite's primary result codes (the sqlite3 module names them only from Python 3.11 on).
+SQLITE_BUSY = 5
+SQLITE_READONLY = 8
+
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
@@ -49,7 +53,9 @@ BUSY_TIMEOUT = 5.0
 
 JobState = Literal["queued", "running", "done", "failed", "cancelled"]
 UNFINISHED: tuple[JobState, ...] = ("queued", "running")
-OutboxKind = Literal["result", "notice"]
+OutboxKind = Literal["result", "notice", "status"]
+"""What an outbox item delivers: the result; a notice (shown on the status message, or posted
+if that is gone); or a final status (shown on the status message only)."""
 OutboxState = Literal["pending", "delivered", "failed"]
 
 ORPHAN_AGE = 3600.0
@@ -186,7 +192,7 @@ class Derivation:
 
     parent_id: str
     kind: str
-    """``bot.followups.FollowUp``'s value: ``reroll``, ``stronger`` or ``weaker``."""
+    """A key of ``bot.jobs.followups.RULES``: ``reroll``, ``stronger`` or ``weaker``."""
     parent_seed: int
 
 
@@ -533,13 +539,13 @@ class Journal:
         aside: the advice throws its queue away, so a busy or unwritable one must not get it."""
         where = self.path
         code = getattr(error, "sqlite_errorcode", 0) & 0xFF  # the primary code of an extended one
-        if code == sqlite3.SQLITE_BUSY or "database is locked" in str(error):
+        if code == SQLITE_BUSY or "database is locked" in str(error):
             return (
                 f"the job journal {where} is in use by another process (likely another instance "
                 f"of stylize-bot on STYLIZE_DATA_DIR={self.data_dir}; {error}); stop that one "
                 "first, and do not move the journal aside: it holds the queue"
             )
-        if code == sqlite3.SQLITE_READONLY or "readonly" in str(error):
+        if code == SQLITE_READONLY or "readonly" in str(error):
             return f"the job journal {where} is read-only: fix its permissions"
         if isinstance(error, sqlite3.OperationalError):  # a full disk, an I/O error
             return (

@@ -1,6 +1,8 @@
-"""Every status and result text the bot shows, as pure functions of plain values.
+"""Every text the bot shows its users, as constants and pure functions of plain values: the
+statuses and results, the follow-up buttons' words, the refusals and the failures.
 
-Refusals and failures are worded in ``bot.errors``; this module words the normal path.
+``bot.errors`` decides which of these an error gets; a later localisation replaces this module's
+words and nothing else. No Discord here (a mention is plain ``<@id>`` text).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from engine.images import format_extension, format_label
+from engine.jobs import FailureKind
 
 # Discord's own cap on message content.
 MAX_CONTENT = 2000
@@ -47,6 +50,11 @@ def file_size(size: int) -> str:
 def number(value: float) -> str:
     """A setting's value without float noise: 1.0 → ``"1"``, 0.3333 → ``"0.33"``."""
     return f"{value:.3g}"
+
+
+def mention(user_id: int) -> str:
+    """How a message names a member (Discord turns it into their name)."""
+    return f"<@{user_id}>"
 
 
 def percent(step: int, total: int) -> int:
@@ -182,17 +190,37 @@ def echo(typed: str, limit: int = MAX_ECHO) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+CANCEL_LABEL = "Cancel"
+
+
 # Follow-ups on a result (Re-roll, Stronger, Weaker)
 
 
-def follow_up_headline(kind: str, strength: float, parent_seed: int) -> str:
-    """What a follow-up job is, on its status and its result: ``kind`` is a
-    ``bot.followups.FollowUp`` value."""
-    if kind == "reroll":
-        return f"🎲 Re-roll of the picture with seed {parent_seed}"
-    label = "Stronger" if kind == "stronger" else "Weaker"
-    sign = "➕" if kind == "stronger" else "➖"
-    return f"{sign} {label}, strength {number(strength)} (from the picture with seed {parent_seed})"
+REROLL_LABEL = "Re-roll"
+REROLL_EMOJI = "🎲"
+STRONGER_LABEL = "Stronger"
+STRONGER_EMOJI = "➕"
+WEAKER_LABEL = "Weaker"
+WEAKER_EMOJI = "➖"
+
+
+def reroll_headline(strength: float, parent_seed: int) -> str:
+    """What a Re-roll job is, on its status and its result."""
+    return f"{REROLL_EMOJI} Re-roll of the picture with seed {parent_seed}"
+
+
+def stronger_headline(strength: float, parent_seed: int) -> str:
+    return (
+        f"{STRONGER_EMOJI} Stronger, strength {number(strength)} (from the picture with seed "
+        f"{parent_seed})"
+    )
+
+
+def weaker_headline(strength: float, parent_seed: int) -> str:
+    return (
+        f"{WEAKER_EMOJI} Weaker, strength {number(strength)} (from the picture with seed "
+        f"{parent_seed})"
+    )
 
 
 def follow_up_lowered(size: int, steps: int) -> str:
@@ -275,3 +303,160 @@ def style_one_or_other() -> str:
         "Give a style: either attach one as `style`, or pick one of this server's with "
         "`saved_style`, not both."
     )
+
+
+# Refusals: a request turned down for a reason the member can fix
+
+
+def file_too_large(label: str, size: int | None, limit: int) -> str:
+    got = f" is {file_size(size)}" if size is not None else " is too large"
+    return f"The {label}{got}; the limit is {file_size(limit)}. Send a smaller file."
+
+
+def not_an_image(label: str) -> str:
+    return f"The {label} isn't an image. Attach a PNG, JPEG or WebP picture."
+
+
+def download_failed(label: str) -> str:
+    return f"I couldn't download the {label} from Discord. Please send it again."
+
+
+def empty_file() -> str:
+    return "The file is empty."
+
+
+def bad_image(label: str, reason: str) -> str:
+    """``reason``: the engine's words for what is wrong with the picture."""
+    return f"The {label}: {reason}"
+
+
+def missing_permissions(names: list[str]) -> str:
+    return (
+        f"I can't post your picture in this channel: I need the {', '.join(names)} "
+        "permission here. Ask the server's admins, or use me in another channel."
+    )
+
+
+def too_thin(label: str, width: int, height: int, limit: int) -> str:
+    return (
+        f"The {label} is {width}×{height} px: one side is more than {limit} times the other, "
+        "too long and thin to paint with. Crop it closer to a square and send it again."
+    )
+
+
+def shutting_down() -> str:
+    return "I'm restarting and not taking new pictures. Try again in a minute."
+
+
+def user_limit_reached(active: int, limit: int) -> str:
+    jobs = "job" if active == 1 else "jobs"
+    return (
+        f"You already have {active} {jobs} queued or running, the most allowed here is "
+        f"{limit}. Wait for one to finish, or cancel one."
+    )
+
+
+def queue_full(waiting: int) -> str:
+    return f"The queue is full ({waiting} pictures waiting). Please try again in a few minutes."
+
+
+def engine_unavailable() -> str:
+    return "The painters are not available right now. Please try again in a few minutes."
+
+
+def slow_down(retry_after: float) -> str:
+    return f"Slow down: try again in {duration(retry_after)}."
+
+
+def servers_only() -> str:
+    return "This command works in servers only."
+
+
+def bot_missing_permissions(names: list[str]) -> str:
+    return f"I need these permissions here: {', '.join(names)}."
+
+
+def member_missing_permissions(names: list[str]) -> str:
+    return f"You need these permissions here: {', '.join(names)}."
+
+
+def bad_option() -> str:
+    return "One of the options isn't valid. Check them and try again."
+
+
+def may_not_post() -> str:
+    return (
+        "I'm not allowed to post here. I need Send Messages, Attach Files and Embed Links "
+        "in this channel."
+    )
+
+
+def refused(text: str) -> str:
+    """How a refusal or a failure is shown in answer to a command or a click."""
+    return clip(f"❌ {text}")
+
+
+def stale_button() -> str:
+    return (
+        "This job isn't running any more: it finished, or the bot restarted since. "
+        "Run `/stylize` again if you still want it."
+    )
+
+
+def unknown_button() -> str:
+    return (
+        "This button no longer works: it is from an older version of the bot. "
+        "Run `/stylize` again if you want a new picture."
+    )
+
+
+def not_yours() -> str:
+    return "That's not yours: only the person who asked, or a moderator, can cancel it."
+
+
+# Failures: a job that could not be painted or delivered
+
+GENERIC = (
+    "Something went wrong on my side. Please try again; if it keeps happening, tell the "
+    "server's admins."
+)
+
+
+def failure(kind: FailureKind | str, message: str, *, timeout: float) -> str:
+    """Words for a job the engine gave up on. Only a bad input's ``message`` is the engine's
+    words for the member; any other may be a traceback, which must not reach them."""
+    kind = FailureKind(kind)
+    if kind is FailureKind.BAD_INPUT:
+        return f"❌ {message}"
+    if kind is FailureKind.TIMEOUT:
+        return (
+            f"❌ This picture took longer than the {duration(timeout)} limit and was "
+            "stopped. Try a smaller size or quality: draft."
+        )
+    if kind is FailureKind.OUT_OF_MEMORY:
+        return "❌ The server ran out of memory on this picture. Try a smaller size."
+    if kind is FailureKind.WORKER_CRASHED:
+        return "❌ The painter crashed while working on your picture. Please try again."
+    return f"❌ {GENERIC}"
+
+
+def cannot_post() -> str:
+    return (
+        "❌ Your picture is ready, but I may not post in that channel and couldn't DM you. "
+        "Ask the server's admins to let me send messages and attach files there."
+    )
+
+
+def inputs_lost() -> str:
+    return "❌ Your pictures were lost while the bot restarted. Please run `/stylize` again."
+
+
+def keeps_crashing() -> str:
+    return (
+        "❌ The bot stopped several times while painting this picture, so it gave up on it. "
+        "Try a smaller size or quality: draft."
+    )
+
+
+def result_lost(mention: str) -> str:
+    return f"{mention}, your picture was made but I couldn't post it here. Please try again."

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import discord
 
+from bot import messages
+from bot.errors import Refusal
+
 NEEDED: tuple[tuple[str, str], ...] = (
     ("send_messages", "Send Messages"),
     ("attach_files", "Attach Files"),
@@ -38,3 +41,11 @@ def missing(permissions: discord.Permissions, *, in_thread: bool) -> list[str]:
 
 def in_thread(channel: object) -> bool:
     return getattr(channel, "type", None) in THREAD_TYPES
+
+
+def require(interaction: discord.Interaction) -> None:
+    """Refuse a job whose result could not be posted where it was asked for: before anything
+    else, and in the interaction's answer, which needs no channel permission."""
+    lacking = missing(interaction.app_permissions, in_thread=in_thread(interaction.channel))
+    if lacking:
+        raise Refusal(messages.missing_permissions(lacking))

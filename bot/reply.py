@@ -182,6 +182,7 @@ class Reply:
         elif clear_preview:
             kwargs["attachments"] = []
         if self.token_usable and not self._message_via_channel:
+            message: discord.Message | None
             try:
                 if self._message_id is not None:
                     message = await self.webhook.edit_message(self._message_id, **kwargs)
@@ -293,3 +294,20 @@ class Reply:
                 describe(error),
             )
         return None
+
+
+def conversation_of(interaction: discord.Interaction) -> Conversation:
+    """Where a job asked for in ``interaction`` is answered. Call it as soon as the
+    interaction is acknowledged: the token's clock starts then, on our side (the snowflake's
+    time would trust two machines' clocks to agree)."""
+    assert interaction.channel_id is not None
+    return Conversation(
+        user_id=interaction.user.id,
+        guild_id=interaction.guild_id,
+        channel_id=interaction.channel_id,
+        application_id=interaction.application_id,
+        interaction_id=interaction.id,
+        interaction_token=interaction.token,
+        token_expires_at=time.time() + TOKEN_LIFETIME,
+        upload_limit=interaction.filesize_limit,
+    )

@@ -1,5 +1,5 @@
 """Draw docs/result-message.png: a result message as Discord shows it, from the bot's own text
-(``bot.messages.result``) and button payload (``bot.followups.result_view``).
+(``bot.messages.result``) and button payload (``bot.buttons.result_view``).
 
     PYTHONPATH=. python docs/render_result_message.py
 
@@ -15,7 +15,7 @@ from typing import Any
 
 from PIL import Image, ImageDraw, ImageFont
 
-from bot import followups, messages
+from bot import buttons, messages
 
 HERE = Path(__file__).resolve().parent
 FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"
@@ -34,7 +34,7 @@ def result_payload() -> tuple[str, list[dict[str, Any]]]:
         format="png", size_bytes=412_000,
     )  # fmt: skip
     content = messages.result("@Requester", info, upload_limit=10 * 1024 * 1024)
-    view = followups.result_view("0123456789abcdef0123456789abcdef", info.strength)
+    view = buttons.result_view("0123456789abcdef0123456789abcdef", info.strength)
     return content, view.to_components()
 
 

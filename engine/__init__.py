@@ -1,8 +1,8 @@
 """The style-transfer engine: Gatys, Ecker and Bethge's method, with no Discord in it.
 
 Importing ``engine`` does not import torch: the bot process uses ``load_image``, the
-settings and the worker pool, and only worker processes pay for torch. The names that need
-torch are loaded on first use.
+settings and a backend (``engine.backends``), and only worker processes pay for torch. The
+names that need torch are loaded on first use.
 """
 
 from __future__ import annotations

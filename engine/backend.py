@@ -2,7 +2,9 @@
 ``JobHandle``.
 
 Two backends implement it: ``engine.pool.EnginePool`` (spawned worker processes on this
-machine) and ``engine.ray_backend.RayBackend`` (one Ray actor per GPU in a Ray cluster).
+machine) and ``engine.ray_backend.RayBackend`` (one Ray actor per GPU in a Ray cluster). Both
+get their start, ``submit`` and close from ``engine.lifecycle.BackendLifecycle``, and
+``engine.backends.create_backend`` builds either by name.
 Neither schedules: the caller (the bot's fair queue) decides the order and submits a job only
 while ``capacity`` says a worker is free. A job submitted when none is, which can only happen
 in a race (a worker lost a moment ago), waits for the next free worker.
@@ -132,17 +134,36 @@ class CapacityListeners:
 class Backend(Protocol):
     """Runs jobs somewhere: worker processes here, or actors in a Ray cluster.
 
-    Use it from one asyncio event loop; nothing here blocks that loop.
+    Use it from one asyncio event loop; nothing here blocks that loop. Its life:
+    ``new → starting → running (→ broken) → closing → closed``; ``start`` once, ``close`` any
+    number of times, from any state.
     """
 
     async def start(self) -> None:
-        """Returns when the first workers have loaded their network; raises
-        ``engine.WeightsError`` / ``SettingsError`` (as a worker reported it) or
-        ``BackendError``."""
+        """Returns when the workers have loaded their network (those the machine or cluster
+        has room for). Raises ``engine.WeightsError`` / ``SettingsError`` (as a worker
+        reported it), ``engine.ClusterError`` (Ray could not be joined or started) or
+        ``BackendError``: when no worker was ready within the backend's start timeout, when
+        ``close`` was called meanwhile (the start is aborted at once, even with workers still
+        loading), or on a second start. Whatever a failed start started, it has ended before
+        it raises."""
 
     async def close(self, grace: float = 10.0) -> None:
-        """Takes no more jobs, gives running ones ``grace`` seconds, cancels the rest (each
-        gets its final event) and ends every worker it started."""
+        """Ends the backend. In order:
+
+        1. from now on ``submit`` raises ``BackendError``;
+        2. jobs still waiting for a worker end ``Cancelled`` at once;
+        3. running jobs get ``grace`` seconds to finish;
+        4. then each is asked to stop (the stop path: a request, then a kill), and close waits
+           for their final events (a backend may bound that wait, e.g. Ray's ``close`` ends
+           within ``grace`` + ``CLOSE_MARGIN`` seconds);
+        5. every job left gets ``Cancelled``: no job ends without its one final event;
+        6. every worker (and whatever else it started, e.g. a private Ray) is ended.
+
+        Before ``start``, close does nothing but make the backend closed. During ``start``,
+        it aborts the start (which raises ``BackendError``) and returns once what the start
+        had begun has ended. A second close, concurrent or later, waits for the first to
+        finish and returns; it never raises."""
 
     @property
     def capacity(self) -> int:
@@ -164,7 +185,8 @@ class Backend(Protocol):
 
     def submit(self, job: Job) -> JobHandle:
         """Runs ``job`` on a free worker (or the next one to free up); raises ``BackendError``
-        when the backend is not running."""
+        unless the backend is running: before ``start`` completes, once it is broken, and
+        from the moment ``close`` is called."""
 
 
 __all__ = ["Backend", "CapacityListener", "CapacityListeners", "JobHandle", "JobStream"]

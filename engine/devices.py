@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from typing import Any
 
 import torch
 
@@ -57,10 +58,16 @@ def configure_cuda(precision: str) -> None:
     set_tf32(precision in ("auto", "tf32", "bf16"))
 
 
+def _cudnn_conv() -> Any:
+    """``torch.backends.cudnn.conv`` (torch ≥ 2.9), or None. Looked up rather than named:
+    older torch, and this torch's type stubs, have no such attribute."""
+    return getattr(torch.backends.cudnn, "conv", None)
+
+
 def _has_fp32_precision_api() -> bool:
     # torch ≥ 2.9 has per-backend ``fp32_precision`` and refuses to mix it with the older
     # ``allow_tf32`` flags in one process, so only one of the two is ever used.
-    conv = getattr(torch.backends.cudnn, "conv", None)
+    conv = _cudnn_conv()
     return conv is not None and hasattr(conv, "fp32_precision")
 
 
@@ -68,7 +75,7 @@ def set_tf32(enabled: bool) -> None:
     """TF32 for convolutions and matrix products, through whichever API this torch has."""
     if _has_fp32_precision_api():
         precision = "tf32" if enabled else "ieee"
-        torch.backends.cudnn.conv.fp32_precision = precision
+        _cudnn_conv().fp32_precision = precision
         torch.backends.cuda.matmul.fp32_precision = precision
     else:
         torch.backends.cudnn.allow_tf32 = enabled

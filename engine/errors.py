@@ -1,6 +1,6 @@
 """Every error the engine raises on purpose, each with a message a user can act on.
 
-Callers (the CLI, the worker pool, the bot) show ``str(error)`` to people as it is, so
+Callers (the CLI, the backends, the bot) show ``str(error)`` to people as it is, so
 messages are one plain sentence or two, with no internals in them.
 """
 

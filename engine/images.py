@@ -188,12 +188,14 @@ def _to_srgb(image: Image.Image) -> Image.Image:
     converted = _flatten_alpha(converted)
     if converted.mode == "LAB":
         # Pillow's LAB -> RGB "conversion" only relabels the bands; lcms does the real maths.
-        converted = ImageCms.profileToProfile(
+        srgb = ImageCms.profileToProfile(
             converted,
             ImageCms.createProfile("LAB"),
             ImageCms.createProfile("sRGB"),
             outputMode="RGB",
         )
+        assert srgb is not None  # None only with inPlace=True
+        converted = srgb
     elif converted.mode not in ("L", "RGB", "CMYK"):
         converted = converted.convert("L" if converted.mode == "1" else "RGB")
     if icc:
@@ -217,7 +219,7 @@ def _to_8bit(image: Image.Image) -> Image.Image:
     if image.mode.startswith("I;16"):
         low, high = 0.0, 65535.0  # the file's full range, whatever this picture uses
     elif image.mode in ("I", "F"):
-        low, high = image.getextrema()  # type: ignore[misc]
+        low, high = _band_range(image)
         if image.mode == "F" and low >= 0 and high <= 1:
             low, high = 0.0, 1.0  # float images are usually 0..1
         elif low >= 0 and high <= 255:
@@ -230,6 +232,14 @@ def _to_8bit(image: Image.Image) -> Image.Image:
     scale = 255 / (high - low) if high > low else 0.0
     offset = 0.5 - low * scale  # F -> L truncates, so +0.5 rounds to nearest
     return image.convert("F").point(lambda value: value * scale + offset).convert("L")
+
+
+def _band_range(image: Image.Image) -> tuple[float, float]:
+    """The smallest and the largest value in a one-band image."""
+    low, high = image.getextrema()  # one band: (min, max); several: a pair per band
+    if isinstance(low, tuple) or isinstance(high, tuple):
+        raise ValueError(f"a {image.mode} image has more than one band")
+    return float(low), float(high)
 
 
 def _flatten_alpha(image: Image.Image) -> Image.Image:

@@ -101,8 +101,8 @@ class JobStats:
     height: int
     seed: int
     settings: dict[str, Any]
-    """The settings actually used (``StylizeSettings.to_dict()``), with the pool's device and
-    weights, the seed drawn, and the reduced size after an out-of-memory retry."""
+    """The settings actually used (``StylizeSettings.to_dict()``), with the backend's device
+    and weights, the seed drawn, and the reduced size after an out-of-memory retry."""
 
 
 @dataclass(frozen=True)
@@ -130,10 +130,12 @@ class Cancelled:
 
 Event: TypeAlias = Started | JobProgress | Done | Failed | Cancelled
 FinalEvent: TypeAlias = Done | Failed | Cancelled
-FINAL_EVENTS: tuple[type, ...] = (Done, Failed, Cancelled)
+FINAL_EVENTS: tuple[type[Done], type[Failed], type[Cancelled]] = (Done, Failed, Cancelled)
+"""For ``isinstance(event, FINAL_EVENTS)``, which narrows ``event`` to a ``FinalEvent``."""
 
 
-# The worker protocol: messages between the pool and a worker process. Callers never see them.
+# The local backend's worker protocol: messages between ``EnginePool`` and a worker process.
+# Callers never see them. ``WorkerConfig`` is also what a Ray actor starts from.
 
 
 @dataclass(frozen=True)
@@ -142,11 +144,11 @@ class WorkerConfig:
 
     index: int
     device: str
-    """As configured for the pool (``auto``, ``cpu``, ``cuda``, ``cuda:N``, ``mps``)."""
+    """As configured for the backend (``auto``, ``cpu``, ``cuda``, ``cuda:N``, ``mps``)."""
     weights: str
     workers: int
-    """How many workers the pool runs: ``auto`` pins worker i to ``cuda:{i % gpus}``, and
-    CPU workers share the cores between them."""
+    """How many workers the backend runs on this machine: ``auto`` pins worker i to
+    ``cuda:{i % gpus}``, and CPU workers share the cores between them."""
     threads: int | None = None
     """Torch CPU threads; ``None`` divides torch's default among the workers."""
 

@@ -23,9 +23,18 @@ Memory: ``history`` pairs of (s, y), each the size of the image, plus one more v
 
 from __future__ import annotations
 
+from typing import TypedDict
+
 import torch
 
 from engine.devices import exact_matmul
+
+
+class _TensorOptions(TypedDict):
+    """Where the optimiser's state lives: the parameter's device and dtype."""
+
+    device: torch.device
+    dtype: torch.dtype
 
 
 class LBFGS:
@@ -44,7 +53,7 @@ class LBFGS:
         self.history = m = history
         self.lr = lr
         n = param.numel()
-        opts = {"device": param.device, "dtype": param.dtype}
+        opts: _TensorOptions = {"device": param.device, "dtype": param.dtype}
         # Rows [0, m) hold s by slot, rows [m, 2m) hold y: one matrix, so products over the
         # whole history are single matrix-vector products.
         self._w = torch.zeros(2 * m, n, **opts)

@@ -59,6 +59,11 @@ class VGGEncoder(nn.Module):
     call because it has no weights: one loaded network serves max- and average-pooling jobs.
     """
 
+    # Buffers, registered in __init__: declared here because nn.Module's __getattr__, which
+    # finds them, can only say "a tensor or a module".
+    mean: torch.Tensor
+    std: torch.Tensor
+
     def __init__(self, convs: list[nn.Conv2d]) -> None:
         super().__init__()
         self.convs = nn.ModuleList(convs)
@@ -197,6 +202,7 @@ def _build_convs(state: Mapping[str, torch.Tensor]) -> list[nn.Conv2d]:
                 f"{VGG19_LAYERS[index]} (features.{index}) is missing or has the wrong shape."
             )
         conv = nn.Conv2d(inp, out, kernel_size=3, padding=1)
+        assert conv.bias is not None  # Conv2d has a bias unless built with bias=False
         with torch.no_grad():
             conv.weight.copy_(weight)
             conv.bias.copy_(bias)

@@ -81,6 +81,11 @@ class LossParts(NamedTuple):
     style: torch.Tensor
     tv: torch.Tensor
 
+    @property
+    def total(self) -> torch.Tensor:
+        """The objective the optimisation minimises: content + style + total variation."""
+        return self.content + self.style + self.tv
+
 
 class GatysObjective:
     """Content + style + total variation of an image, against targets computed once.

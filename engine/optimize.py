@@ -102,7 +102,7 @@ def optimize_image(
         if cancel is not None and cancel():
             raise StopRequested()
         parts = objective(x)
-        total = parts.content + parts.style + parts.tv
+        total = parts.total
         (grad,) = torch.autograd.grad(total, x)
         with torch.no_grad():
             opt.step(grad)

@@ -19,6 +19,9 @@ How it works:
   ``stop_grace`` seconds is killed and replaced, as is one that dies.
 * The pool does not schedule: its caller submits a job while ``capacity`` says a worker is
   free. A job submitted when none is (a race with a dying worker) waits for the next one.
+* Start, ``submit`` and close follow ``engine.lifecycle.BackendLifecycle``, as in every
+  backend. The pool's own part: a close during start kills the workers still loading (they
+  would see their closed pipe only once loaded); a loaded worker exits when its pipe closes.
 
 This module must not import torch, directly or indirectly: the bot process imports it.
 """
@@ -34,17 +37,12 @@ import signal
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from types import TracebackType
-from typing import Any, Literal
+from typing import Any
 
-from engine.backend import CapacityListener, CapacityListeners, JobHandle
+from engine.backend import JobHandle
 from engine.errors import SettingsError, WeightsError
 from engine.jobs import (
     BackendError,
-    Cancelled,
-    Failed,
-    FailureKind,
-    Job,
     JobProgress,
     RunJob,
     WorkerConfig,
@@ -52,16 +50,14 @@ from engine.jobs import (
     WorkerReady,
     WorkerStartFailed,
 )
-from engine.runs import BROKEN, SHUTDOWN, Run, RunBook
+from engine.lifecycle import START_TIMEOUT, BackendLifecycle
+from engine.runs import Run
 from engine.settings import StylizeSettings
 
 log = logging.getLogger(__name__)
 
 MAX_START_FAILURES = 3
 """A worker slot whose replacement fails to start this many times in a row is given up."""
-START_TIMEOUT = 900.0
-"""Seconds ``start`` waits for its workers to load: the first start may download the ImageNet
-weights (548 MB)."""
 SHUTDOWN_WAIT = 10.0
 """Seconds ``close`` waits for an idle worker to exit before killing it."""
 
@@ -71,8 +67,6 @@ _START_ERRORS: dict[str, type[Exception]] = {
 }
 _CLOSE_PIPE = object()
 """Put in a worker's outbox: the writer thread closes the task pipe, so the worker exits."""
-
-PoolState = Literal["new", "starting", "running", "broken", "closing", "closed"]
 
 
 def _worker_entry(*args: Any) -> None:
@@ -221,9 +215,9 @@ class _Slot:
             self.proc.kill()
 
 
-class EnginePool:
+class EnginePool(BackendLifecycle):
     """Worker processes that run stylisation jobs: the ``local`` backend. Use it from one
-    asyncio event loop.
+    asyncio event loop. Its start, close and ``submit`` are ``BackendLifecycle``'s.
 
     ``workers=None`` runs one worker per CUDA device (each pinned to its device), or one
     without a GPU. ``threads`` sets torch's CPU threads per worker; ``None`` divides torch's
@@ -231,7 +225,12 @@ class EnginePool:
     dies is failed as ``worker_crashed``, or retried once with ``retry_crashed``.
     ``stop_grace`` is how long a job asked to stop (timeout, shutdown) may take before its
     worker is killed and replaced. ``start_timeout`` bounds ``start``.
+
+    A close during ``start`` kills the workers that are still loading. Past its grace, close
+    waits for every job it asked to stop (at most ``stop_grace``, then the kill).
     """
+
+    name = "engine pool"
 
     def __init__(
         self,
@@ -250,26 +249,19 @@ class EnginePool:
             raise ValueError("workers must be at least 1, or None for one per GPU.")
         if threads is not None and threads < 1:
             raise ValueError("threads must be at least 1, or None.")
-        if start_timeout <= 0:
-            raise ValueError("start_timeout must be positive.")
-        self._start_timeout = start_timeout
-        self._book = RunBook(
+        super().__init__(
             job_timeout=job_timeout,
             stop_grace=stop_grace,
             retry_crashed=retry_crashed,
-            on_waiting=self._dispatch,
+            start_timeout=start_timeout,
         )
         self._workers = workers
         self._device = device
         self._weights = weights
         self._threads = threads
         self._context = multiprocessing.get_context("spawn")
-        self._state: PoolState = "new"
         self._slots: list[_Slot] = []
         self._spawns: set[asyncio.Task[None]] = set()
-        self._listeners = CapacityListeners()
-        self._closing: asyncio.Event | None = None
-        self._closed: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
     # ----- what callers see -------------------------------------------------------------------
@@ -299,10 +291,6 @@ class EnginePool:
         return sum(slot.run is not None for slot in self._slots)
 
     @property
-    def broken(self) -> bool:
-        return self._state == "broken"
-
-    @property
     def devices(self) -> tuple[str, ...]:
         """The device of each worker that is up, as it reported when it loaded its network."""
         return tuple(slot.device for slot in self._slots if slot.ready)
@@ -312,68 +300,19 @@ class EnginePool:
         """Process id of each slot's worker; ``None`` while a slot has none."""
         return tuple(slot.proc.pid if slot.proc else None for slot in self._slots)
 
-    def add_capacity_listener(self, listener: CapacityListener) -> None:
-        self._listeners.add(listener)
+    # ----- start and end (BackendLifecycle) -------------------------------------------------
 
-    async def __aenter__(self) -> EnginePool:
-        await self.start()
-        return self
+    def _start_timed_out(self, seconds: float) -> BackendError:
+        return BackendError(
+            f"The engine's workers did not load their network within {seconds:g} s (a "
+            "stalled weights download, or a GPU that does not start?)."
+        )
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        await self.close()
-
-    async def start(self) -> None:
-        """Starts the workers; returns when every one has loaded its network.
-
-        Raises ``WeightsError`` or ``SettingsError`` (as a worker reported it) or
-        ``BackendError`` (no worker ready within ``start_timeout``, or ``close`` was called),
-        after ending whatever it started.
-        """
-        if self._state != "new":
-            raise BackendError("The engine pool was already started.")
-        self._state = "starting"
-        self._loop = asyncio.get_running_loop()
-        self._closing = asyncio.Event()
-        self._closed = asyncio.Event()
-        starting = asyncio.ensure_future(self._start_workers())
-        closing = asyncio.ensure_future(self._closing.wait())
-        try:
-            # A signal during start-up (the first start may download 550 MB of weights) must
-            # not wait for the workers, nor may a hung download or CUDA init keep us silent.
-            await asyncio.wait(
-                {starting, closing},
-                timeout=self._start_timeout,
-                return_when=asyncio.FIRST_COMPLETED,
-            )
-            if not starting.done() or self._closing.is_set():
-                starting.cancel()
-                with contextlib.suppress(BaseException):
-                    await starting
-                if self._closing.is_set():  # even if the workers were ready just now
-                    raise BackendError(SHUTDOWN)
-                raise BackendError(
-                    f"The engine's workers did not load their network within "
-                    f"{self._start_timeout:g} s (a stalled weights download, or a GPU that "
-                    "does not start?)."
-                )
-            starting.result()
-        except BaseException:
-            await self._end_workers()
-            self._state = "closed"
-            self._closed.set()
-            raise
-        finally:
-            closing.cancel()
-        self._state = "running"
-        self._capacity_changed()
+    def _on_running(self) -> None:
         log.info("engine pool started: %d worker(s)", len(self._slots))
 
     async def _start_workers(self) -> None:
+        self._loop = asyncio.get_running_loop()
         if self._workers is None:
             # The parent imports no torch, so the first worker counts the GPUs.
             self._slots = [_Slot(0)]
@@ -390,51 +329,6 @@ class EnginePool:
         for result in results:
             if isinstance(result, BaseException):
                 raise result
-
-    def submit(self, job: Job) -> JobHandle:
-        """Runs ``job`` on a free worker, or on the next one to free up."""
-        if self._state != "running":
-            raise BackendError(_NOT_RUNNING[self._state])
-        return self._book.add(job).stream.handle
-
-    async def close(self, grace: float = 10.0) -> None:
-        """Stops taking jobs, gives running ones ``grace`` seconds to finish, cancels the rest
-        (each gets its final event) and ends every worker process."""
-        if self._state == "new":
-            self._state = "closed"
-            return
-        assert self._closing is not None and self._closed is not None
-        if self._state in ("closing", "closed"):
-            await self._closed.wait()
-            return
-        if self._state == "starting":
-            # start() sees this, ends the workers (killing those still loading) and raises.
-            self._state = "closing"
-            self._closing.set()
-            await self._closed.wait()
-            return
-        self._state = "closing"
-        self._closing.set()
-        book = self._book
-        try:
-            for run in list(book.waiting):
-                book.stop(run, "shutdown")  # ends at once: it has no worker
-            running = [run.stream.final for run in book.runs.values()]
-            if running:
-                await asyncio.wait(running, timeout=max(0.0, grace))
-            # The stop path ends in a final event: cooperatively, or when the kill lands.
-            book.stop_all("shutdown")
-            pending = [run.stream.final for run in book.runs.values()]
-            if pending:
-                await asyncio.wait(pending)
-            await self._end_workers()
-        finally:
-            # Nothing may end without its final event.
-            book.finish_all(lambda run: Cancelled(run.job.id, SHUTDOWN))
-            self._state = "closed"
-            self._closed.set()
-            self._capacity_changed()
-            log.info("engine pool closed")
 
     # ----- workers ------------------------------------------------------------------------
 
@@ -494,17 +388,6 @@ class EnginePool:
         self._spawns.add(task)
         task.add_done_callback(self._spawns.discard)
 
-    def _break(self) -> None:
-        """No worker can start any more: fail what waits and refuse new jobs."""
-        self._state = "broken"
-        self._book.finish_all(lambda run: Failed(run.job.id, FailureKind.INTERNAL, BROKEN))
-        if not self._listeners.update(0):
-            self._listeners.tell()  # it was 0 already: say it again, now that it stays there
-
-    def _capacity_changed(self) -> None:
-        capacity = self.capacity if self._state == "running" else 0
-        self._listeners.update(capacity)
-
     def _on_message(self, proc: _WorkerProcess, message: object) -> None:
         slot = self._slots[proc.config.index] if proc.config.index < len(self._slots) else None
         if slot is None or slot.proc is not proc:
@@ -557,10 +440,8 @@ class EnginePool:
             log.error("engine worker %d failed to start: %s",
                       slot.index, self._start_exception(proc, exitcode))  # fmt: skip
         self._capacity_changed()
-        if run is not None and self._state != "running":
-            run.stop_reason = run.stop_reason or "shutdown"
         if run is not None:
-            self._book.lost(run)
+            self._lose(run)
         self._schedule_replacement(slot)
         self._dispatch()
 
@@ -573,8 +454,10 @@ class EnginePool:
             )
         return _START_ERRORS.get(failure.error, BackendError)(failure.message)
 
-    async def _end_workers(self) -> None:
-        """Ends every worker process and waits until each is reaped."""
+    async def _end_workers(self, budget: float | None) -> None:
+        """Ends every worker process and waits until each is reaped: a loading one is killed
+        at once, a loaded one sees its pipe close and exits, or is killed after
+        ``SHUTDOWN_WAIT`` seconds (or ``budget``, if less)."""
         if self._spawns:
             await asyncio.gather(*self._spawns, return_exceptions=True)
         procs = [slot.proc for slot in self._slots if slot.proc is not None]
@@ -590,7 +473,8 @@ class EnginePool:
         exits = [proc.exited for proc in procs if proc.pid is not None]
         if not exits:
             return
-        _, late = await asyncio.wait(exits, timeout=SHUTDOWN_WAIT)
+        wait = SHUTDOWN_WAIT if budget is None else min(budget, SHUTDOWN_WAIT)
+        _, late = await asyncio.wait(exits, timeout=wait)
         for proc in procs:
             if proc.exited in late:
                 log.warning("engine worker %d did not exit; killing it", proc.config.index)
@@ -617,15 +501,6 @@ class EnginePool:
 
 def _loaded(proc: _WorkerProcess) -> bool:
     return proc.ready.done() and not proc.ready.cancelled() and proc.ready.exception() is None
-
-
-_NOT_RUNNING: dict[str, str] = {
-    "new": "The engine pool has not been started.",
-    "starting": "The engine pool is still starting.",
-    "broken": BROKEN,
-    "closing": SHUTDOWN,
-    "closed": "The engine pool is closed.",
-}
 
 
 __all__ = ["EnginePool", "JobHandle"]

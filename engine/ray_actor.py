@@ -22,8 +22,10 @@ import queue
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import ray
+from ray.actor import ActorClass
 
 from engine.errors import EngineError
 from engine.jobs import Cancelled, Done, Failed, Job, JobProgress, WorkerConfig
@@ -48,9 +50,8 @@ class ActorInfo:
     message: str = ""
 
 
-@ray.remote(concurrency_groups={CONTROL: 1})
 class StylizeActor:
-    """One engine worker in a Ray cluster."""
+    """One engine worker in a Ray cluster: the body of ``StylizeActorClass``."""
 
     def __init__(self, config: WorkerConfig) -> None:
         # Imported here, not at the top: the driver imports this module without torch.
@@ -116,4 +117,10 @@ class StylizeActor:
         worker.join()
 
 
-__all__ = ["CONTROL", "ActorInfo", "StylizeActor"]
+# Ray's stub of ray.remote(**options) lists the options of tasks and actors but omits
+# concurrency_groups, which Ray accepts (and documents) for actor classes: the stub is wrong.
+_with_control_group: Any = ray.remote(concurrency_groups={CONTROL: 1})  # type: ignore[call-overload]
+StylizeActorClass: ActorClass[StylizeActor] = _with_control_group(StylizeActor)
+"""The Ray actor class that the backend creates its actors from."""
+
+__all__ = ["CONTROL", "ActorInfo", "StylizeActor", "StylizeActorClass"]

@@ -24,9 +24,10 @@ backend notices them and puts actors on their GPUs. How it works:
   Without an address the backend starts a private Ray (``address="local"``: never one that
   happens to run on the machine, nor a dead one named by a stale record) that requires a
   fresh random token of each client.
-* **Closing.** ``close(grace)`` gives running jobs ``grace`` seconds, then kills the actors
-  (no cooperative stop is waited for beyond the grace) and stops the private Ray, within
-  ``CLOSE_MARGIN`` seconds more. A close during ``start`` cancels the start.
+* **Closing.** Start and close are ``engine.lifecycle.BackendLifecycle``'s, as for every
+  backend: ``close(grace)`` gives running jobs ``grace`` seconds, asks them to stop and gives
+  them ``STOP_WAIT`` seconds more, then kills the actors and stops the private Ray, all within
+  ``CLOSE_MARGIN`` seconds of the grace. A close during ``start`` cancels the start.
 * **Failures.** ``max_restarts=MAX_RESTARTS``: an actor whose process dies (a CUDA fault, the
   OOM killer) comes back on its node with a fresh CUDA context; beyond that, or when its node
   is gone, it is dead and the node table decides whether to start another. ``max_task_retries
@@ -50,14 +51,12 @@ import sys
 import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Any, Literal
 
 import ray
 from ray.exceptions import RayError
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from engine.backend import CapacityListener, CapacityListeners, JobHandle
 from engine.errors import ClusterError, EngineError, SettingsError, WeightsError
 from engine.jobs import (
     BackendError,
@@ -65,12 +64,12 @@ from engine.jobs import (
     Done,
     Failed,
     FailureKind,
-    Job,
     JobProgress,
     WorkerConfig,
 )
-from engine.ray_actor import ActorInfo, StylizeActor
-from engine.runs import SHUTDOWN, Run, RunBook
+from engine.lifecycle import START_TIMEOUT, BackendLifecycle
+from engine.ray_actor import ActorInfo, StylizeActorClass
+from engine.runs import Run
 from engine.settings import StylizeSettings
 
 log = logging.getLogger(__name__)
@@ -79,16 +78,16 @@ MAX_RESTARTS = 2
 """Restarts of one actor by Ray, on its own node, before it counts as dead."""
 MAX_TASK_RETRIES = 0
 """Ray never replays a job: the backend's ``retry_crashed`` decides, as for local workers."""
-START_TIMEOUT = 900.0
-"""Seconds ``start`` waits for its first actors: the first start on a node may download the
-ImageNet weights; an actor that never loads means the cluster lacks the resources it asks."""
 MAX_START_FAILURES = 3
 """An actor position (node, slot) that fails to start this many times in a row is given up."""
 CONNECT_TIMEOUT = 30.0
 """Default seconds to join a cluster or start the private Ray before giving up."""
 CLOSE_MARGIN = 4.0
-"""Seconds ``close`` takes, after the grace, to end the actors and stop the private Ray: the
-bot gives the whole close ``grace + 5`` seconds."""
+"""Seconds ``close`` takes, after the grace, to stop the jobs, end the actors and stop the
+private Ray: the bot gives the whole close ``grace + 5`` seconds."""
+STOP_WAIT = 1.0
+"""Seconds of ``CLOSE_MARGIN`` that jobs asked to stop by ``close`` get before their actors are
+killed (a job sees the request within a step)."""
 
 _START_ERRORS: dict[str, type[Exception]] = {
     "WeightsError": WeightsError,
@@ -242,7 +241,9 @@ def token_auth() -> Iterator[str]:
 def _reload_auth_config() -> None:
     # Ray reads its settings and the token once per process and caches them; this makes it
     # read the environment again, as Ray's own `ray.init` does when it turns token mode on.
-    from ray._raylet import AuthenticationTokenLoader, Config
+    # The compiled ray._raylet has both classes; its stub (_raylet.pyi) declares only the ids
+    # and ObjectRef, hence the ignore.
+    from ray._raylet import AuthenticationTokenLoader, Config  # type: ignore[attr-defined]
 
     Config.initialize("")
     AuthenticationTokenLoader.instance().reset_cache()
@@ -381,8 +382,9 @@ def _one_connection_attempt(joining: bool) -> Iterator[None]:
         os.environ.pop(name, None)
 
 
-class RayBackend:
-    """Ray actors that run stylisation jobs. Use it from one asyncio event loop.
+class RayBackend(BackendLifecycle):
+    """Ray actors that run stylisation jobs. Use it from one asyncio event loop. Its start,
+    close and ``submit`` are ``BackendLifecycle``'s.
 
     ``address``: ``None`` starts a private Ray on this machine (and stops it on ``close``);
     ``auto``, ``HOST:PORT`` or ``ray://HOST:PORT`` joins that cluster, within
@@ -391,8 +393,17 @@ class RayBackend:
     ``None`` for one per GPU (or one per node when the cluster has no GPU). ``threads``: torch
     CPU threads per actor; ``actor_cpus`` the CPUs that Ray reserves for each actor when it
     places them. ``init_options`` go to ``ray.init`` when this backend starts Ray.
+    ``start_timeout`` bounds the whole start: joining, then the actors loading.
     The other arguments mean what they mean for ``EnginePool``.
+
+    Closing takes at most ``grace + CLOSE_MARGIN`` seconds: past the grace, jobs asked to stop
+    get ``STOP_WAIT`` seconds, then the actors are killed and the private Ray stopped. It is
+    never ``broken``: a cluster can always gain a node that starts an actor.
     """
+
+    name = "Ray backend"
+    close_margin = CLOSE_MARGIN
+    stop_wait = STOP_WAIT
 
     def __init__(
         self,
@@ -405,6 +416,7 @@ class RayBackend:
         retry_crashed: bool = False,
         threads: int | None = None,
         stop_grace: float = 5.0,
+        start_timeout: float = START_TIMEOUT,
         poll_interval: float = 2.0,
         actor_cpus: float = 1.0,
         init_options: dict[str, Any] | None = None,
@@ -419,11 +431,11 @@ class RayBackend:
             raise ValueError("poll_interval and actor_cpus must be positive.")
         if connect_timeout <= 0:
             raise ValueError("connect_timeout must be positive.")
-        self._book = RunBook(
+        super().__init__(
             job_timeout=job_timeout,
             stop_grace=stop_grace,
             retry_crashed=retry_crashed,
-            on_waiting=self._dispatch,
+            start_timeout=start_timeout,
         )
         self._address = address
         self._workers = workers
@@ -434,17 +446,12 @@ class RayBackend:
         self._actor_cpus = actor_cpus
         self._init_options = dict(init_options or {})
         self._connect_timeout = connect_timeout
-        self._state: BackendState = "new"
         self._session: RaySession | None = None
-        self._closing = asyncio.Event()
-        self._closed = asyncio.Event()
-        self._close_budget = CLOSE_MARGIN
         self._actors: dict[ActorKey, _Actor] = {}
         self._positions: dict[ActorKey, _Position] = {}
         self._nodes: dict[str, NodeInfo] = {}
         self._indices: dict[ActorKey, int] = {}
         self._tasks: set[asyncio.Task[None]] = set()
-        self._listeners = CapacityListeners()
         self._poller: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
 
@@ -454,11 +461,6 @@ class RayBackend:
     def capacity(self) -> int:
         """Actors that are up, busy or not: how many jobs can run at once now."""
         return sum(actor.ready for actor in self._actors.values())
-
-    @property
-    def broken(self) -> bool:
-        # A cluster can always gain a node that starts an actor: never given up on.
-        return False
 
     @property
     def devices(self) -> tuple[str, ...]:
@@ -483,74 +485,29 @@ class RayBackend:
     def running(self) -> int:
         return sum(actor.run is not None for actor in self._actors.values())
 
-    def add_capacity_listener(self, listener: CapacityListener) -> None:
-        self._listeners.add(listener)
+    # ----- start and end (BackendLifecycle) -------------------------------------------------
 
-    async def __aenter__(self) -> RayBackend:
-        await self.start()
-        return self
+    def _start_timed_out(self, seconds: float) -> BackendError:
+        return BackendError(
+            f"The Ray backend did not start within {seconds:g} s: check that the cluster's "
+            "nodes have the GPUs (or CPUs) its engine actors need free."
+        )
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        await self.close()
-
-    async def start(self) -> None:
-        """Joins or starts Ray and starts an actor per GPU (or CPU actors); returns when every
-        actor the cluster has room for has loaded its network.
-
-        Raises ``ClusterError`` (Ray could not be joined or started), ``WeightsError`` /
-        ``SettingsError`` (as an actor reported it) or ``BackendError`` (no actor, or ``close``
-        was called), after ending whatever it started.
-        """
-        if self._state != "new":
-            raise BackendError("The Ray backend was already started.")
-        self._state = "starting"
-        starting = asyncio.ensure_future(self._start())
-        closing = asyncio.ensure_future(self._closing.wait())
-        try:
-            await asyncio.wait({starting, closing}, return_when=asyncio.FIRST_COMPLETED)
-            if self._closing.is_set():
-                raise BackendError(SHUTDOWN)
-            starting.result()
-        except BaseException:
-            if not starting.done():
-                starting.cancel()
-            with contextlib.suppress(BaseException):
-                await starting
-            try:
-                await self._end(self._close_budget)
-            finally:
-                self._state = "closed"
-                self._closed.set()
-            raise
-        finally:
-            closing.cancel()
-        self._state = "running"
-        self._capacity_changed()
+    def _on_running(self) -> None:
         self._poller = asyncio.get_running_loop().create_task(self._poll())
         log.info("ray backend started: %d actor(s) on %d node(s): %s", self.capacity,
                  len(set(self.nodes)), ", ".join(sorted(set(self.devices))))  # fmt: skip
 
-    async def _start(self) -> None:
+    async def _start_workers(self) -> None:
+        """Joins or starts Ray (unless this process has it already), then starts an actor per
+        GPU (or CPU actors) and waits until each the cluster has room for has loaded."""
         if not ray.is_initialized():
             self._session = RaySession(
                 self._address, connect_timeout=self._connect_timeout, options=self._init_options
             )
             await self._session.open()
         starts = await self._reconcile()
-        try:
-            results = await asyncio.wait_for(
-                asyncio.gather(*starts, return_exceptions=True), START_TIMEOUT
-            )
-        except asyncio.TimeoutError:
-            raise BackendError(
-                f"The Ray cluster's engine actors did not start within {START_TIMEOUT:g} s: "
-                "check that its nodes have the GPUs (or CPUs) they need free."
-            ) from None
+        results = await asyncio.gather(*starts, return_exceptions=True)
         for result in results:
             if isinstance(result, BaseException):
                 raise result
@@ -560,53 +517,8 @@ class RayBackend:
                 "Start one with `ray start --address=...`."
             )
 
-    def submit(self, job: Job) -> JobHandle:
-        """Runs ``job`` on a free actor, or on the next one to free up."""
-        if self._state != "running":
-            raise BackendError(_NOT_RUNNING[self._state])
-        return self._book.add(job).stream.handle
-
-    async def close(self, grace: float = 10.0) -> None:
-        """Stops taking jobs, gives running ones ``grace`` seconds, cancels the rest, ends
-        every actor, and stops Ray if this backend started it: all within ``grace +
-        CLOSE_MARGIN`` seconds. During ``start``, cancels the start. A second close waits for
-        the first."""
-        if self._state == "new":
-            self._state = "closed"
-            self._closed.set()
-            return
-        if self._state in ("closing", "closed"):
-            await self._closed.wait()
-            return
-        if self._state == "starting":
-            # start() sees this, cancels what it is doing, ends what it started (no job needs
-            # the grace: Ray, still starting, may) and raises.
-            self._state = "closing"
-            self._close_budget = max(0.0, grace) + CLOSE_MARGIN
-            self._closing.set()
-            await self._closed.wait()
-            return
-        self._state = "closing"
-        self._closing.set()
-        book = self._book
-        try:
-            if self._poller is not None:
-                self._poller.cancel()
-            for run in list(book.waiting):
-                book.stop(run, "shutdown")  # ends at once: it has no actor
-            running = [run.stream.final for run in book.runs.values()]
-            if running:
-                await asyncio.wait(running, timeout=max(0.0, grace))
-        finally:
-            # Past the grace nothing waits for a cooperative stop: the actors are killed.
-            book.finish_all(lambda run: Cancelled(run.job.id, SHUTDOWN))
-            try:
-                await self._end(CLOSE_MARGIN)
-            finally:
-                self._state = "closed"
-                self._closed.set()
-                self._capacity_changed()
-                log.info("ray backend closed")
+    async def _end_workers(self, budget: float | None) -> None:
+        await self._end(self.close_margin if budget is None else budget)
 
     # ----- the cluster ----------------------------------------------------------------------
 
@@ -724,7 +636,7 @@ class RayBackend:
             return  # spawned by a poll just before close()
         gpus = self._uses_gpus()
         config = self._config(key, per_node)
-        handle = StylizeActor.options(  # type: ignore[attr-defined]
+        handle = StylizeActorClass.options(
             num_gpus=1 if gpus else 0,
             num_cpus=self._actor_cpus,
             max_restarts=MAX_RESTARTS,
@@ -788,10 +700,12 @@ class RayBackend:
                 return
             await asyncio.sleep(0.1)
 
-    def _capacity_changed(self) -> None:
-        capacity = self.capacity if self._state == "running" else 0
-        if self._listeners.update(capacity):
-            log.info("engine capacity: %d actor(s) on %d node(s)", capacity, len(set(self.nodes)))
+    def _capacity_changed(self) -> bool:
+        changed = super()._capacity_changed()
+        if changed:
+            log.info("engine capacity: %d actor(s) on %d node(s)", self._listeners.capacity,
+                     len(set(self.nodes)))  # fmt: skip
+        return changed
 
     # ----- jobs ---------------------------------------------------------------------------
 
@@ -844,11 +758,6 @@ class RayBackend:
         self._book.ended(run, final)
         self._dispatch()
 
-    def _lose(self, run: Run) -> None:
-        if self._state != "running" and run.stop_reason is None:
-            run.stop_reason = "shutdown"
-        self._book.lost(run)
-
     async def _recover(self, actor: _Actor) -> None:
         """Waits for Ray to restart a failed actor; drops it if it is dead for good."""
         try:
@@ -888,12 +797,5 @@ def _kill_later(handle: Any, *, no_restart: bool) -> asyncio.Future[None]:
     """``ray.kill`` in a thread: it waits for the cluster's control store, not for the loop."""
     return asyncio.get_running_loop().run_in_executor(None, _kill, handle, no_restart)
 
-
-_NOT_RUNNING: dict[str, str] = {
-    "new": "The Ray backend has not been started.",
-    "starting": "The Ray backend is still starting.",
-    "closing": SHUTDOWN,
-    "closed": "The Ray backend is closed.",
-}
 
 __all__ = ["MAX_RESTARTS", "MAX_TASK_RETRIES", "NodeInfo", "RayBackend", "actors_per_node"]

@@ -50,8 +50,7 @@ def make_content(size: int = 512, *, seed: int = 1) -> Image.Image:
     for level, amplitude, top, bottom in hills:
         ridge = _ridge(side, level, amplitude, rng)
         fill = _vertical_gradient(side, top, bottom, level - amplitude, 1.0)
-        mask = _mask(side, lambda d, r=ridge: d.polygon([*r, (side, side), (0, side)], fill=255))
-        canvas.paste(fill, mask=mask)
+        canvas.paste(fill, mask=_mask(side, _below(ridge, side)))
 
     # A path from the door down to the viewer, widening with perspective.
     path = [at(0.30, 0.80), at(0.34, 0.80), at(0.52, 1.0), at(0.30, 1.0)]
@@ -154,6 +153,15 @@ def _mask(side: int, shape: Callable[[ImageDraw.ImageDraw], None]) -> Image.Imag
     mask = Image.new("L", (side, side), 0)
     shape(ImageDraw.Draw(mask))
     return mask
+
+
+def _below(ridge: list[tuple[float, float]], side: int) -> Callable[[ImageDraw.ImageDraw], None]:
+    """Draws the area under ``ridge``, down to the bottom of the picture."""
+
+    def draw(d: ImageDraw.ImageDraw) -> None:
+        d.polygon([*ridge, (side, side), (0, side)], fill=255)
+
+    return draw
 
 
 def _fill(

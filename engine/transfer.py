@@ -93,7 +93,7 @@ def evaluate_loss(
     if settings.preserve_colors == "luminance":
         x = colors.luminance(x)
     with torch.no_grad():
-        return float(sum(objective(x)).item())
+        return float(objective(x).total.item())
 
 
 def _run(

@@ -6,6 +6,9 @@ import random
 
 from PIL import Image, ImageDraw
 
+NET_SEED = 0
+"""The seed of the ``net`` fixture's random VGG19 weights (``random:0``, see conftest.py)."""
+
 
 def content_image(width: int = 96, height: int = 64) -> Image.Image:
     image = Image.new("RGB", (width, height), (40, 110, 200))

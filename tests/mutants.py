@@ -1,22 +1,24 @@
-"""Proves that the engine's tests catch bugs in the method: one-line mutants, each must fail.
+"""Proves that the tests catch bugs: one-line mutants, each must make a test fail.
 
-Each mutant is a one-line bug a real change could bring into ``engine/``. The script copies
+Each mutant is a one-line bug a real change could bring into ``engine/`` (the method) or
+``bot/journal.py`` (the job journal), with the test files that must kill it. The script copies
 the repository to a temporary folder, applies one mutant at a time there (the working tree
-is never touched), runs the engine tests with ``-x`` and prints which test failed first.
-A mutant that no test kills is a hole in the tests, and the script exits 1.
+is never touched), runs the mutant's test files with ``-x`` and prints which test failed
+first. A mutant that no test kills is a hole in the tests, and the script exits 1.
 
-    python tests/mutants.py                 # every mutant, the default test files
-    python tests/mutants.py -k bounds tv    # only mutants whose name contains a word
+    python tests/mutants.py                 # every mutant, each with its own test files
+    python tests/mutants.py -k journal      # only mutants whose name or file has a word
     python tests/mutants.py --list          # the mutants, without running anything
 
 It is not collected by pytest (its name does not start with ``test_``). Run it after every
-change to the engine: a mutant whose line no longer exists is reported as stale, so the
-list keeps up with the code.
+change to the engine or the journal: a mutant whose line no longer exists is reported as
+stale, so the list keeps up with the code.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import re
 import shutil
@@ -30,7 +32,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 # Fast and decisive first: with -x the first failure ends a run.
-TEST_FILES = (
+ENGINE_TESTS = (
     "tests/test_reference.py",
     "tests/test_objective.py",
     "tests/test_optimize.py",
@@ -39,6 +41,10 @@ TEST_FILES = (
     "tests/test_transfer.py",
     "tests/test_cli.py",
     "tests/test_network.py",
+)
+JOURNAL_TESTS = (
+    "tests/test_bot_journal.py",
+    "tests/test_bot_journal_gallery.py",
 )
 
 
@@ -49,9 +55,11 @@ class Mutant:
     before: str
     """Must occur exactly once in the file."""
     after: str
+    tests: tuple[str, ...] = ENGINE_TESTS
+    """The test files that must kill it."""
 
 
-MUTANTS = (
+ENGINE_MUTANTS = (
     Mutant(
         "content layer hard-wired to relu1_1", "engine/objective.py",
         "self.content_layers = settings.content_layers",
@@ -191,7 +199,160 @@ MUTANTS = (
         "--style-scale dropped by the CLI", "engine/cli.py",
         "style_scale=args.style_scale,", "style_scale=1.0,",
     ),
+    Mutant(
+        "fewer steps than scales: the fine end of the pyramid cut", "engine/transfer.py",
+        "sizes = sizes[len(sizes) - len(steps) :]", "sizes = sizes[: len(steps)]",
+    ),
+    Mutant(
+        "a CLI default drifts from the settings' default", "engine/cli.py",
+        "default=defaults.steps,", "default=300,",
+    ),
+    Mutant(
+        "the CLI prints and saves no seed when none is given", "engine/cli.py",
+        "    ).resolved()", "    )",
+    ),
 )  # fmt: skip
+
+JOURNAL_MUTANTS = tuple(
+    Mutant(name, "bot/journal.py", before, after, JOURNAL_TESTS)
+    for name, before, after in (
+        (
+            "journal: migration 2 drops the version-1 rows",
+            "ALTER TABLE jobs ADD COLUMN derivation TEXT;",
+            "ALTER TABLE jobs ADD COLUMN derivation TEXT; DELETE FROM jobs;",
+        ),
+        (
+            "journal: a migration does not record the schema version",
+            'db.execute(f"PRAGMA user_version={target}")',
+            'db.execute(f"PRAGMA user_version={version}")',
+        ),
+        (
+            "journal: unfinished() ignores the queue's order",
+            "\"state = 'running' DESC, queue_rank IS NULL, queue_rank, started_at, seq\"",
+            "\"state = 'running' DESC, seq\"",
+        ),
+        (
+            "journal: unfinished() does not put the running jobs first",
+            "\"state = 'running' DESC, queue_rank IS NULL, queue_rank, started_at, seq\"",
+            '"queue_rank IS NULL, queue_rank, started_at, seq"',
+        ),
+        (
+            "journal: unfinished() reads on the event loop's thread",
+            "return await self._call(self._unfinished)",
+            "return self._unfinished()",
+        ),
+        (
+            "journal: a record's start time is its creation time",
+            'started_at=r["started_at"],',
+            'started_at=r["created_at"],',
+        ),
+        (
+            "journal: a status message forgets it was posted in the channel",
+            'else StatusMessage(r["status_message_id"], bool(r["status_in_channel"])),',
+            'else StatusMessage(r["status_message_id"]),',
+        ),
+        (
+            "journal: requeue loses a stopped job's place at the front",
+            "\"ELSE runs END, queue_rank = CASE WHEN state = 'running' THEN 0 \"",
+            "\"ELSE runs END, queue_rank = CASE WHEN state = 'running' THEN NULL \"",
+        ),
+        (
+            "journal: requeue loses a waiting job's rank",
+            "\"ELSE queue_rank END, state = 'queued', updated_at = ? WHERE id = ?\"",
+            "\"ELSE NULL END, state = 'queued', updated_at = ? WHERE id = ?\"",
+        ),
+        (
+            "journal: an orderly stop counts as a run",
+            "THEN MAX(runs - 1, 0) ",
+            "THEN runs ",
+        ),
+        (
+            "journal: finish writes its outbox item as delivered",
+            "\"VALUES (?, ?, ?, 'pending', ?, ?, ?)\"",
+            "\"VALUES (?, ?, ?, 'delivered', ?, ?, ?)\"",
+        ),
+        (
+            "journal: purge deletes jobs that ended within the retention",
+            "cutoff = now - keep_seconds",
+            "cutoff = now",
+        ),
+        (
+            "journal: purge deletes jobs whose delivery is still owed",
+            "\"WHERE outbox.job_id = jobs.id AND outbox.state = 'pending')\"",
+            "\"WHERE outbox.job_id = jobs.id AND outbox.state = 'delivered')\"",
+        ),
+        (
+            "journal: purge keeps expired tokens",
+            "\"UPDATE jobs SET interaction_token = '' WHERE token_expires_at < ? \"",
+            "\"UPDATE jobs SET interaction_token = '' WHERE token_expires_at > ? \"",
+        ),
+        (
+            "journal: discard keeps the row",
+            'db.execute("DELETE FROM jobs WHERE id = ?", (job_id,))',
+            'db.execute("DELETE FROM jobs WHERE id = ? AND 0", (job_id,))',
+        ),
+    )
+)
+
+FOLLOWUP_TESTS = ("tests/test_followups.py", "tests/test_jobs_service.py")
+FOLLOWUP_MUTANTS = tuple(
+    Mutant(name, "bot/jobs/followups.py", before, after, FOLLOWUP_TESTS)
+    for name, before, after in (
+        (
+            "stronger triples the strength",
+            "min(MAX_STRENGTH, strength_of(settings) * 2)",
+            "min(MAX_STRENGTH, strength_of(settings) * 3)",
+        ),
+        (
+            "stronger ignores the upper bound",
+            "min(MAX_STRENGTH, strength_of(settings) * 2)",
+            "strength_of(settings) * 2",
+        ),
+        (
+            "weaker ignores the lower bound",
+            "max(MIN_STRENGTH, strength_of(settings) / 2)",
+            "strength_of(settings) / 2",
+        ),
+        (
+            "weaker halves nothing",
+            "max(MIN_STRENGTH, strength_of(settings) / 2)",
+            "max(MIN_STRENGTH, strength_of(settings))",
+        ),
+        (
+            "re-roll keeps the old seed",
+            'derive=lambda settings, seed: {"seed": seed},',
+            "derive=lambda settings, seed: {},",
+        ),
+        (
+            "stronger applies at the bound",
+            "applies=lambda strength: strength < MAX_STRENGTH,",
+            "applies=lambda strength: True,",
+        ),
+        (
+            "weaker applies at the bound",
+            "applies=lambda strength: strength > MIN_STRENGTH,",
+            "applies=lambda strength: strength >= MIN_STRENGTH,",
+        ),
+        (
+            "the size ceiling is ignored",
+            'derived["size"] = min(int(settings["size"]), ceiling.size)',
+            'derived["size"] = int(settings["size"])',
+        ),
+        (
+            "the steps ceiling is ignored",
+            'derived["steps"] = min(int(settings["steps"]), ceiling.steps)',
+            'derived["steps"] = int(settings["steps"])',
+        ),
+        ("a re-roll may repeat the seed", "        if seed != old:", "        if True:"),
+        (
+            "the headline of another kind",
+            "return RULES[derivation.kind].headline(strength, derivation.parent_seed)",
+            'return RULES["reroll"].headline(strength, derivation.parent_seed)',
+        ),
+    )
+)
+
+MUTANTS = ENGINE_MUTANTS + JOURNAL_MUTANTS + FOLLOWUP_MUTANTS
 
 
 def run_tests(tree: Path, files: tuple[str, ...], timeout: float) -> tuple[str | None, float]:
@@ -214,7 +375,7 @@ def run_tests(tree: Path, files: tuple[str, ...], timeout: float) -> tuple[str |
 
 
 def copy_tree(destination: Path) -> None:
-    for name in ("engine", "tests", "benchmarks", "pyproject.toml"):
+    for name in ("engine", "bot", "tests", "benchmarks", "pyproject.toml"):
         source = ROOT / name
         if source.is_dir():
             shutil.copytree(
@@ -226,26 +387,32 @@ def copy_tree(destination: Path) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("-k", nargs="+", default=[], help="only mutants whose name has a word")
-    parser.add_argument("--files", nargs="+", default=list(TEST_FILES), help="test files")
+    parser.add_argument(
+        "-k", nargs="+", default=[], help="only mutants whose name or file has a word"
+    )
+    parser.add_argument("--files", nargs="+", help="these test files for every mutant")
     parser.add_argument("--timeout", type=float, default=600, help="seconds per test run")
     parser.add_argument("--list", action="store_true", help="list the mutants and stop")
     args = parser.parse_args()
-    chosen = [m for m in MUTANTS if not args.k or any(w in m.name for w in args.k)]
+    chosen = [m for m in MUTANTS if not args.k or any(w in m.name or w in m.path for w in args.k)]
+    if args.files:
+        chosen = [dataclasses.replace(m, tests=tuple(args.files)) for m in chosen]
     if args.list:
         for m in chosen:
             print(f"{m.path}: {m.name}\n    - {m.before}\n    + {m.after}")
+            print(f"    killed by one of: {' '.join(m.tests)}")
         return 0
-    files = tuple(args.files)
     survived = stale = 0
     with tempfile.TemporaryDirectory(prefix="mutants-") as tmp:
         tree = Path(tmp)
         copy_tree(tree)
-        failing, seconds = run_tests(tree, files, args.timeout)
-        if failing is not None:
-            print(f"The tests fail without any mutant ({failing}); fix that first.")
-            return 2
-        print(f"Unmutated: all pass ({seconds:.0f} s). {len(chosen)} mutants.\n")
+        for files in dict.fromkeys(m.tests for m in chosen):
+            failing, seconds = run_tests(tree, files, args.timeout)
+            if failing is not None:
+                print(f"The tests fail without any mutant ({failing}); fix that first.")
+                return 2
+            print(f"Unmutated: {' '.join(files)} pass ({seconds:.0f} s).")
+        print(f"{len(chosen)} mutants.\n")
         print("| # | mutant | file | killed by | s |")
         print("|---|---|---|---|---|")
         for number, mutant in enumerate(chosen, start=1):
@@ -257,7 +424,7 @@ def main() -> int:
             else:
                 target.write_text(original.replace(mutant.before, mutant.after))
                 try:
-                    killer, seconds = run_tests(tree, files, args.timeout)
+                    killer, seconds = run_tests(tree, mutant.tests, args.timeout)
                 finally:
                     target.write_text(original)
                 if killer is None:

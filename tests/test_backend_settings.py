@@ -1,36 +1,102 @@
-"""STYLIZE_BACKEND and STYLIZE_RAY_ADDRESS: what they accept, one-line refusals, and the
-backend that ``bot.client.make_pool`` builds from them (not started)."""
+"""Choosing a backend: ``STYLIZE_BACKEND`` and ``STYLIZE_RAY_ADDRESS`` (what they accept, and
+one-line refusals), and the registry, ``engine.backends``, that builds the backend a name calls
+for from ``BackendOptions`` (not started)."""
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
+import typing
 from typing import Any
 
 import pytest
 
-from bot.client import make_pool
+import engine.pool
 from bot.config import BotSettings, ConfigError, load_settings
+from engine.backends import BACKENDS, BackendOptions, create_backend
 from engine.pool import EnginePool
-from engine.ray_backend import RayBackend
 
 TOKEN = "MTIz.secret-token-value.XYZ"
+
+# No value equals its default: a factory that drops one is caught.
+OPTIONS = BackendOptions(
+    workers=3,
+    device="cpu",
+    weights="random:7",
+    job_timeout=42.0,
+    start_timeout=17.0,
+    ray_address="10.0.0.1:6379",
+)
 
 
 def settings(**values: Any) -> BotSettings:
     return load_settings(_env_file=None, discord_token=TOKEN, **values)
 
 
+def recording(module: Any, name: str, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """Replaces the backend class ``module.name`` with a subclass that records the arguments
+    it is built with; returns them."""
+    received: dict[str, Any] = {}
+    real = getattr(module, name)
+
+    class Recording(real):
+        def __init__(self, **kwargs: Any) -> None:
+            received.update(kwargs)
+            super().__init__(**kwargs)
+
+    monkeypatch.setattr(module, name, Recording)
+    return received
+
+
 def test_the_default_backend_is_local_worker_processes() -> None:
     chosen = settings()
     assert (chosen.stylize_backend, chosen.stylize_ray_address) == ("local", None)
-    assert isinstance(make_pool(chosen), EnginePool)
+    assert isinstance(create_backend(chosen.stylize_backend, BackendOptions()), EnginePool)
+
+
+def test_every_backend_the_setting_accepts_is_registered() -> None:
+    accepted = typing.get_args(BotSettings.model_fields["stylize_backend"].annotation)
+    assert set(accepted) == set(BACKENDS)
+
+
+def test_local_gets_every_option_it_takes(monkeypatch: pytest.MonkeyPatch) -> None:
+    received = recording(engine.pool, "EnginePool", monkeypatch)
+    backend = create_backend("local", OPTIONS)
+    assert isinstance(backend, EnginePool)
+    assert received == {
+        "workers": 3,
+        "device": "cpu",
+        "weights": "random:7",
+        "job_timeout": 42.0,
+        "start_timeout": 17.0,
+    }
 
 
 @pytest.mark.parametrize("address", [None, "auto", "10.0.0.1:6379", "ray://head.lan:10001"])
-def test_ray_builds_the_ray_backend(address: str | None) -> None:
+def test_ray_builds_the_ray_backend(address: str | None, monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("ray", reason="the ray extra is not installed")
+    import engine.ray_backend
+
     chosen = settings(stylize_backend="ray", stylize_ray_address=address)
     assert chosen.stylize_ray_address == address
-    assert isinstance(make_pool(chosen), RayBackend)
+    received = recording(engine.ray_backend, "RayBackend", monkeypatch)
+    backend = create_backend(
+        chosen.stylize_backend, dataclasses.replace(OPTIONS, ray_address=address)
+    )
+    assert isinstance(backend, engine.ray_backend.RayBackend)
+    assert received == {
+        "address": address,
+        "workers": 3,
+        "device": "cpu",
+        "weights": "random:7",
+        "job_timeout": 42.0,
+        "start_timeout": 17.0,
+    }
+
+
+def test_an_unknown_backend_is_refused_with_the_known_names() -> None:
+    with pytest.raises(ValueError, match=r"'k8s'.*local, ray"):
+        create_backend("k8s", OPTIONS)
 
 
 @pytest.mark.parametrize(

@@ -1,7 +1,11 @@
 """The backend contract, run over both backends: ``local`` (spawned worker processes) and
 ``ray`` (actors in a real Ray session on this machine, CPU actors: a private
 ``ray.init(address="local", num_cpus=2)`` that requires a fresh token, as the backend starts
-its own).
+its own). Without the ``ray`` extra, the ``ray`` cases skip and the ``local`` ones still run.
+
+The lifecycle (start, submit, close) is ``engine.lifecycle.BackendLifecycle``'s in both; the
+tests at the end pin what ``engine.backend.Backend`` promises of it: a close before start, during
+start, two at once, and after another.
 
 Each kind gets two module-scoped backends: ``backend`` (two workers) and ``special`` (one
 worker, a 3 s job timeout and ``retry_crashed``). Every test leaves them idle. Workers use
@@ -28,10 +32,12 @@ from PIL import Image
 
 import engine
 from engine.backend import Backend
-from engine.errors import WeightsError
+from engine.errors import ImageError, WeightsError
 from engine.images import load_image
 from engine.jobs import BackendError, Cancelled, Done, Failed, FailureKind, Job, Started
+from engine.lifecycle import BackendLifecycle
 from engine.pool import EnginePool
+from engine.runs import SHUTDOWN
 from tests.backend_fixtures import (
     CONTENT,
     LONG,
@@ -44,9 +50,6 @@ from tests.backend_fixtures import (
     until_capacity,
     until_exited,
 )
-
-ray = pytest.importorskip("ray")
-from engine.ray_backend import RayBackend, token_auth  # noqa: E402  (needs ray)
 
 pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.timeout(120)]
 
@@ -65,6 +68,10 @@ def one_thread() -> Iterator[None]:
 
 @pytest.fixture(scope="module")
 def ray_session() -> Iterator[None]:
+    """Skips the test (only the ``ray`` case) when the ``ray`` extra is not installed."""
+    ray = pytest.importorskip("ray", reason="the ray extra is not installed")
+    from engine.ray_backend import token_auth
+
     # "local": never a Ray that runs on this machine already, nor a dead one that a stale
     # record in Ray's temp folder still names.
     with token_auth():
@@ -73,19 +80,26 @@ def ray_session() -> Iterator[None]:
         ray.shutdown()
 
 
-def make(kind: str, **kwargs: Any) -> Backend:
+def needs(kind: str, request: pytest.FixtureRequest) -> None:
+    """What a backend of ``kind`` needs before it is made: Ray's session, for ``ray``."""
+    if kind == "ray":
+        request.getfixturevalue("ray_session")
+
+
+def make(kind: str, **kwargs: Any) -> BackendLifecycle:
     common: dict[str, Any] = {"device": "cpu", "weights": WEIGHTS, "threads": 1}
     common.update(kwargs)
     if kind == "local":
         return EnginePool(**common)
+    from engine.ray_backend import RayBackend
+
     # Half a CPU each, so that the module's backends all fit in ray.init(num_cpus=2).
     return RayBackend(actor_cpus=0.5, poll_interval=0.5, **common)
 
 
 async def started(request: pytest.FixtureRequest, **kwargs: Any) -> Backend:
     kind = request.param
-    if kind == "ray":
-        request.getfixturevalue("ray_session")
+    needs(kind, request)
     backend = make(kind, **kwargs)
     await backend.start()
     return backend
@@ -139,16 +153,23 @@ async def test_results_equal_in_process_stylize(backend: Backend, one_thread: No
 
 
 async def test_bad_input_fails_with_its_message(backend: Backend) -> None:
-    bad = Job(b"this is not an image", (STYLE,), engine.StylizeSettings(size=48, steps=2))
+    content = b"this is not an image"
+    with pytest.raises(ImageError) as refused:
+        load_image(content)
+    bad = Job(content, (STYLE,), engine.StylizeSettings(size=48, steps=2))
     final = (await collect(backend.submit(bad)))[-1]
     assert isinstance(final, Failed) and final.kind is FailureKind.BAD_INPUT
+    # The decoder's own words reach the caller, as they are.
+    assert final.message == str(refused.value), final.message
 
 
 async def test_ray_is_never_waited_on_from_the_event_loop(
     backend: Backend, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    if not isinstance(backend, RayBackend):
+    if isinstance(backend, EnginePool):
         pytest.skip("about the Ray backend")
+    import ray
+
     loop_thread = threading.get_ident()
     blocking: list[str] = []
 
@@ -174,6 +195,7 @@ async def test_ray_is_never_waited_on_from_the_event_loop(
 
 
 async def test_the_ray_backend_imports_no_torch() -> None:
+    pytest.importorskip("ray", reason="the ray extra is not installed")
     code = (
         "import sys, engine.ray_backend; "
         "bad = sorted(m for m in sys.modules if m.split('.')[0] == 'torch' "
@@ -290,15 +312,14 @@ async def test_crashed_job_is_retried_once_when_asked(special: Backend) -> None:
     await until_capacity(special, 1)
 
 
-# ----- start and close ----------------------------------------------------------------------
+# ----- start and close: the lifecycle both backends share ----------------------------------
 
 
 @pytest.mark.parametrize("kind", KINDS)
 async def test_a_weights_failure_surfaces_at_start(
     kind: str, request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
-    if kind == "ray":
-        request.getfixturevalue("ray_session")
+    needs(kind, request)
     backend = make(kind, workers=1, weights=str(tmp_path / "missing.pth"))
     with pytest.raises(WeightsError):
         await backend.start()
@@ -311,8 +332,7 @@ async def test_a_weights_failure_surfaces_at_start(
 async def test_close_ends_every_job_and_leaves_no_process(
     kind: str, request: pytest.FixtureRequest
 ) -> None:
-    if kind == "ray":
-        request.getfixturevalue("ray_session")
+    needs(kind, request)
     before = children()
     backend = make(kind, workers=1)
     await backend.start()
@@ -321,12 +341,56 @@ async def test_close_ends_every_job_and_leaves_no_process(
     running = backend.submit(job(steps=LONG))
     waiting = backend.submit(job())
     await first_progress(aiter(running))
-    await backend.close(grace=0.5)
-    assert running.result == Cancelled(running.job_id, "The engine is shutting down.")
-    assert isinstance(waiting.result, Cancelled)
+    loop = asyncio.get_running_loop()
+    began = loop.time()
+    first = asyncio.create_task(backend.close(grace=0.5))
+    await asyncio.sleep(0)  # the close begins: from now on, no new job
+    assert backend.state == "closing"
+    with pytest.raises(BackendError, match=SHUTDOWN):
+        backend.submit(job())
+    assert isinstance(waiting.result, Cancelled)  # a job without a worker ends at once
+    second = asyncio.create_task(backend.close(grace=0.5))
+    await second  # returns only once the first close has finished, and does not raise
+    assert first.done() and first.exception() is None
+    assert loop.time() - began >= 0.5  # the running job had its grace
+    assert running.result == Cancelled(running.job_id, SHUTDOWN)
+    assert backend.state == "closed" and backend.capacity == 0
     await until_exited(workers)
     assert children() <= before
-    assert backend.capacity == 0
     with pytest.raises(BackendError):
         backend.submit(job())
-    await backend.close()  # a second close is harmless
+    await asyncio.wait_for(backend.close(), 1)  # a later close returns at once
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_close_before_start_does_nothing_and_refuses_jobs(
+    kind: str, request: pytest.FixtureRequest
+) -> None:
+    needs(kind, request)
+    backend = make(kind, workers=1)
+    await backend.close()
+    await backend.close()
+    assert backend.state == "closed" and backend.capacity == 0
+    with pytest.raises(BackendError):
+        backend.submit(job())
+    with pytest.raises(BackendError, match="closed"):
+        await backend.start()  # a closed backend stays closed
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_close_during_start_aborts_it(kind: str, request: pytest.FixtureRequest) -> None:
+    needs(kind, request)
+    before = children()
+    backend = make(kind, workers=1)
+    starting = asyncio.create_task(backend.start())
+    await asyncio.sleep(0)  # start() runs until it waits for its workers
+    assert backend.state == "starting"
+    await asyncio.wait_for(backend.close(grace=10.0), 30)
+    assert starting.done()  # close returned after the start had ended what it began
+    with pytest.raises(BackendError, match=SHUTDOWN):
+        await starting
+    assert backend.state == "closed" and backend.capacity == 0
+    assert children() <= before  # no worker left loading
+    with pytest.raises(BackendError):
+        backend.submit(job())
+    await asyncio.wait_for(backend.close(), 1)

@@ -1,17 +1,16 @@
-"""End to end: the real bot (discord.py, the engine pool, random weights on the CPU) against a
+"""End to end: the real bot (discord.py, the local backend, random weights on the CPU) against a
 fake Discord on 127.0.0.1 (tests/fake_discord) that speaks REST, the gateway and the CDN.
 
-One bot and one fake serve the whole module; every test leaves the queue empty. The pool is the
-real one, wrapped in ``HeldPool`` so that a test can keep a job "running" for as long as it needs
-(it holds the job's events back, as a slow job would) and so the tests do not depend on the
-machine's speed. The last test runs the real ``python -m bot``; tests/test_bot_durability.py
-stops, kills and restarts it.
+One bot and one fake serve the whole module; every test leaves the queue empty. The backend is
+the real one, wrapped in ``HeldBackend`` so that a test can keep a job "running" for as long
+as it needs (it holds the job's events back, as a slow job would) and so the tests do not
+depend on the machine's speed. The last test runs the real ``python -m bot``;
+tests/test_bot_durability.py stops, kills and restarts it.
 """
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import io
 import itertools
 import logging
@@ -21,8 +20,7 @@ import sqlite3
 import statistics
 import sys
 import time
-from collections import defaultdict
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,116 +30,21 @@ import pytest_asyncio
 import yarl
 from PIL import Image
 
-from bot.client import EXIT_ENGINE_BROKEN, StylizeBot, make_pool
-from bot.config import BotSettings, load_settings
-from engine.jobs import FINAL_EVENTS, BackendError, Cancelled, Done, Event, Job, JobProgress
-from engine.pool import EnginePool, JobHandle
+from bot.client import EXIT_ENGINE_BROKEN, StylizeBot, build_backend
+from bot.config import BotSettings
+from engine.backend import Backend
+from engine.jobs import Cancelled, Done, JobProgress
+from tests.e2e_backend import INTERVAL, HeldBackend, e2e_settings
 from tests.fake_discord import FakeDiscord, FakeInteraction, FakeMessage, FakeUser, payloads
+from tests.pictures import png
 
 pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.timeout(600)]
 
 ROOT = Path(__file__).resolve().parents[1]
 TOKEN = "fake-token-XYZ.e2e-SECRET-do-not-log"
-INTERVAL = 1.0  # STYLIZE_PROGRESS_INTERVAL: the smallest the settings allow
-STEPS = 4
 EPHEMERAL = 1 << 6
 CANCEL_ID = re.compile(r"^stylize:cancel:[0-9a-f]{32}$")
-START_TIMEOUT = 240  # the pool spawns a worker that imports torch and builds VGG19
-
-
-# --- a real pool whose jobs a test can keep running -----------------------------------------
-
-
-class HeldPool:
-    """``EnginePool`` with two gates. With ``progress`` closed, a job shows as started and
-    nothing more arrives (as in a long job); with ``final`` closed, only its end is held.
-    Cancelling a held job reaches the real engine, and what the engine then sends ends it:
-    ``Cancelled`` from a job still running, the held ``Done`` from one that had finished (as
-    when a cancel lands while the worker encodes the result)."""
-
-    def __init__(self, pool: EnginePool) -> None:
-        self.pool = pool
-        self.progress = asyncio.Event()
-        self.final = asyncio.Event()
-        self.progress.set()
-        self.final.set()
-        self.events: dict[str, list[Event]] = defaultdict(list)
-        self.broken = False
-        """As the real pool once its workers can no longer be started: it refuses every job."""
-        self.preview_interval: float | None = None
-        """Set: jobs ask the real engine for previews this often (a tiny job ends sooner than
-        the bot's own interval, and would never show one)."""
-
-    @property
-    def capacity(self) -> int:
-        return self.pool.capacity
-
-    def add_capacity_listener(self, listener: Callable[[int], None]) -> None:
-        self.pool.add_capacity_listener(listener)
-
-    def final_event(self, job_id: str) -> Event | None:
-        return next((e for e in self.events[job_id] if isinstance(e, FINAL_EVENTS)), None)
-
-    @property
-    def devices(self) -> tuple[str, ...]:
-        return self.pool.devices
-
-    async def start(self) -> None:
-        await self.pool.start()
-
-    async def close(self, grace: float = 10.0) -> None:
-        self.progress.set()
-        self.final.set()
-        await self.pool.close(grace)
-
-    def submit(self, job: Job) -> HeldHandle:
-        if self.broken:
-            raise BackendError("The engine's workers could not be restarted.")
-        if self.preview_interval is not None:
-            job = dataclasses.replace(job, preview_interval=self.preview_interval)
-        return HeldHandle(self, self.pool.submit(job))
-
-    def gate(self, event: Event) -> asyncio.Event | None:
-        if isinstance(event, JobProgress):
-            return self.progress
-        if isinstance(event, FINAL_EVENTS):
-            return self.progress if not self.progress.is_set() else self.final
-        return None
-
-
-class HeldHandle:
-    def __init__(self, owner: HeldPool, real: JobHandle) -> None:
-        self.job_id = real.job_id
-        self._owner = owner
-        self._real = real
-        self._cancel = asyncio.Event()
-
-    def cancel(self) -> None:
-        self._cancel.set()
-        self._real.cancel()
-
-    async def __aiter__(self) -> AsyncIterator[Event]:
-        async for event in self._real:
-            self._owner.events[self.job_id].append(event)
-            gate = self._owner.gate(event)
-            if gate is not None and not gate.is_set():
-                await _first(gate.wait(), self._cancel.wait())
-                if not gate.is_set() and not isinstance(event, FINAL_EVENTS):
-                    # Cancelled while held: the rest of the real job's events are what the
-                    # engine made of the cancel; only its end is passed on.
-                    async for later in self._real:
-                        self._owner.events[self.job_id].append(later)
-                        if isinstance(later, FINAL_EVENTS):
-                            yield later
-                    return
-            yield event
-
-
-async def _first(*waits: Awaitable[Any]) -> None:
-    tasks = [asyncio.ensure_future(w) for w in waits]
-    _, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-    for task in pending:
-        task.cancel()
+START_TIMEOUT = 240  # the backend spawns a worker that imports torch and builds VGG19
 
 
 # --- the harness ----------------------------------------------------------------------------
@@ -161,7 +64,7 @@ class LogCapture(logging.Handler):
 class Harness:
     fake: FakeDiscord
     bot: StylizeBot
-    pool: HeldPool
+    backend: HeldBackend
     logs: LogCapture
     running: asyncio.Task[None]
     data_dir: Path
@@ -208,45 +111,9 @@ class Harness:
         return click
 
     async def idle(self) -> None:
-        # Not isinstance: load_extension imports the cog's module afresh, as its own copy.
-        cog: Any = self.bot.get_cog("Stylize")
-        assert cog is not None and cog.runner is not None
-        assert await cog.runner.wait_idle(30), "jobs still running after the test"
-        assert await cog.outbox.wait_idle(30), "results still undelivered after the test"
-
-
-def png(width: int, height: int, *, noise: bool = False) -> bytes:
-    if noise:
-        image = Image.frombytes("RGB", (width, height), os.urandom(width * height * 3))
-    else:
-        image = Image.new("RGB", (width, height), (30, 120, 200))
-    buffer = io.BytesIO()
-    image.save(buffer, "PNG")
-    return buffer.getvalue()
-
-
-def e2e_settings(fake: FakeDiscord, data_dir: Path, **overrides: Any) -> BotSettings:
-    """The end-to-end tests' settings: tiny CPU jobs on random weights, short intervals."""
-    defaults: dict[str, Any] = dict(
-        stylize_data_dir=data_dir,
-        discord_token=fake.token,
-        discord_guild_id=fake.guild_id,
-        discord_api_base_url=fake.api_base_url,
-        discord_gateway_url=fake.gateway_url,
-        stylize_weights="random:0",
-        stylize_device="cpu",
-        stylize_workers=1,
-        stylize_max_size=64,
-        stylize_steps=STEPS,
-        stylize_max_input_mb=1,
-        stylize_max_pixels=1_000_000,
-        stylize_queue_per_user=2,
-        stylize_queue_size=10,
-        stylize_job_timeout=300,
-        stylize_progress_interval=INTERVAL,
-        stylize_preview_every=1,
-    )
-    return load_settings(_env_file=None, **{**defaults, **overrides})
+        jobs = self.bot.jobs
+        assert await jobs.runner.wait_idle(30), "jobs still running after the test"
+        assert await jobs.outbox.wait_idle(30), "results still undelivered after the test"
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
@@ -256,16 +123,16 @@ async def h(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Harness]:
     previous_level = root.level
     root.addHandler(logs)
     root.setLevel(logging.DEBUG)
-    pools: list[HeldPool] = []
+    backends: list[HeldBackend] = []
 
-    def held_pool(settings: BotSettings) -> EnginePool:
-        pools.append(HeldPool(make_pool(settings)))
-        return pools[-1]  # type: ignore[return-value]
+    def held_backend(settings: BotSettings) -> Backend:
+        backends.append(HeldBackend(build_backend(settings)))
+        return backends[-1]  # type: ignore[return-value]
 
     try:
         async with FakeDiscord(token=TOKEN) as fake:
             data_dir = tmp_path_factory.mktemp("data")
-            bot = StylizeBot(e2e_settings(fake, data_dir), pool_factory=held_pool)
+            bot = StylizeBot(e2e_settings(fake, data_dir), backend_factory=held_backend)
             running = asyncio.create_task(bot.start(TOKEN))
             ready = asyncio.create_task(fake.wait_commands(timeout=START_TIMEOUT))
             await asyncio.wait({running, ready}, return_when=asyncio.FIRST_COMPLETED)
@@ -275,7 +142,7 @@ async def h(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Harness]:
                 pytest.fail("the bot stopped during start-up")
             await ready
             await asyncio.wait_for(bot.wait_until_ready(), 30)
-            harness = Harness(fake, bot, pools[0], logs, running, data_dir)
+            harness = Harness(fake, bot, backends[0], logs, running, data_dir)
             yield harness
             await bot.close()
             await asyncio.wait_for(running, 30)
@@ -350,14 +217,14 @@ async def test_commands_still_arrive_after_the_session_is_invalidated(h: Harness
 
 async def test_happy_path_defers_shows_progress_and_posts_the_result(h: Harness) -> None:
     fake = h.fake
-    h.pool.final.clear()  # hold the end until the progress has been seen
-    h.pool.preview_interval = 1e-6  # the engine renders a preview at every step
+    h.backend.final.clear()  # hold the end until the progress has been seen
+    h.backend.preview_interval = 1e-6  # the engine renders a preview at every step
     try:
         interaction = await h.stylize(size=48, seed=7, quality="high")
         status = await h.status(interaction, lambda text: "step 8/8 (100%)" in text, timeout=120)
     finally:
-        h.pool.final.set()
-        h.pool.preview_interval = None
+        h.backend.final.set()
+        h.backend.preview_interval = None
     await fake.wait_for(lambda: bool(interaction.followups), 60)
     await h.status(interaction, lambda text: text.startswith("✅"))
     await h.idle()
@@ -390,7 +257,7 @@ async def test_happy_path_defers_shows_progress_and_posts_the_result(h: Harness)
 
     # A preview rode on a progress edit whenever the worker sent one.
     job_id = CANCEL_ID.match(_custom_ids(first)[0]).group(0).rsplit(":", 1)[1]  # type: ignore[union-attr]
-    previews = [e for e in h.pool.events[job_id] if isinstance(e, JobProgress) and e.preview]
+    previews = [e for e in h.backend.events[job_id] if isinstance(e, JobProgress) and e.preview]
     uploaded = [
         f
         for r in fake.requests
@@ -464,7 +331,7 @@ async def test_bad_uploads_are_refused_with_a_message(
 async def test_queue_limit_fair_order_positions_and_cancel(h: Harness) -> None:
     fake = h.fake
     requester, other, moderator = fake.requester, fake.other_user, fake.moderator
-    h.pool.progress.clear()  # the first job keeps the only worker busy
+    h.backend.progress.clear()  # the first job keeps the only worker busy
     try:
         first = await h.stylize(user=requester, size=32)
         await h.status(first, lambda text: text.startswith("🎨 Starting"))
@@ -499,7 +366,7 @@ async def test_queue_limit_fair_order_positions_and_cancel(h: Harness) -> None:
         await h.click_cancel(first, requester)
         await h.status(first, lambda text: text == "🛑 Cancelled.")
     finally:
-        h.pool.progress.set()
+        h.backend.progress.set()
     await h.idle()
     for interaction in (first, second, others):
         assert interaction.original is not None and interaction.original.components == []
@@ -571,13 +438,13 @@ async def test_a_click_on_a_known_button_is_answered_once(h: Harness) -> None:
 
 async def test_result_after_the_token_expired_goes_through_the_channel(h: Harness) -> None:
     fake = h.fake
-    h.pool.progress.clear()
+    h.backend.progress.clear()
     try:
         interaction = await h.stylize(size=32, seed=3)
         await h.status(interaction, lambda text: text.startswith("🎨 Starting"))
         fake.expire_token(interaction)  # 15 minutes have passed: 401 50027 from now on
     finally:
-        h.pool.progress.set()
+        h.backend.progress.set()
     await fake.wait_for(
         lambda: any(m.attachments and "seed 3" in m.content for m in fake.channel_messages()), 120
     )
@@ -595,13 +462,13 @@ async def test_result_after_the_token_expired_goes_through_the_channel(h: Harnes
 
 async def test_deleted_status_message_does_not_lose_the_result(h: Harness) -> None:
     fake = h.fake
-    h.pool.progress.clear()
+    h.backend.progress.clear()
     try:
         interaction = await h.stylize(size=32, seed=5)
         status = await h.status(interaction, lambda text: text.startswith("🎨 Starting"))
         fake.delete_message(status.id)
     finally:
-        h.pool.progress.set()
+        h.backend.progress.set()
     await fake.wait_for(lambda: bool(interaction.followups), 120)
     await h.idle()
     [result] = interaction.followups
@@ -641,7 +508,7 @@ async def test_a_channel_where_the_bot_may_not_post_is_refused_at_once(h: Harnes
 async def test_a_burst_from_one_user_downloads_only_what_the_limit_allows(h: Harness) -> None:
     fake = h.fake
     contents = [fake.add_attachment(png(64, 48), f"photo{i}.png") for i in range(5)]
-    h.pool.progress.clear()
+    h.backend.progress.clear()
     try:
         interactions = await asyncio.gather(
             *(
@@ -664,7 +531,7 @@ async def test_a_burst_from_one_user_downloads_only_what_the_limit_allows(h: Har
         }
         assert len(fetched) == 2, fetched  # the refused ones were never downloaded
     finally:
-        h.pool.progress.set()
+        h.backend.progress.set()
     for interaction in interactions:
         if interaction not in refused:  # both accepted jobs run to the end, one after the other
             await h.status(interaction, lambda text: text.startswith("✅"), timeout=120)
@@ -673,7 +540,7 @@ async def test_a_burst_from_one_user_downloads_only_what_the_limit_allows(h: Har
 
 async def test_a_cancel_whose_acknowledgement_fails_still_cancels(h: Harness) -> None:
     fake = h.fake
-    h.pool.progress.clear()
+    h.backend.progress.clear()
     try:
         interaction = await h.stylize(size=32)
         status = await h.status(
@@ -685,25 +552,25 @@ async def test_a_cancel_whose_acknowledgement_fails_still_cancels(h: Harness) ->
         await fake.click(status, custom_id, user=fake.requester)
         await h.status(interaction, lambda text: text == "🛑 Cancelled.")
     finally:
-        h.pool.progress.set()
+        h.backend.progress.set()
     await h.idle()
     assert not interaction.followups
 
 
 async def test_a_cancel_while_the_result_is_encoded_posts_nothing(h: Harness) -> None:
     fake = h.fake
-    h.pool.final.clear()  # the worker has finished; its Done waits, as during the encode
+    h.backend.final.clear()  # the worker has finished; its Done waits, as during the encode
     try:
         interaction = await h.stylize(size=32)
         await h.status(interaction, lambda text: text.startswith(("🎨", "⏳")))
         await fake.wait_for(lambda: interaction.original is not None and bool(
             [c for c in interaction.original.custom_ids if CANCEL_ID.match(c)]), 60)  # fmt: skip
         job_id = _job_id(interaction)
-        await fake.wait_for(lambda: isinstance(h.pool.final_event(job_id), Done), 120)
+        await fake.wait_for(lambda: isinstance(h.backend.final_event(job_id), Done), 120)
         await h.click_cancel(interaction, fake.requester)
         await h.status(interaction, lambda text: text == "🛑 Cancelled.")
     finally:
-        h.pool.final.set()
+        h.backend.final.set()
     await h.idle()
     assert not interaction.followups
     assert not [m for m in fake.channel_messages() if m.attachments and job_id[:12] in str(
@@ -711,7 +578,8 @@ async def test_a_cancel_while_the_result_is_encoded_posts_nothing(h: Harness) ->
 
 
 async def test_the_engine_hears_a_cancel_of_a_running_job(h: Harness) -> None:
-    h.pool.progress.clear()
+    h.backend.progress.clear()
+    h.backend.steps = 100_000  # far longer than the test: only the cancel can end it
     try:
         interaction = await h.stylize(size=64, quality="high")
         await h.status(interaction, lambda text: text.startswith("🎨 Starting"))
@@ -719,16 +587,17 @@ async def test_the_engine_hears_a_cancel_of_a_running_job(h: Harness) -> None:
         await h.click_cancel(interaction, h.fake.requester)
         await h.status(interaction, lambda text: text == "🛑 Cancelled.", timeout=120)
     finally:
-        h.pool.progress.set()
+        h.backend.progress.set()
+        h.backend.steps = None
     await h.idle()
-    # The end came from the engine itself: Cancelled, or Done when it won the race.
-    assert isinstance(h.pool.final_event(job_id), (Cancelled, Done))
+    # The end came from the engine itself, which stopped the job within a step.
+    assert isinstance(h.backend.final_event(job_id), Cancelled)
     assert not interaction.followups
 
 
 async def test_a_status_message_refused_for_good_is_not_edited_again(h: Harness) -> None:
     fake = h.fake
-    h.pool.final.clear()
+    h.backend.final.clear()
     try:
         interaction = await h.stylize(size=48, quality="high", seed=11)
         await h.status(interaction, lambda text: text.startswith("🎨"))
@@ -737,13 +606,13 @@ async def test_a_status_message_refused_for_good_is_not_edited_again(h: Harness)
             payloads.error(50013, "Missing Permissions"), times=1000,
         )  # fmt: skip
         await fake.wait_for(
-            lambda: bool(h.pool.events) and any(
+            lambda: bool(h.backend.events) and any(
                 r.status == 403 for r in fake.requests if interaction.token in r.path), 120,
         )  # fmt: skip
         job_id = _job_id(interaction)
-        await fake.wait_for(lambda: isinstance(h.pool.final_event(job_id), Done), 120)
+        await fake.wait_for(lambda: isinstance(h.backend.final_event(job_id), Done), 120)
     finally:
-        h.pool.final.set()
+        h.backend.final.set()
         fake.clear_failures()
     await h.idle()
     refused = [r for r in fake.requests if interaction.token in r.path and r.status == 403]
@@ -753,14 +622,14 @@ async def test_a_status_message_refused_for_good_is_not_edited_again(h: Harness)
 
 async def test_a_result_upload_refused_429_then_5xx_still_arrives(h: Harness) -> None:
     fake = h.fake
-    h.pool.final.clear()  # the faults must be in place before the result goes out
+    h.backend.final.clear()  # the faults must be in place before the result goes out
     try:
         interaction = await h.stylize(size=32, seed=23)
         followup = f"/webhooks/*/{interaction.token}"
         fake.rate_limit_next("POST", followup, retry_after=0.2)
         fake.fail_next("POST", followup, 502)
     finally:
-        h.pool.final.set()
+        h.backend.final.set()
     await fake.wait_for(lambda: bool(interaction.followups), 120)
     await h.idle()
     posts = [r.status for r in fake.requests if r.method == "POST" and interaction.token in r.path
@@ -798,7 +667,7 @@ async def test_a_result_over_the_upload_limit_arrives_re_encoded_below_it(h: Har
 
 async def test_a_result_refused_as_too_large_is_sent_again(h: Harness) -> None:
     fake = h.fake
-    h.pool.final.clear()
+    h.backend.final.clear()
     try:
         interaction = await h.stylize(
             size=64, seed=31, style=fake.add_attachment(png(64, 64, noise=True), "noise.png")
@@ -808,7 +677,7 @@ async def test_a_result_refused_as_too_large_is_sent_again(h: Harness) -> None:
             payloads.error(40005, "Request entity too large"),
         )  # fmt: skip
     finally:
-        h.pool.final.set()
+        h.backend.final.set()
     await fake.wait_for(lambda: bool(interaction.followups), 120)
     await h.idle()
     attempts = [
@@ -826,7 +695,7 @@ async def test_a_result_refused_as_too_large_is_sent_again(h: Harness) -> None:
 
 async def test_a_result_refused_as_too_large_twice_is_reported_lost(h: Harness) -> None:
     fake = h.fake
-    h.pool.final.clear()
+    h.backend.final.clear()
     try:
         interaction = await h.stylize(size=32, seed=37)
         fake.fail_next(
@@ -834,7 +703,7 @@ async def test_a_result_refused_as_too_large_twice_is_reported_lost(h: Harness) 
             payloads.error(40005, "Request entity too large"), times=2,
         )  # fmt: skip
     finally:
-        h.pool.final.set()
+        h.backend.final.set()
     status = await h.status(interaction, lambda text: "couldn't post it here" in text, timeout=120)
     await h.idle()
     assert status.content.startswith(f"<@{fake.requester.id}>")
@@ -847,7 +716,7 @@ async def test_a_result_refused_as_too_large_twice_is_reported_lost(h: Harness) 
 async def test_a_result_with_nowhere_to_go_in_the_channel_goes_by_dm(h: Harness) -> None:
     fake = h.fake
     saved = dict(fake.role_permissions)
-    h.pool.progress.clear()
+    h.backend.progress.clear()
     try:
         interaction = await h.stylize(size=32, seed=41)
         await h.status(interaction, lambda text: text.startswith("🎨 Starting"))
@@ -855,11 +724,11 @@ async def test_a_result_with_nowhere_to_go_in_the_channel_goes_by_dm(h: Harness)
         fake.expire_token(interaction)
         for role in (fake.guild_id, fake.bot_role_id):
             fake.role_permissions[role] &= ~payloads.SEND_MESSAGES
-        h.pool.progress.set()
+        h.backend.progress.set()
         await fake.wait_for(lambda: any(m.attachments for m in fake.dm_messages(fake.requester)),
                             120)  # fmt: skip
     finally:
-        h.pool.progress.set()
+        h.backend.progress.set()
         fake.role_permissions.update(saved)
     await h.idle()
     [result] = [m for m in fake.dm_messages(fake.requester) if m.attachments]
@@ -901,7 +770,7 @@ async def test_acknowledgement_latency(h: Harness, capsys: pytest.CaptureFixture
 
 
 async def test_a_broken_engine_keeps_the_job_tells_the_user_and_stops_the_bot(h: Harness) -> None:
-    h.pool.broken = True  # the engine's workers can no longer be started
+    h.backend.broken = True  # the engine's workers can no longer be started
     interaction = await h.stylize(size=32, seed=9)
     await h.status(interaction, lambda text: "painters stopped working" in text)
     await asyncio.wait_for(asyncio.shield(h.running), 30)

@@ -1,6 +1,6 @@
 """End to end: the follow-up buttons on a result (Re-roll, Stronger, Weaker) and the server's
 gallery of saved styles (/styles, /stylize saved_style), with the real bot (discord.py, the
-engine pool, random weights on the CPU) against the fake Discord.
+local backend, random weights on the CPU) against the fake Discord.
 
 One fake and one data folder serve the module; the bot is restarted in the middle, on the same
 journal, to show that a result posted before a restart keeps working buttons.
@@ -9,6 +9,7 @@ journal, to show that a result posted before a restart keeps working buttons.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import errno
 import logging
 import os
@@ -24,17 +25,18 @@ import pytest
 import pytest_asyncio
 
 from bot import journal as journal_module
-from bot.client import StylizeBot, make_pool
+from bot.client import StylizeBot, build_backend
 from bot.config import BotSettings
-from engine.pool import EnginePool
+from engine.backend import Backend
+from tests.e2e_backend import HeldBackend, e2e_settings
 from tests.fake_discord import FakeDiscord, FakeInteraction, FakeMessage, FakeUser, payloads
-from tests.test_bot_e2e import HeldPool, e2e_settings, png
+from tests.pictures import png
 
 pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.timeout(900)]
 
 TOKEN = "fake-token-XYZ.followups-SECRET"
 EPHEMERAL = 1 << 6
-START_TIMEOUT = 240  # the pool spawns a worker that imports torch and builds VGG19
+START_TIMEOUT = 240  # the backend spawns a worker that imports torch and builds VGG19
 RESULT_TIMEOUT = 120
 GALLERY_MAX = 2
 FOLLOW_UP_ID = re.compile(r"^stylize:(reroll|stronger|weaker):([0-9a-f]{32})$")
@@ -53,7 +55,7 @@ def settings_for(fake: FakeDiscord, data_dir: Path) -> BotSettings:
 @dataclass
 class Running:
     bot: StylizeBot
-    pool: HeldPool
+    backend: HeldBackend
     task: asyncio.Task[None]
 
 
@@ -64,25 +66,24 @@ class Harness:
         self.run: Running | None = None
 
     @property
-    def pool(self) -> HeldPool:
+    def backend(self) -> HeldBackend:
         assert self.run is not None
-        return self.run.pool
+        return self.run.backend
 
     @property
-    def cog(self) -> Any:
-        # Not isinstance: load_extension imports the cog's module afresh, as its own copy.
+    def bot(self) -> StylizeBot:
         assert self.run is not None
-        return self.run.bot.get_cog("Stylize")
+        return self.run.bot
 
     async def start(self) -> None:
-        pools: list[HeldPool] = []
+        backends: list[HeldBackend] = []
 
-        def held_pool(settings: BotSettings) -> EnginePool:
-            pools.append(HeldPool(make_pool(settings)))
-            return pools[-1]  # type: ignore[return-value]
+        def held_backend(settings: BotSettings) -> Backend:
+            backends.append(HeldBackend(build_backend(settings)))
+            return backends[-1]  # type: ignore[return-value]
 
         identifies = self.fake.identifies
-        bot = StylizeBot(settings_for(self.fake, self.data_dir), pool_factory=held_pool)
+        bot = StylizeBot(settings_for(self.fake, self.data_dir), backend_factory=held_backend)
         task = asyncio.create_task(bot.start(TOKEN))
         connected = asyncio.create_task(
             self.fake.wait_for(lambda: self.fake.identifies > identifies, START_TIMEOUT)
@@ -94,7 +95,7 @@ class Harness:
             pytest.fail("the bot stopped during start-up")
         await connected
         await asyncio.wait_for(bot.wait_until_ready(), 30)
-        self.run = Running(bot, pools[0], task)
+        self.run = Running(bot, backends[0], task)
 
     async def stop(self) -> None:
         assert self.run is not None
@@ -103,8 +104,8 @@ class Harness:
         self.run = None
 
     async def idle(self) -> None:
-        assert await self.cog.runner.wait_idle(30), "jobs still running after the test"
-        assert await self.cog.outbox.wait_idle(30), "results still undelivered after the test"
+        assert await self.bot.jobs.runner.wait_idle(30), "jobs still running after the test"
+        assert await self.bot.jobs.outbox.wait_idle(30), "results still undelivered after the test"
 
     async def result_of_command(self, user: FakeUser, **options: object) -> FakeMessage:
         """Run /stylize and return its posted result."""
@@ -219,7 +220,7 @@ async def test_a_click_by_another_member_runs_under_their_own_limit(h: Harness) 
     fake = h.fake
     original = await h.result_of_command(fake.requester, seed=11)
     await h.idle()
-    h.pool.progress.clear()  # the requester's next job stays running: they are at their limit
+    h.backend.progress.clear()  # the requester's next job stays running: they are at their limit
     try:
         held = await fake.invoke(
             "stylize",
@@ -240,7 +241,7 @@ async def test_a_click_by_another_member_runs_under_their_own_limit(h: Harness) 
         other = await h.click(original, "stronger", fake.other_user)
         assert other.callbacks[0]["type"] == 5
     finally:
-        h.pool.progress.set()
+        h.backend.progress.set()
     result = await h.result_of(other)
     await h.idle()
     assert result.content.split("\n")[1].startswith(fake.other_user.mention)
@@ -273,7 +274,7 @@ async def test_a_click_on_expired_inputs_gets_a_clear_answer(h: Harness) -> None
     click = await h.click(cleared, "stronger", fake.requester)
     assert "no longer kept" in refusal(click.callbacks[0])
     # The retention sweep, as it runs once the kept days have passed.
-    assert await h.cog.journal.purge(0) >= 1
+    assert await h.bot.journal.purge(0) >= 1
     click = await h.click(original, "reroll", fake.requester)
     callback = click.callbacks[0]
     assert callback["type"] == 4 and callback["data"]["flags"] & EPHEMERAL
@@ -289,16 +290,17 @@ async def test_a_follow_up_keeps_within_the_servers_current_limits(h: Harness) -
         "48×36 px",
         "4",
     )
-    bot = h.run.bot  # type: ignore[union-attr]
-    saved = bot.settings
-    # The admins lowered the limits since: quality "high" now means 2 steps.
-    bot.settings = saved.model_copy(update={"stylize_max_size": 32, "stylize_steps": 1})
+    jobs = h.bot.jobs
+    saved = jobs.policy
+    # The admins lowered the limits since (as after a restart with new settings): quality
+    # "high" now means 2 steps.
+    jobs.policy = dataclasses.replace(saved, max_size=32, standard_steps=1)
     try:
         click = await h.click(original, "stronger", fake.requester)
         assert click.callbacks[0]["type"] == 5
         result = await h.result_of(click)
     finally:
-        bot.settings = saved
+        jobs.policy = saved
     await h.idle()
     after = settings_of(result.content)
     assert (after["size"], after["steps"], after["strength"]) == ("32×24 px", "2", "2")
@@ -318,7 +320,7 @@ async def test_a_follow_up_where_the_bot_may_not_post_is_refused(h: Harness) -> 
     finally:
         fake.role_permissions.update(saved)
     assert "Attach Files" in refusal(click.callbacks[0])
-    assert h.cog.runner.active(fake.requester.id) == 0  # nothing was queued
+    assert h.bot.jobs.runner.active(fake.requester.id) == 0  # nothing was queued
 
 
 async def test_a_result_the_disk_cannot_keep_is_posted_and_never_painted_again(
@@ -365,7 +367,7 @@ async def test_a_result_the_disk_cannot_keep_is_posted_and_never_painted_again(
 
     await h.stop()
     await h.start()
-    assert h.cog.runner.owner(job_id) is None  # not resumed
+    assert h.bot.jobs.runner.owner(job_id) is None  # not resumed
     await h.idle()
     posted = [m for m in fake.messages.values() if m.attachments and "seed 71," in m.content]
     assert len(posted) == 1
@@ -414,7 +416,7 @@ async def test_a_member_without_manage_server_is_refused(h: Harness) -> None:
     assert "Manage Server" in refusal(callback)
     _, callback = await styles(h, "remove", fake.requester, name="Mine")
     assert "Manage Server" in refusal(callback)
-    assert await h.cog.journal.styles(fake.guild_id) == []
+    assert await h.bot.journal.styles(fake.guild_id) == []
 
 
 async def test_styles_are_added_listed_used_and_removed(h: Harness) -> None:
@@ -475,7 +477,7 @@ async def test_styles_are_added_listed_used_and_removed(h: Harness) -> None:
     # Removed: gone from the list and from use.
     _, callback = await styles(h, "remove", manager, name="Starry Night")
     assert callback["type"] == 4 and "Removed the style **Starry Night**" in str(callback["data"])
-    assert [s.name for s in await h.cog.journal.styles(fake.guild_id)] == ["Waves"]
+    assert [s.name for s in await h.bot.journal.styles(fake.guild_id)] == ["Waves"]
     gone = await fake.invoke(
         "stylize",
         {"content": fake.add_attachment(png(48, 36), "p.png"), "saved_style": "Starry Night"},
@@ -521,7 +523,7 @@ async def test_every_decode_goes_through_the_intake_gate(
     h: Harness, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     fake = h.fake
-    gate = h.cog.intake_gate
+    gate = h.bot.intake_gate
     decoded: list[tuple[str, bytes]] = []
     run = gate.run
 
@@ -552,7 +554,7 @@ async def test_every_decode_goes_through_the_intake_gate(
         await h.idle()
     finally:
         fake.role_permissions.update(saved)
-        await h.cog.journal.remove_style(fake.guild_id, "Gated")
+        await h.bot.journal.remove_style(fake.guild_id, "Gated")
     assert [work for work, data in decoded if data == style] == [
         "_decoded_size",
         "make_thumbnail",

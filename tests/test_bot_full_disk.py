@@ -1,21 +1,23 @@
-"""A full disk as a job ends (``bot.reporter`` over a real journal): its picture still reaches
-its member from memory, and the job is never painted again, even when the journal can write
-nothing at all. tests/test_bot_followups_e2e.py shows the same end to end, with a restart."""
+"""A full disk as a job ends (``bot.jobs.tracker`` over a real journal): its picture still
+reaches its member from memory, and the job is never painted again, even when the journal can
+write nothing at all. tests/test_bot_followups_e2e.py shows the same end to end, with a
+restart."""
 
 from __future__ import annotations
 
 import errno
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import pytest
 
-from bot import errors
-from bot.cogs.stylize import rebuild_job
-from bot.journal import Conversation, JobRecord, Journal, NewJob
-from bot.reporter import DiscordReporter
-from engine.jobs import Done, JobStats
+from bot import messages
+from bot.jobs.outbox import Outbox
+from bot.jobs.service import rebuild_job
+from bot.jobs.tracker import JobTracker
+from bot.journal import Conversation, JobRecord, Journal, NewJob, OutboxItem
+from engine.jobs import Done, JobProgress, JobStats, Started
 
 JOB = "cd" * 16
 
@@ -24,34 +26,34 @@ def full_disk(*args: Any, **kwargs: Any) -> None:
     raise OSError(errno.ENOSPC, "No space left on device")
 
 
-class StubReply:
-    user_id = 42
-    mention = "<@42>"
+class StubStatus:
+    """The front end's ``JobStatus``: records what the member is shown and sent."""
 
-    def __init__(self) -> None:
-        self.statuses: list[str] = []
-
-    async def edit_status(self, content: str, **kwargs: Any) -> bool:
-        self.statuses.append(content)
-        return True
-
-
-class StubDelivery:
     def __init__(self) -> None:
         self.posted: list[tuple[JobRecord, bytes]] = []
         self.notices: list[str] = []
 
-    async def post_result(self, record: JobRecord, reply: Any, image: bytes) -> int:
-        self.posted.append((record, image))
-        return 1
+    def queued(self, position: int) -> None:
+        pass
 
-    async def notice(self, reply: Any, text: str, *, tell: bool) -> None:
+    def progress(self, event: Started | JobProgress) -> None:
+        pass
+
+    def cancel_requested(self, by_user_id: int) -> None:
+        pass
+
+    async def settle(self) -> None:
+        pass
+
+    async def notice(self, text: str, *, tell: bool) -> None:
         self.notices.append(text)
 
+    async def post_result(self, record: JobRecord, image: bytes) -> None:
+        self.posted.append((record, image))
 
-class StubOutbox:
-    def kick(self) -> None:
-        raise AssertionError("nothing was put in the outbox")
+
+async def nothing_to_deliver(item: OutboxItem) -> int | None:
+    raise AssertionError("nothing was put in the outbox")
 
 
 @pytest.fixture
@@ -65,21 +67,20 @@ async def journal(tmp_path: Path) -> AsyncIterator[Journal]:
     await journal.close()
 
 
-async def end(journal: Journal) -> StubDelivery:
-    """The job ends with its picture; returns what was delivered."""
-    delivery = StubDelivery()
-    reporter = DiscordReporter(
-        cast(Any, StubReply()),
+async def end(journal: Journal) -> StubStatus:
+    """The job ends with its picture; returns what its member was shown and sent."""
+    status = StubStatus()
+    tracker = JobTracker(
+        status,
         job_id=JOB,
+        user_id=42,
         journal=journal,
-        outbox=cast(Any, StubOutbox()),
-        delivery=cast(Any, delivery),
-        interval=1.0,
+        outbox=Outbox(journal, nothing_to_deliver),  # never started: kicks go nowhere
         job_timeout=60.0,
-        make_view=lambda: cast(Any, None),
     )
-    await reporter.finished(Done(JOB, b"picture", "png", JobStats(1.0, 1, 16, 12, 3, {})))
-    return delivery
+    await tracker.finished(Done(JOB, b"picture", "png", JobStats(1.0, 1, 16, 12, 3, {})))
+    assert await journal.outbox_pending() == []
+    return status
 
 
 @pytest.mark.parametrize("failing_ends", [0, 1], ids=["the row fits", "the row fits once room"])
@@ -97,9 +98,9 @@ async def test_a_result_the_disk_cannot_keep_is_posted_from_memory(
         await finish_unkept(*args, **kwargs)
 
     monkeypatch.setattr(journal, "finish_unkept", end_unkept)
-    delivery = await end(journal)
+    status = await end(journal)
 
-    [(record, image)] = delivery.posted
+    [(record, image)] = status.posted
     assert image == b"picture" and record.result_format == "png"
     assert record.result_stats is not None and record.result_stats["width"] == 16
     stored = await journal.get(JOB)
@@ -114,9 +115,10 @@ async def test_when_the_journal_takes_nothing_the_job_is_reported_lost_not_repai
 ) -> None:
     monkeypatch.setattr(journal, "finish", full_disk)
     monkeypatch.setattr(journal, "finish_unkept", full_disk)
-    delivery = await end(journal)
+    status = await end(journal)
 
-    assert [image for _, image in delivery.posted] == [b"picture"]  # the member has it
+    assert [image for _, image in status.posted] == [b"picture"]  # the member has it
+    assert status.notices == []
     [record] = await journal.unfinished()  # the row could not be changed…
     rebuilt = await rebuild_job(journal, record, preview_interval=0.0)
-    assert rebuilt == errors.inputs_lost()  # …but without its pictures it is not run again
+    assert rebuilt == messages.inputs_lost()  # …but without its pictures it is not run again

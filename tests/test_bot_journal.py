@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import errno
+import inspect
 import os
 import sqlite3
 import stat
@@ -13,11 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from bot import errors
-from bot.cogs.stylize import MAX_RUNS, rebuild_job
+from bot import messages
+from bot.jobs.service import MAX_RUNS, rebuild_job
 from bot.journal import (
     ORPHAN_AGE,
     SCHEMA_VERSION,
+    Connect,
     Conversation,
     Journal,
     JournalError,
@@ -32,14 +34,12 @@ DAY = 24 * 3600.0
 
 
 class Clock:
-    """Wall time under the test's control; records which threads read it."""
+    """Wall time under the test's control."""
 
     def __init__(self, now: float = 1_000_000.0) -> None:
         self.now = now
-        self.threads: set[str] = set()
 
     def __call__(self) -> float:
-        self.threads.add(threading.current_thread().name)
         return self.now
 
 
@@ -147,16 +147,17 @@ async def test_unfinished_jobs_come_back_running_first_then_in_the_queues_order(
 async def test_a_job_stopped_for_a_restart_goes_first_and_that_is_not_a_run(
     journal: Journal,
 ) -> None:
-    for n in (1, 2):
+    for n in (1, 2, 3):
         await journal.add(new_job(job_id(n)))
-    await journal.set_order([job_id(1), job_id(2)])
+    await journal.set_order([job_id(3), job_id(1), job_id(2)])
     await journal.mark_running(job_id(2))  # crashed once while running…
     await journal.mark_running(job_id(2))  # …then started again and stopped for a deploy
     await journal.requeue(job_id(2))
-    await journal.requeue(job_id(1))  # a waiting job keeps its place
+    await journal.requeue(job_id(3))  # a waiting job keeps its place: ahead of 1, not last
     records = await journal.unfinished()
     assert [(r.id, r.state, r.runs) for r in records] == [
         (job_id(2), "queued", 1),
+        (job_id(3), "queued", 0),
         (job_id(1), "queued", 0),
     ]
 
@@ -175,12 +176,80 @@ async def test_the_journal_survives_reopening(tmp_path: Path, clock: Clock) -> N
         assert db.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
 
 
+def same_thread_only(opened_on: list[str]) -> Connect:
+    """The journal's connection, but with SQLite's own check that every use of it (and of its
+    cursors) is on the thread that opened it: any other raises ``ProgrammingError``. The name
+    of that thread goes into ``opened_on``."""
+
+    def connect(
+        database: str, *, timeout: float, isolation_level: None, check_same_thread: bool
+    ) -> sqlite3.Connection:
+        opened_on.append(threading.current_thread().name)
+        return sqlite3.connect(
+            database, timeout=timeout, isolation_level=isolation_level, check_same_thread=True
+        )
+
+    return connect
+
+
+# One call of each public coroutine of Journal, in an order that gives each something to do.
+EVERY_CALL: dict[str, Callable[[Journal], Awaitable[object]]] = {
+    "stage_inputs": lambda j: j.stage_inputs(job_id(2), b"c", (b"s",)),
+    "add": lambda j: j.add(new_job(job_id(1))),
+    "set_status_message": lambda j: j.set_status_message(job_id(1), StatusMessage(5)),
+    "mark_running": lambda j: j.mark_running(job_id(1)),
+    "set_order": lambda j: j.set_order([job_id(1)]),
+    "requeue": lambda j: j.requeue(job_id(1)),
+    "unfinished": lambda j: j.unfinished(),
+    "get": lambda j: j.get(job_id(1)),
+    "inputs": lambda j: j.inputs(job_id(1), 2),
+    "has_inputs": lambda j: j.has_inputs(job_id(1), 2),
+    "link_inputs": lambda j: j.link_inputs(job_id(1), job_id(3), 2),
+    "finish": lambda j: j.finish(
+        job_id(1), "done", outcome={}, deliver="result", result=b"R", result_format="png"
+    ),
+    "result": lambda j: j.result(job_id(1), "png"),
+    "finish_unkept": lambda j: j.finish_unkept(job_id(3), "failed", outcome={}),
+    "drop_inputs": lambda j: j.drop_inputs(job_id(3)),
+    "discard": lambda j: j.discard(job_id(2)),
+    "outbox_pending": lambda j: j.outbox_pending(),
+    "begin_attempt": lambda j: j.begin_attempt(1),
+    "retry_later": lambda j: j.retry_later(1, 0.0, "HTTP 503"),
+    "delivered": lambda j: j.delivered(1, 99),
+    "undeliverable": lambda j: j.undeliverable(1, "gone"),
+    "add_style": lambda j: j.add_style(
+        NewStyle(7, "Starry", b"image", b"thumb", 1), max_count=5, max_bytes=100
+    ),
+    "styles": lambda j: j.styles(7),
+    "style_image": lambda j: j.style_image(7, "starry"),
+    "remove_style": lambda j: j.remove_style(7, "starry"),
+    "purge": lambda j: j.purge(0),
+}
+
+
+def public_coroutines(cls: type) -> set[str]:
+    return {
+        name
+        for name, member in inspect.getmembers(cls)
+        if not name.startswith("_") and inspect.iscoroutinefunction(member)
+    }
+
+
 async def test_every_read_and_write_runs_on_the_journal_thread(
-    journal: Journal, clock: Clock
+    tmp_path: Path, clock: Clock
 ) -> None:
-    await journal.add(new_job(job_id(1)))
-    await journal.mark_running(job_id(1))
-    assert clock.threads and all(name.startswith("journal") for name in clock.threads)
+    # Every public coroutine is in the table (open and close are called around it).
+    assert set(EVERY_CALL) | {"open", "close"} == public_coroutines(Journal)
+    opened_on: list[str] = []
+    journal = await Journal.open(
+        tmp_path / "data", clock=clock, connect=same_thread_only(opened_on)
+    )
+    try:
+        for call in EVERY_CALL.values():
+            await call(journal)
+    finally:
+        await journal.close()
+    assert len(opened_on) == 1 and opened_on[0].startswith("journal")
 
 
 async def test_inputs_written_ahead_then_the_row(journal: Journal) -> None:
@@ -218,7 +287,7 @@ async def test_a_record_whose_inputs_are_gone_is_not_resumed(journal: Journal) -
     await journal.add(new_job(job_id(1)))
     (journal.job_dir(job_id(1)) / "style-1").unlink()
     [record] = await journal.unfinished()
-    assert await rebuild_job(journal, record, preview_interval=0) == errors.inputs_lost()
+    assert await rebuild_job(journal, record, preview_interval=0) == messages.inputs_lost()
 
 
 async def test_a_job_that_keeps_killing_the_bot_is_given_up(journal: Journal) -> None:
@@ -226,7 +295,7 @@ async def test_a_job_that_keeps_killing_the_bot_is_given_up(journal: Journal) ->
     for _ in range(MAX_RUNS):  # running each time the bot died
         await journal.mark_running(job_id(1))
     [record] = await journal.unfinished()
-    assert await rebuild_job(journal, record, preview_interval=0) == errors.keeps_crashing()
+    assert await rebuild_job(journal, record, preview_interval=0) == messages.keeps_crashing()
 
 
 # --- the outbox ---------------------------------------------------------------------------
@@ -266,8 +335,8 @@ async def test_retention_deletes_expired_jobs_and_keeps_the_rest(
 ) -> None:
     for n in (1, 2, 3, 4):
         await journal.add(new_job(job_id(n)))
-    # 1: ended long ago, delivered. 2: ended long ago, result still owed. 3: ended recently.
-    # 4: still queued.
+    # 1: ended long ago, delivered. 2: ended long ago, result still owed. 3: ended recently,
+    # delivered. 4: still queued.
     for n in (1, 2):
         await journal.finish(
             job_id(n), "done", outcome={}, deliver="result", result=b"x", result_format="png"
@@ -276,6 +345,9 @@ async def test_retention_deletes_expired_jobs_and_keeps_the_rest(
     await journal.delivered(first.id, 1)
     clock.now += 8 * DAY
     await journal.finish(job_id(3), "failed", outcome={}, deliver="notice", text="❌")
+    [_, third] = await journal.outbox_pending()
+    await journal.delivered(third.id, 3)
+    clock.now += DAY  # 3 ended a day ago: only its age keeps it
 
     assert await journal.purge(7 * DAY) == 1
     assert not journal.job_dir(job_id(1)).exists()

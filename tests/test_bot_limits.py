@@ -5,6 +5,7 @@ more edits once Discord refused the status message for good."""
 from __future__ import annotations
 
 import asyncio
+import threading
 from types import SimpleNamespace
 from typing import Any
 
@@ -12,14 +13,14 @@ import discord
 import pytest
 
 from bot import intake, permissions
+from bot.jobs.queue import Reservations, UserLimitReached
 from bot.journal import Conversation, StatusMessage
-from bot.queue import UserLimitReached
 from bot.reply import Reply
-from tests.test_input_bounds import png
+from tests.pictures import png
 
 
 def test_places_count_towards_the_limit_until_released() -> None:
-    places = intake.Reservations(per_user=2)
+    places = Reservations(per_user=2)
     with places.reserve(1, active=0), places.reserve(1, active=0):
         with pytest.raises(UserLimitReached) as refused, places.reserve(1, active=0):
             pass
@@ -36,14 +37,24 @@ def test_places_count_towards_the_limit_until_released() -> None:
 
 
 def test_a_place_is_released_when_the_intake_fails() -> None:
-    places = intake.Reservations(per_user=1)
+    places = Reservations(per_user=1)
     with pytest.raises(RuntimeError), places.reserve(7, active=0):
         raise RuntimeError("download failed")
     with places.reserve(7, active=0):
         assert places.pending(7) == 1
 
 
-async def test_the_gate_lets_few_in_and_decodes_in_its_own_threads() -> None:
+async def test_the_gate_lets_few_in_and_decodes_in_its_own_threads(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    decoded_in: list[str] = []
+    real_decode = intake._decoded_size
+
+    def recorded(data: bytes, max_pixels: int) -> tuple[int, int]:
+        decoded_in.append(threading.current_thread().name)
+        return real_decode(data, max_pixels)
+
+    monkeypatch.setattr(intake, "_decoded_size", recorded)
     gate = intake.Gate(concurrent=2)
     release = asyncio.Event()
     most = 0
@@ -67,6 +78,8 @@ async def test_the_gate_lets_few_in_and_decodes_in_its_own_threads() -> None:
     finally:
         gate.close()
     assert (picture.width, picture.height) == (40, 30)
+    # Not the loop's thread, nor the default executor that also starts engine workers.
+    assert len(decoded_in) == 1 and decoded_in[0].startswith("stylize-decode"), decoded_in
 
 
 @pytest.mark.parametrize(

@@ -1,5 +1,5 @@
 """What the bot says and how it sizes things: bot.messages, bot.errors, bot.throttle,
-bot.uploads, bot.job_settings and bot.intake's size caps. No Discord connection here."""
+bot.uploads, bot.jobs.settings and bot.intake's size caps. No Discord connection here."""
 
 from __future__ import annotations
 
@@ -15,25 +15,18 @@ from discord import app_commands
 from PIL import Image
 
 from bot import errors, intake, messages, uploads
-from bot.job_settings import build_settings, steps_for
+from bot.jobs.queue import QueueFull, UserLimitReached
+from bot.jobs.runner import ShuttingDown
+from bot.jobs.settings import build_settings, steps_for
 from bot.journal import Conversation, StatusMessage
-from bot.queue import QueueFull, UserLimitReached
 from bot.reply import TOKEN_LIFETIME, Reply
 from bot.reporter import StatusUpdate
-from bot.runner import ShuttingDown
 from bot.throttle import Throttle
 from engine.errors import ImageError
 from engine.jobs import FailureKind, JobStats
+from tests.pictures import png
 
 MB = 1024 * 1024
-
-
-def png(width: int = 48, height: int = 32, *, noisy: bool = False) -> bytes:
-    image = Image.effect_noise((width, height), 80).convert("RGB") if noisy else None
-    image = image or Image.new("RGB", (width, height), (200, 80, 40))
-    buffer = io.BytesIO()
-    image.save(buffer, "PNG")
-    return buffer.getvalue()
 
 
 # --- texts --------------------------------------------------------------------------------
@@ -157,8 +150,14 @@ def test_clip_respects_discords_limit() -> None:
         (QueueFull(100), "queue is full"),
         (ShuttingDown("x"), "restarting"),
         (ImageError("That file isn't an image we can read."), "isn't an image"),
-        (errors.too_large("style image", 12 * MB, 10 * MB), "12 MB; the limit is 10 MB"),
-        (errors.not_an_image("photo (content)"), "photo (content) isn't an image"),
+        (
+            errors.Refusal(messages.file_too_large("style image", 12 * MB, 10 * MB)),
+            "12 MB; the limit is 10 MB",
+        ),
+        (
+            errors.Refusal(messages.not_an_image("photo (content)")),
+            "photo (content) isn't an image",
+        ),
         (RuntimeError("boom: internal detail"), "Something went wrong"),
     ],
 )
@@ -198,7 +197,7 @@ def test_failure_messages_are_plain_words(kind: FailureKind, expected: str) -> N
         if kind is FailureKind.BAD_INPUT
         else 'Traceback (most recent call last):\n  File "/srv/stylize/engine/x.py", line 1'
     )
-    text = errors.failure_message(kind, message, timeout=600)
+    text = messages.failure(kind, message, timeout=600)
     assert expected in text
     assert "Traceback" not in text and "/srv/stylize" not in text
 
@@ -238,13 +237,13 @@ def test_build_settings_from_options() -> None:
 
 
 def test_result_that_fits_is_sent_as_it_is() -> None:
-    data = png()
+    data = png(48, 32)
     result = uploads.fit(data, "png", len(data))
     assert result == uploads.ResultFile(data, "png")
 
 
 def test_result_over_the_limit_is_reencoded_under_it() -> None:
-    data = png(256, 256, noisy=True)
+    data = png(256, 256, noise=True)
     limit = len(data) // 4
     result = uploads.fit(data, "png", limit)
     assert len(result.data) <= limit

@@ -1,21 +1,24 @@
-"""The outbox (bot.outbox) over a real journal, and the delivery routes (bot.delivery.post)."""
+"""The outbox (bot.jobs.outbox) over a real journal; how the Discord side words a failed
+delivery for it (bot.delivery.classify); and the delivery routes (bot.delivery.post)."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 import types
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, cast
 
+import aiohttp
 import discord
 import pytest
 
-from bot.delivery import post
+from bot.delivery import classify, post
+from bot.jobs.outbox import MAX_ATTEMPTS, MAX_DELAY, Outbox, Retry, Undeliverable, backoff
 from bot.journal import Conversation, Journal, NewJob, OutboxItem
-from bot.outbox import MAX_ATTEMPTS, MAX_DELAY, Outbox, Undeliverable, backoff
-from bot.reply import Reply, transient
+from bot.reply import Reply
 
 JOB = "ab" * 16
 
@@ -26,6 +29,14 @@ def http_error(status: int, code: int = 0) -> discord.HTTPException:
     if status >= 500:
         kind = discord.DiscordServerError
     return kind(cast(Any, response), {"code": code, "message": "refused"})
+
+
+def outbox_rows(journal: Journal) -> list[tuple[str, str, int | None, str | None]]:
+    """Each outbox item's (job id, state, posted message id, last error), as stored."""
+    with sqlite3.connect(journal.path) as db:
+        return db.execute(
+            "SELECT job_id, state, message_id, last_error FROM outbox ORDER BY id"
+        ).fetchall()
 
 
 @pytest.fixture
@@ -50,7 +61,7 @@ class ScriptedDeliver:
         self.attempts.append(item.attempts)
         if self.errors:
             error = self.errors.pop(0)
-            if not transient(error):  # the outbox gives up on it: nothing more will come
+            if not isinstance(error, Retry):  # the outbox gives up on it: nothing more will come
                 self.done.set_result(None)
             raise error
         self.done.set_result(None)
@@ -67,31 +78,37 @@ async def run_until_done(journal: Journal, deliver: ScriptedDeliver) -> None:
         await outbox.stop()
 
 
-async def test_server_errors_and_timeouts_are_retried_with_backoff(
+async def test_an_attempt_to_retry_is_retried_with_backoff(
     journal: Journal, caplog: pytest.LogCaptureFixture
 ) -> None:
-    deliver = ScriptedDeliver(http_error(503), asyncio.TimeoutError())
-    with caplog.at_level(logging.WARNING, "bot.outbox"):
+    deliver = ScriptedDeliver(Retry("HTTP 503, code 0"), Retry("TimeoutError"))
+    with caplog.at_level(logging.WARNING, "bot.jobs.outbox"):
         await run_until_done(journal, deliver)
     # Each attempt knows how many began before it: a retry looks for an earlier post first.
     assert deliver.attempts == [0, 1, 2]
     assert await journal.outbox_pending() == []
+    assert outbox_rows(journal) == [(JOB, "delivered", 555, "TimeoutError")]
     retries = [r.getMessage() for r in caplog.records if "retrying" in r.getMessage()]
     assert len(retries) == 2 and all(JOB in line for line in retries)
 
 
 @pytest.mark.parametrize(
-    "error",
-    [http_error(403, 50013), Undeliverable("the channel, a DM and the interaction all refused")],
-)
-async def test_a_permanent_refusal_is_not_retried_and_is_logged_with_the_job_id(
-    journal: Journal, caplog: pytest.LogCaptureFixture, error: BaseException
+    ("error", "recorded"),
+    [
+        (Undeliverable("the channel, a DM and the interaction all refused"),
+         "the channel, a DM and the interaction all refused"),
+        (RuntimeError("a bug"), "RuntimeError"),  # not a refusal: a bug, not tried again
+    ],
+)  # fmt: skip
+async def test_an_undeliverable_item_is_recorded_so_and_logged_with_the_job_id(
+    journal: Journal, caplog: pytest.LogCaptureFixture, error: BaseException, recorded: str
 ) -> None:
     deliver = ScriptedDeliver(error)
-    with caplog.at_level(logging.ERROR, "bot.outbox"):
+    with caplog.at_level(logging.ERROR, "bot.jobs.outbox"):
         await run_until_done(journal, deliver)
     assert deliver.attempts == [0]
     assert await journal.outbox_pending() == []
+    assert outbox_rows(journal) == [(JOB, "failed", None, recorded)]
     assert any(JOB in r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR)
 
 
@@ -103,13 +120,15 @@ async def test_an_item_that_never_gets_through_is_given_up(
         await journal.begin_attempt(item.id)
     deliver = ScriptedDeliver()
     outbox = Outbox(journal, deliver, base_delay=0.01)
-    with caplog.at_level(logging.ERROR, "bot.outbox"):
+    with caplog.at_level(logging.ERROR, "bot.jobs.outbox"):
         outbox.start()
         try:
             assert await outbox.wait_idle(30)
         finally:
             await outbox.stop()
     assert deliver.attempts == [] and await journal.outbox_pending() == []
+    [(_, state, _, _)] = outbox_rows(journal)
+    assert state == "failed"
     assert any("giving up" in r.getMessage() and JOB in r.getMessage() for r in caplog.records)
 
 
@@ -118,6 +137,26 @@ def test_backoff_doubles_up_to_a_cap() -> None:
     for delay, expected in zip(delays, (2, 4, 8, 16), strict=True):
         assert 0.9 * expected <= delay <= 1.1 * expected
     assert backoff(50) <= 1.1 * MAX_DELAY
+
+
+@pytest.mark.parametrize(
+    ("error", "outcome", "words"),
+    [
+        (http_error(503), Retry, "HTTP 503, code 0"),
+        (http_error(429), Retry, "HTTP 429, code 0"),
+        (asyncio.TimeoutError(), Retry, "TimeoutError"),
+        (aiohttp.ClientConnectionError("https://discord.test/api/webhooks/1/SECRET"), Retry,
+         "ClientConnectionError"),
+        (http_error(403, 50013), Undeliverable, "HTTP 403, code 50013"),
+        (http_error(404, 10003), Undeliverable, "HTTP 404, code 10003"),
+    ],
+)  # fmt: skip
+def test_discords_refusals_reach_the_outbox_as_retry_or_undeliverable(
+    error: BaseException, outcome: type[Exception], words: str
+) -> None:
+    classified = classify(error)
+    assert type(classified) is outcome
+    assert str(classified) == words  # never the error's text, which may carry a token
 
 
 # --- routes ---------------------------------------------------------------------------------

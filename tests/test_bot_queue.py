@@ -1,4 +1,5 @@
-"""The fair queue (bot.queue) on its own, and the runner (bot.runner) over a scripted pool."""
+"""The fair queue (bot.jobs.queue) on its own, and the runner (bot.jobs.runner) over a scripted
+backend."""
 
 from __future__ import annotations
 
@@ -8,8 +9,8 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from bot.queue import FairQueue, QueueFull, UserLimitReached
-from bot.runner import ON_REQUEST, JobRunner, ShuttingDown
+from bot.jobs.queue import FairQueue, QueueFull, UserLimitReached
+from bot.jobs.runner import ON_REQUEST, JobRunner, ShuttingDown
 from engine.jobs import (
     BackendError,
     Cancelled,
@@ -186,7 +187,7 @@ def test_drain_empties_the_waiting_jobs_in_order() -> None:
     assert [e.job_id for e in queue.running()] == ["a1"]
 
 
-# --- the runner over a scripted pool ------------------------------------------------------
+# --- the runner over a scripted backend ---------------------------------------------------
 
 
 class ScriptedHandle:
@@ -213,12 +214,12 @@ class ScriptedHandle:
 
 
 @dataclass
-class ScriptedPool:
+class ScriptedBackend:
     capacity: int = 1
     handles: dict[str, ScriptedHandle] = field(default_factory=dict)
     submitted: list[str] = field(default_factory=list)
     broken: bool = False
-    """As the engine pool once its workers can't be restarted: it refuses every job."""
+    """As the local backend once its workers can't be restarted: it refuses every job."""
 
     def add_capacity_listener(self, listener: object) -> None:
         pass
@@ -264,14 +265,14 @@ class Interrupted:
     engine_broken: bool
 
 
-Runner = tuple[ScriptedPool, JobRunner]
+Runner = tuple[ScriptedBackend, JobRunner]
 
 
 @pytest.fixture
-async def pool_and_runner() -> AsyncIterator[Runner]:
-    pool = ScriptedPool(capacity=1)
-    runner = JobRunner(pool, per_user=2, max_waiting=10)  # type: ignore[arg-type]
-    yield pool, runner
+async def backend_and_runner() -> AsyncIterator[Runner]:
+    backend = ScriptedBackend(capacity=1)
+    runner = JobRunner(backend, per_user=2, max_waiting=10)  # type: ignore[arg-type]
+    yield backend, runner
     await runner.shutdown(grace=5)  # ends every job still running, so no task outlives the test
     assert not runner.busy
 
@@ -284,28 +285,28 @@ def done(job_id: str) -> Done:
     return Done(job_id, b"png", "png", JobStats(1.0, 1, 16, 16, 7, {}))
 
 
-async def test_runner_starts_jobs_on_free_workers_in_fair_order(pool_and_runner: Runner) -> None:
-    pool, runner = pool_and_runner
+async def test_runner_starts_jobs_on_free_workers_in_fair_order(backend_and_runner: Runner) -> None:
+    backend, runner = backend_and_runner
     reporters = {name: RecordingReporter() for name in ("a1", "a2", "b1")}
     runner.submit(job("a1"), A, reporters["a1"])
     runner.submit(job("a2"), A, reporters["a2"])
     runner.submit(job("b1"), B, reporters["b1"])
-    assert pool.submitted == ["a1"]  # the pool's own queue stays empty
+    assert backend.submitted == ["a1"]  # the backend's own queue stays empty
     assert reporters["b1"].positions == [1]
     assert reporters["a2"].positions == [1, 2]  # overtaken by b1, a first job
 
-    pool.handles["a1"].push(Started("a1", 0))
-    pool.handles["a1"].push(JobProgress("a1", 1, 1, 0.1, 0.0))
-    pool.handles["a1"].push(done("a1"))
+    backend.handles["a1"].push(Started("a1", 0))
+    backend.handles["a1"].push(JobProgress("a1", 1, 1, 0.1, 0.0))
+    backend.handles["a1"].push(done("a1"))
     assert isinstance(await reporters["a1"].final, Done)
     assert [type(e) for e in reporters["a1"].progress_events] == [Started, JobProgress]
     # The next job starts before the finished one is reported.
-    assert pool.submitted == ["a1", "b1"]
+    assert backend.submitted == ["a1", "b1"]
     assert reporters["a2"].positions == [1, 2, 1]
 
 
-async def test_runner_cancel_waiting_and_running(pool_and_runner: Runner) -> None:
-    pool, runner = pool_and_runner
+async def test_runner_cancel_waiting_and_running(backend_and_runner: Runner) -> None:
+    backend, runner = backend_and_runner
     running, waiting = RecordingReporter(), RecordingReporter()
     runner.submit(job("a1"), A, running)
     runner.submit(job("b1"), B, waiting)
@@ -313,47 +314,47 @@ async def test_runner_cancel_waiting_and_running(pool_and_runner: Runner) -> Non
     assert runner.cancel("b1", by_user_id=B)
     event = await waiting.final
     assert isinstance(event, Cancelled) and event.reason == ON_REQUEST
-    assert "b1" not in pool.submitted
+    assert "b1" not in backend.submitted
     assert runner.owner("b1") is None
 
     assert runner.cancel("a1", by_user_id=D)
-    assert pool.handles["a1"].cancelled
+    assert backend.handles["a1"].cancelled
     event = await running.final
     assert isinstance(event, Cancelled) and event.reason == ON_REQUEST
     assert running.cancel_requests == [D]
     assert not runner.cancel("a1", by_user_id=A)  # gone: a stale button
 
 
-async def test_runner_failure_reaches_the_reporter(pool_and_runner: Runner) -> None:
-    pool, runner = pool_and_runner
+async def test_runner_failure_reaches_the_reporter(backend_and_runner: Runner) -> None:
+    backend, runner = backend_and_runner
     reporter = RecordingReporter()
     runner.submit(job("a1"), A, reporter)
-    pool.handles["a1"].push(Failed("a1", FailureKind.OUT_OF_MEMORY, "oom"))
+    backend.handles["a1"].push(Failed("a1", FailureKind.OUT_OF_MEMORY, "oom"))
     event = await reporter.final
     assert isinstance(event, Failed) and event.kind is FailureKind.OUT_OF_MEMORY
 
 
 async def test_runner_shutdown_keeps_every_job_tells_it_and_refuses_more(
-    pool_and_runner: Runner,
+    backend_and_runner: Runner,
 ) -> None:
-    pool, runner = pool_and_runner
+    backend, runner = backend_and_runner
     running, waiting = RecordingReporter(), RecordingReporter()
     runner.submit(job("a1"), A, running)
     runner.submit(job("b1"), B, waiting)
     await runner.shutdown(grace=5)
-    assert pool.handles["a1"].cancelled  # the running job was stopped…
+    assert backend.handles["a1"].cancelled  # the running job was stopped…
     for reporter in (running, waiting):  # …and neither job ended: both resume after a restart
         assert reporter.final.result() == Interrupted(engine_broken=False)
     with pytest.raises(ShuttingDown):
         runner.submit(job("c1"), C, RecordingReporter())
 
 
-async def test_a_cancel_before_a_shutdown_still_ends_cancelled(pool_and_runner: Runner) -> None:
-    pool, runner = pool_and_runner
+async def test_a_cancel_before_a_shutdown_still_ends_cancelled(backend_and_runner: Runner) -> None:
+    backend, runner = backend_and_runner
     reporter = RecordingReporter()
     runner.submit(job("a1"), A, reporter)
     # The engine takes its time to stop the job: the shutdown comes before its final event.
-    handle = pool.handles["a1"]
+    handle = backend.handles["a1"]
     handle.cancel = lambda: setattr(handle, "cancelled", True)  # type: ignore[method-assign]
     assert runner.cancel("a1", by_user_id=A)
     stopping = asyncio.create_task(runner.shutdown(grace=5))
@@ -366,9 +367,9 @@ async def test_a_cancel_before_a_shutdown_still_ends_cancelled(pool_and_runner: 
 
 
 async def test_reporting_that_outlasts_the_shutdown_is_abandoned_quietly(
-    pool_and_runner: Runner,
+    backend_and_runner: Runner,
 ) -> None:
-    _, runner = pool_and_runner
+    _, runner = backend_and_runner
     stuck = asyncio.Event()  # a status edit that never returns (a rate-limited channel)
 
     class SlowReporter(RecordingReporter):
@@ -384,15 +385,15 @@ async def test_reporting_that_outlasts_the_shutdown_is_abandoned_quietly(
 
 
 async def test_resumed_jobs_are_never_refused_and_keep_their_old_order(
-    pool_and_runner: Runner,
+    backend_and_runner: Runner,
 ) -> None:
-    pool, runner = pool_and_runner
+    backend, runner = backend_and_runner
     reporters = {name: RecordingReporter() for name in ("a1", "b1", "a2", "a3", "c1")}
     # Before the restart the fair queue had them in this order; A's three jobs are more than
     # the limit allows now.
     for name, user in (("a1", A), ("b1", B), ("a2", A), ("a3", A)):
         runner.submit(job(name), user, reporters[name], resumed=True)
-    assert pool.submitted == ["a1"]
+    assert backend.submitted == ["a1"]
     assert [reporters[n].positions[-1] for n in ("b1", "a2", "a3")] == [1, 2, 3]
     with pytest.raises(UserLimitReached):
         runner.submit(job("a4"), A, RecordingReporter())
@@ -402,24 +403,24 @@ async def test_resumed_jobs_are_never_refused_and_keep_their_old_order(
 
 
 async def test_the_runner_reports_the_order_jobs_will_start_in() -> None:
-    pool = ScriptedPool(capacity=1)
+    backend = ScriptedBackend(capacity=1)
     orders: list[list[str]] = []
-    runner = JobRunner(pool, per_user=2, max_waiting=10, on_order=orders.append)  # type: ignore[arg-type]
+    runner = JobRunner(backend, per_user=2, max_waiting=10, on_order=orders.append)  # type: ignore[arg-type]
     for name, user in (("a1", A), ("a2", A), ("b1", B)):
         runner.submit(job(name), user, RecordingReporter())
     # b1, a first job, overtook a2: the order differs from the order of arrival.
     assert orders == [["a2"], ["b1", "a2"]]
-    pool.handles["a1"].push(done("a1"))
+    backend.handles["a1"].push(done("a1"))
     await runner.wait_idle(5)
     assert orders[-1] == ["a2"]
     await runner.shutdown(grace=5)
 
 
 async def test_a_broken_engine_keeps_the_job_and_stops_the_bot() -> None:
-    pool = ScriptedPool(capacity=1)
+    backend = ScriptedBackend(capacity=1)
     calls: list[str] = []
     runner = JobRunner(
-        pool,  # type: ignore[arg-type]
+        backend,  # type: ignore[arg-type]
         per_user=2,
         max_waiting=10,
         on_engine_broken=lambda: calls.append("broken"),
@@ -427,8 +428,8 @@ async def test_a_broken_engine_keeps_the_job_and_stops_the_bot() -> None:
     first, second = RecordingReporter(), RecordingReporter()
     runner.submit(job("a1"), A, first)
     runner.submit(job("b1"), B, second)
-    pool.broken = True  # a1's worker died and could not be replaced
-    pool.handles["a1"].push(Failed("a1", FailureKind.WORKER_CRASHED, "crashed"))
+    backend.broken = True  # a1's worker died and could not be replaced
+    backend.handles["a1"].push(Failed("a1", FailureKind.WORKER_CRASHED, "crashed"))
     assert isinstance(await first.final, Failed)
     # b1 was refused by the engine: not failed, kept for after the restart, and its user told.
     assert await second.final == Interrupted(engine_broken=True)

@@ -14,13 +14,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import ray
 from PIL import Image
 
 from bot.client import StylizeBot
 from bot.config import load_settings
 from tests.backend_fixtures import children, picture
 from tests.fake_discord import FakeDiscord
+
+ray = pytest.importorskip("ray", reason="the ray extra is not installed")
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.timeout(300)]
 

@@ -23,8 +23,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.bot_process import BotRun, Bots
 from tests.fake_discord import FakeDiscord
-from tests.test_bot_durability import BotRun, Bots
 
 pytestmark = pytest.mark.timeout(180)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -103,6 +104,36 @@ def test_every_flag_reaches_the_settings(inputs, tmp_path: Path) -> None:
     # Every option of the command is in the table above.
     parsed = vars(build_parser().parse_args(["in.png", "style.png", "-o", "out.png"]))
     assert set(parsed) - {"content", "styles", "output"} == set(flags)
+
+
+def test_every_flags_default_is_the_settings_default() -> None:
+    # With no options given, argparse hands back each option's default.
+    parsed = vars(build_parser().parse_args(["in.png", "style.png", "-o", "out.png"]))
+    options = {name: value for name, value in parsed.items()
+               if name not in ("content", "styles", "output")}  # fmt: skip
+    defaults = StylizeSettings().to_dict()
+    assert options.keys() <= defaults.keys()  # each option is a setting of the same name
+    assert {name: defaults[name] for name in options} == options
+
+
+def test_without_a_seed_the_seed_used_is_printed_and_saved(inputs, tmp_path: Path, capsys) -> None:
+    # Noise: the one start the seed decides, so another seed gives another picture.
+    common = [*map(str, inputs), "--size", "32", "--steps", "1", "--init", "noise",
+              "--weights", "random:0", "--device", "cpu"]  # fmt: skip
+    drawn = tmp_path / "drawn.png"
+    assert main([*common, "-o", str(drawn)]) == 0
+    found = re.search(r", seed (\d+)\)", capsys.readouterr().out)
+    assert found is not None
+    seed = int(found.group(1))
+    with Image.open(drawn) as image:
+        assert image.text["stylize:seed"] == str(seed)
+        assert json.loads(image.text["stylize:settings"])["seed"] == seed
+    again, other = tmp_path / "again.png", tmp_path / "other.png"
+    assert main([*common, "-o", str(again), "--seed", str(seed)]) == 0
+    assert main([*common, "-o", str(other), "--seed", str(seed + 1)]) == 0
+    assert again.read_bytes() == drawn.read_bytes()
+    with Image.open(other) as changed, Image.open(drawn) as first:
+        assert changed.tobytes() != first.tobytes()
 
 
 def test_bad_inputs_are_user_errors(tmp_path: Path, capsys) -> None:

@@ -1,11 +1,15 @@
-"""The follow-up buttons' rules: derived settings, bounds, and payloads within Discord's limits."""
+"""The follow-up rules (bot.jobs.followups): derived settings, bounds, seeds, and the buttons
+made from the table, within Discord's limits."""
 
 from __future__ import annotations
 
 import pytest
 
-from bot import followups, messages
-from bot.followups import MAX_STRENGTH, MIN_STRENGTH, FollowUp
+from bot import buttons, messages
+from bot.jobs import followups
+from bot.jobs.followups import RULES
+from bot.jobs.settings import MAX_SEED, MAX_STRENGTH, MIN_STRENGTH
+from bot.journal import Derivation
 
 BASE = {"size": 48, "steps": 4, "strength": 1.0, "preserve_colors": None, "seed": 5}
 JOB_ID = "0123456789abcdef0123456789abcdef"
@@ -15,24 +19,24 @@ ROOMY = followups.Ceiling(size=512, steps=600)
 @pytest.mark.parametrize(
     ("kind", "strength", "expected_strength"),
     [
-        (FollowUp.STRONGER, 1.0, 2.0),
-        (FollowUp.STRONGER, 6.0, MAX_STRENGTH),
-        (FollowUp.WEAKER, 1.0, 0.5),
-        (FollowUp.WEAKER, 0.15, MIN_STRENGTH),
-        (FollowUp.REROLL, 3.0, 3.0),
+        ("stronger", 1.0, 2.0),
+        ("stronger", 6.0, MAX_STRENGTH),
+        ("weaker", 1.0, 0.5),
+        ("weaker", 0.15, MIN_STRENGTH),
+        ("reroll", 3.0, 3.0),
     ],
 )
 def test_derive_changes_only_what_the_button_says(
-    kind: FollowUp, strength: float, expected_strength: float
+    kind: str, strength: float, expected_strength: float
 ) -> None:
     derived = followups.derive({**BASE, "strength": strength}, kind, new_seed=99, ceiling=ROOMY)
     assert derived["strength"] == pytest.approx(expected_strength)
-    assert derived["seed"] == (99 if kind is FollowUp.REROLL else 5)
+    assert derived["seed"] == (99 if kind == "reroll" else 5)
     rest = {k: v for k, v in derived.items() if k not in ("strength", "seed")}
     assert rest == {k: v for k, v in BASE.items() if k not in ("strength", "seed")}
 
 
-@pytest.mark.parametrize("kind", list(FollowUp))
+@pytest.mark.parametrize("kind", list(RULES))
 @pytest.mark.parametrize(
     ("ceiling", "size", "steps", "lowered"),
     [
@@ -43,7 +47,7 @@ def test_derive_changes_only_what_the_button_says(
     ],
 )
 def test_derive_keeps_within_the_servers_current_limits(
-    kind: FollowUp, ceiling: followups.Ceiling, size: int, steps: int, lowered: bool
+    kind: str, ceiling: followups.Ceiling, size: int, steps: int, lowered: bool
 ) -> None:
     derived = followups.derive(BASE, kind, new_seed=99, ceiling=ceiling)
     assert (derived["size"], derived["steps"]) == (size, steps)
@@ -51,23 +55,39 @@ def test_derive_keeps_within_the_servers_current_limits(
 
 
 def test_a_reroll_seed_is_never_the_old_one() -> None:
-    assert all(followups.new_seed(0) != 0 for _ in range(200))
-    assert all(0 <= followups.new_seed(7) <= followups.MAX_SEED for _ in range(200))
+    # A source that draws the old seed first, twice: the guard must draw again.
+    draws = iter([7, 7, 8])
+    assert followups.new_seed(7, lambda: next(draws)) == 8
+    assert followups.new_seed(8, iter([7]).__next__) == 7
+
+
+def test_random_seeds_stay_within_what_the_seed_option_accepts() -> None:
+    assert all(0 <= followups.random_seed() <= MAX_SEED for _ in range(200))
 
 
 def test_result_view_is_one_row_of_three_with_short_ids() -> None:
-    view = followups.result_view(JOB_ID, 1.0)
+    view = buttons.result_view(JOB_ID, 1.0)
     [row] = view.to_components()
-    buttons = row["components"]
-    assert len(buttons) == 3 <= 5
-    assert [b["label"] for b in buttons] == ["Re-roll", "Stronger", "Weaker"]
-    assert all(len(b["custom_id"]) <= 100 for b in buttons)
-    assert [b["custom_id"] for b in buttons] == [
+    made = row["components"]
+    assert len(made) == 3 <= 5
+    assert [b["label"] for b in made] == ["Re-roll", "Stronger", "Weaker"]
+    assert [b["emoji"]["name"] for b in made] == ["🎲", "➕", "➖"]
+    assert all(len(b["custom_id"]) <= 100 for b in made)
+    assert [b["custom_id"] for b in made] == [
         f"stylize:reroll:{JOB_ID}",
         f"stylize:stronger:{JOB_ID}",
         f"stylize:weaker:{JOB_ID}",
     ]
-    assert not any(b.get("disabled") for b in buttons)
+    assert not any(b.get("disabled") for b in made)
+
+
+def test_the_buttons_pattern_is_made_from_the_table() -> None:
+    pattern = buttons.FollowUpButton("reroll", JOB_ID).template
+    for kind in RULES:
+        match = pattern.fullmatch(f"stylize:{kind}:{JOB_ID}")
+        assert match is not None and match["kind"] == kind
+    assert pattern.fullmatch(f"stylize:cancel:{JOB_ID}") is None
+    assert pattern.fullmatch(f"stylize:retry:{JOB_ID}") is None
 
 
 @pytest.mark.parametrize(
@@ -77,11 +97,15 @@ def test_result_view_is_one_row_of_three_with_short_ids() -> None:
 def test_a_button_that_would_change_nothing_is_disabled(
     strength: float, disabled: list[str]
 ) -> None:
-    [row] = followups.result_view(JOB_ID, strength).to_components()
+    [row] = buttons.result_view(JOB_ID, strength).to_components()
     assert [b["label"] for b in row["components"] if b.get("disabled")] == disabled
 
 
 def test_headlines_say_what_the_job_was() -> None:
-    assert messages.follow_up_headline("reroll", 1.0, 5) == "🎲 Re-roll of the picture with seed 5"
-    assert messages.follow_up_headline("stronger", 2.0, 5).startswith("➕ Stronger, strength 2 ")
-    assert messages.follow_up_headline("weaker", 0.5, 5).startswith("➖ Weaker, strength 0.5 ")
+    def headline(kind: str, strength: float) -> str:
+        return followups.headline(Derivation("ab" * 16, kind, 5), strength)
+
+    assert headline("reroll", 1.0) == "🎲 Re-roll of the picture with seed 5"
+    assert headline("stronger", 2.0).startswith("➕ Stronger, strength 2 ")
+    assert headline("weaker", 0.5).startswith("➖ Weaker, strength 0.5 ")
+    assert messages.reroll_headline(1.0, 5) == headline("reroll", 1.0)

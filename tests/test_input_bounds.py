@@ -4,7 +4,6 @@ with words a user can act on, what can't be made sensible."""
 from __future__ import annotations
 
 import asyncio
-import io
 
 import pytest
 import torch
@@ -14,12 +13,7 @@ from bot import errors, intake
 from engine.objective import prepare_inputs
 from engine.pyramid import MIN_SIDE, at_least_min_side
 from engine.settings import StylizeSettings
-
-
-def png(width: int, height: int) -> bytes:
-    buffer = io.BytesIO()
-    Image.new("RGB", (width, height), (200, 40, 40)).save(buffer, "PNG")
-    return buffer.getvalue()
+from tests.pictures import png
 
 
 @pytest.mark.parametrize(

@@ -9,17 +9,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from engine.network import VGGEncoder, load_network
+from engine.network import VGGEncoder
 from engine.objective import STYLE_SIDE_CAP, GatysObjective, prepare_inputs, style_side
 from engine.settings import StylizeSettings
 from tests.engine_fixtures import content_image, style_image
 
 CPU = torch.device("cpu")
-
-
-@pytest.fixture(scope="module")
-def net() -> VGGEncoder:
-    return load_network("random:0", "cpu")
 
 
 @pytest.mark.parametrize("scale", [0.5, 0.75, 1.0, 1.5, 2.0])

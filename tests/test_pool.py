@@ -53,7 +53,8 @@ async def pool() -> AsyncIterator[EnginePool]:
 
 async def test_pool_side_imports_no_torch() -> None:
     code = (
-        "import sys, engine.pool, engine.jobs, engine.backend, engine.runs; "
+        "import sys, engine.pool, engine.jobs, engine.backend, engine.runs, engine.lifecycle, "
+        "engine.backends; "
         "torch_side = ('engine.worker', 'engine.execution', 'engine.network', "
         "'engine.transfer', 'engine.devices'); "
         "bad = sorted(m for m in sys.modules "
@@ -111,14 +112,24 @@ async def test_bad_device_name_is_refused_before_spawning() -> None:
 # ----- a shared pool of two workers ---------------------------------------------------------
 
 
+PREVIEW_SIDE = StylizeSettings().preview_size  # 160 px
+PREVIEW_BYTES = 25_000  # a 160 px JPEG of this noise is about 15 kB; at 256 px, twice that
+
+
 async def test_previews_are_small_jpegs(pool: EnginePool) -> None:
-    handle = pool.submit(job(steps=8, preview_interval=1e-9))
+    # The result is larger than a preview may be, so a preview of the whole image would fail.
+    handle = pool.submit(job(size=256, steps=3, preview_interval=1e-9))
     events = await collect(handle)
     previews = [e.preview for e in events if isinstance(e, JobProgress) and e.preview]
     assert previews
-    image = Image.open(io.BytesIO(previews[0]))
-    assert image.format == "JPEG"
-    assert isinstance(events[-1], Done)
+    for preview in previews:
+        image = Image.open(io.BytesIO(preview))
+        assert image.format == "JPEG"
+        assert max(image.size) <= PREVIEW_SIDE, image.size
+        assert len(preview) <= PREVIEW_BYTES, len(preview)
+    done = events[-1]
+    assert isinstance(done, Done)
+    assert max(Image.open(io.BytesIO(done.image)).size) == 256
 
 
 async def test_no_previews_unless_asked(pool: EnginePool) -> None:

@@ -16,13 +16,15 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
-import ray
-from ray._common.utils import get_ray_address_file
-from ray.cluster_utils import Cluster
 
 from engine.jobs import Cancelled, Done, Failed, FailureKind, Started
-from engine.ray_backend import NodeInfo, RayBackend, actors_per_node, token_auth
 from tests.backend_fixtures import LONG, WEIGHTS, collect, first_progress, job, until_capacity
+
+ray = pytest.importorskip("ray", reason="the ray extra is not installed")
+from ray._common.utils import get_ray_address_file  # noqa: E402
+from ray.cluster_utils import Cluster  # noqa: E402
+
+from engine.ray_backend import NodeInfo, RayBackend, actors_per_node, token_auth  # noqa: E402
 
 pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.timeout(180)]
 

@@ -21,13 +21,22 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
-import ray
 
 from engine.errors import ClusterError
 from engine.jobs import BackendError, Cancelled
-from engine.ray_backend import CLOSE_MARGIN, RayBackend, RaySession, cluster_error
 from engine.runs import SHUTDOWN
 from tests.backend_fixtures import LONG, WEIGHTS, children, first_progress, job, until_exited
+
+ray = pytest.importorskip("ray", reason="the ray extra is not installed")
+from ray.util.placement_group import placement_group  # noqa: E402
+
+from engine.ray_backend import (  # noqa: E402
+    CLOSE_MARGIN,
+    RayBackend,
+    RaySession,
+    cluster_error,
+    token_auth,
+)
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -208,6 +217,27 @@ async def test_the_private_ray_never_joins_another(
         assert ray.get_runtime_context().gcs_address.split(":")[-1] != "9"
     finally:
         await backend.close()
+
+
+async def test_actors_that_wait_for_room_fail_the_start_within_its_timeout() -> None:
+    before = children()
+    with token_auth():
+        ray.init(address="local", num_cpus=1, include_dashboard=False, log_to_driver=False)
+        try:
+            # Ray's one CPU is reserved: the engine actor waits for room.
+            await placement_group([{"CPU": 1}]).ready()
+            backend = RayBackend(device="cpu", weights=WEIGHTS, threads=1, workers=1,
+                                 start_timeout=3)  # fmt: skip
+            loop = asyncio.get_running_loop()
+            begun = loop.time()
+            with pytest.raises(BackendError, match="did not start within 3 s"):
+                await asyncio.wait_for(backend.start(), 30)
+            took = loop.time() - begun
+            assert 3 <= took < 3 + CLOSE_MARGIN + 1, took
+            assert backend.state == "closed" and backend.capacity == 0
+        finally:
+            ray.shutdown()
+    assert children() <= before
 
 
 # ----- closing ------------------------------------------------------------------------------

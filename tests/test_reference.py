@@ -20,13 +20,12 @@ from PIL import Image
 from torch import nn
 from torchvision.models.vgg import cfgs, make_layers
 
-from engine.network import VGGEncoder, load_network, random_state
+from engine.network import VGGEncoder, random_state
 from engine.progress import Losses, Progress
 from engine.settings import StylizeSettings
 from engine.transfer import stylize
-from tests.engine_fixtures import content_image, style_image
+from tests.engine_fixtures import NET_SEED, content_image, style_image
 
-WEIGHTS_SEED = 0
 TOLERANCE = 1e-4  # relative
 
 # The paper's names for VGG19's layers: five blocks of 2, 2, 4, 4, 4 convolutions, each
@@ -46,16 +45,11 @@ STD = torch.tensor([0.229, 0.224, 0.225], dtype=torch.float64).view(1, 3, 1, 1)
 def vgg() -> nn.Sequential:
     # make_layers(cfgs["E"]) is exactly vgg19().features, without building the classifier.
     features = make_layers(cfgs["E"])[: NAMES.index("relu5_1") + 1]
-    features.load_state_dict(random_state(WEIGHTS_SEED))
+    features.load_state_dict(random_state(NET_SEED))  # the weights of conftest's `net`
     for module in features:
         if isinstance(module, nn.ReLU):
             module.inplace = False  # each layer's output is kept, so nothing may overwrite it
     return features.double().eval().requires_grad_(False)
-
-
-@pytest.fixture(scope="module")
-def net() -> VGGEncoder:
-    return load_network(f"random:{WEIGHTS_SEED}", "cpu")
 
 
 def as_tensor(image: Image.Image) -> torch.Tensor:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-from bot.runner import JobRunner
+from bot.jobs.runner import JobRunner
 from engine.backend import JobHandle, JobStream
 from engine.jobs import Cancelled, Done, FinalEvent, Job, JobStats
 from engine.settings import StylizeSettings
@@ -32,7 +32,7 @@ class ElasticBackend:
             listener(capacity)
 
     def break_down(self) -> None:
-        """As the local pool once no worker can be started any more."""
+        """As the local backend once no worker can be started any more."""
         self.broken = True
         self.resize(0)
 
@@ -57,6 +57,7 @@ class ElasticBackend:
 class Reporter:
     def __init__(self) -> None:
         self.final: asyncio.Future[FinalEvent] = asyncio.get_running_loop().create_future()
+        self.kept = False
 
     def queued(self, position: int) -> None:
         pass
@@ -69,6 +70,9 @@ class Reporter:
 
     async def finished(self, event: FinalEvent) -> None:
         self.final.set_result(event)
+
+    async def interrupted(self, *, engine_broken: bool) -> None:
+        self.kept = True  # a shutdown stopped it: it resumes after the restart
 
 
 def job(job_id: str) -> Job:
@@ -87,7 +91,8 @@ async def test_jobs_start_as_capacity_grows_and_wait_while_it_is_zero() -> None:
     assert list(backend.streams) == ["a", "b", "c"]
 
     backend.resize(0)  # every worker lost: nothing new may start
-    runner.submit(job("d"), user_id=2, reporter=Reporter())
+    late = Reporter()
+    runner.submit(job("d"), user_id=2, reporter=late)
     for name in ("a", "b", "c"):
         backend.finish(name)
         await reporters[name].final
@@ -97,6 +102,7 @@ async def test_jobs_start_as_capacity_grows_and_wait_while_it_is_zero() -> None:
     assert "d" in backend.streams
     await runner.shutdown(grace=5)
     assert not runner.busy
+    assert late.kept and not late.final.done()  # stopped by the shutdown: kept, not ended
 
 
 async def test_a_backend_that_breaks_while_jobs_wait_stops_the_bot_once() -> None:

@@ -10,18 +10,13 @@ from PIL import Image
 from benchmarks.dispatch import ops_per_step
 from engine.colors import luminance, match_histogram, rgb_to_yiq
 from engine.errors import ImageError, SettingsError, StopRequested
-from engine.network import VGGEncoder, load_network
+from engine.network import VGGEncoder
 from engine.objective import GatysObjective, prepare_inputs
 from engine.progress import Losses, Progress
 from engine.pyramid import pyramid_sizes, scaled_size, split_steps
 from engine.settings import StylizeSettings
 from engine.transfer import evaluate_loss, stylize
 from tests.engine_fixtures import content_image, style_image
-
-
-@pytest.fixture(scope="module")
-def net() -> VGGEncoder:
-    return load_network("random:0", "cpu")
 
 
 def settings(**changes: object) -> StylizeSettings:
@@ -203,6 +198,18 @@ def test_coarse_to_fine_runs_every_scale_and_grows(net: VGGEncoder) -> None:
     assert [p.scale for p in seen] == [0] * 3 + [1] * 3 + [2] * 3
     assert [p.size for p in seen[::3]] == [(32, 21), (45, 30), (64, 43)]
     assert out.size == (64, 43)
+
+
+@pytest.mark.parametrize("steps", [1, 2])
+def test_fewer_steps_than_scales_still_give_the_size_asked_for(net: VGGEncoder, steps: int) -> None:
+    # min_scale 32: a pyramid of 32, 45 and 64 px. The coarse end is what gives way.
+    seen: list[Progress] = []
+    out = stylize(
+        content_image(), [style_image()], settings(steps=steps, min_scale=32),
+        on_progress=seen.append, network=net,
+    )  # fmt: skip
+    assert max(out.size) == 64 and out.size == (64, 43)
+    assert [p.size for p in seen] == [(45, 30), (64, 43)][-steps:]
 
 
 def test_a_too_thin_photo_is_refused_and_a_thin_style_is_enlarged(net: VGGEncoder) -> None:

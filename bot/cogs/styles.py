@@ -1,5 +1,6 @@
 """``/styles add|remove|list``: the server's gallery of saved styles, a thin adapter to
-``bot.gallery``. Loaded by the stylize extension, which owns the journal the styles live in.
+``bot.gallery``. The styles live in the bot's journal, and their pictures are decoded
+through the bot's intake gate, like a command's.
 
 Discord sets default permissions on a top-level command only, so ``default_permissions``
 (Manage Server) is on the group: admins can open it to others in the server's Integrations
@@ -16,7 +17,8 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot import errors, gallery, intake, messages
+from bot import gallery, intake, messages
+from bot.errors import Refusal
 from bot.journal import Journal
 
 if TYPE_CHECKING:
@@ -26,11 +28,10 @@ if TYPE_CHECKING:
 @app_commands.guild_only()
 @app_commands.default_permissions(manage_guild=True)
 class Styles(commands.GroupCog, group_name="styles", group_description="Saved styles"):
-    def __init__(self, bot: StylizeBot, journal: Journal, gate: intake.Gate) -> None:
-        """``gate``: the stylize feature's intake gate, which every decode goes through."""
+    def __init__(self, bot: StylizeBot) -> None:
         self.bot = bot
-        self.journal = journal
-        self.gate = gate
+        self.journal = bot.journal
+        self.gate = bot.intake_gate
         config = bot.settings
         self.limits = gallery.Limits(config.stylize_gallery_max_styles, config.gallery_max_bytes)
         super().__init__()
@@ -49,7 +50,6 @@ class Styles(commands.GroupCog, group_name="styles", group_description="Saved st
         gallery.clean_name(name)  # a bad name is refused before the download
         await interaction.response.defer(thinking=True)
         config = self.bot.settings
-        assert self.bot.http_session is not None
         [picture] = await intake.receive(
             self.bot.http_session,
             [intake.AttachmentRef("style image", image.url, image.size, image.content_type)],
@@ -75,7 +75,7 @@ class Styles(commands.GroupCog, group_name="styles", group_description="Saved st
     ) -> None:
         guild_id = _manager_guild(interaction)
         if not await self.journal.remove_style(guild_id, name):
-            raise errors.Refusal(messages.gallery_no_such_style(name))
+            raise Refusal(messages.gallery_no_such_style(name))
         await interaction.response.send_message(messages.gallery_removed(messages.echo(name)))
 
     @remove.autocomplete("name")
@@ -124,7 +124,7 @@ def _manager_guild(interaction: discord.Interaction) -> int:
     if interaction.guild_id is None:
         raise app_commands.NoPrivateMessage()
     if not interaction.permissions.manage_guild:
-        raise errors.Refusal(messages.gallery_needs_manage_server())
+        raise Refusal(messages.gallery_needs_manage_server())
     return interaction.guild_id
 
 
@@ -136,3 +136,7 @@ async def choices(
         return []
     names = await gallery.suggestions(journal, interaction.guild_id, current)
     return [app_commands.Choice(name=n, value=n) for n in names]
+
+
+async def setup(bot: StylizeBot) -> None:
+    await bot.add_cog(Styles(bot))

@@ -3,9 +3,11 @@
 A job's end is recorded in the journal together with an outbox item, in one transaction; this
 loop delivers the items in order. Before each attempt it records that the attempt began, so
 that after a crash the next attempt first looks for what the interrupted one may have posted
-(``Delivery`` does the looking). A refusal worth retrying (a 429, a 5xx, a timeout, a lost
-connection) is tried again later with exponential backoff, across restarts since the schedule
-is in the journal; an item with no route left is recorded as undeliverable and logged.
+(the deliverer does the looking). The deliverer says how an attempt failed with the two
+exceptions below, so the loop knows nothing of Discord: ``Retry`` (a 429, a 5xx, a timeout, a
+lost connection) is tried again later with exponential backoff, across restarts since the
+schedule is in the journal; ``Undeliverable`` (no route left) is recorded as such and logged,
+and so is any other error, which is a bug.
 """
 
 from __future__ import annotations
@@ -18,7 +20,6 @@ import time
 from collections.abc import Awaitable, Callable
 
 from bot.journal import Journal, OutboxItem
-from bot.reply import describe, transient
 
 log = logging.getLogger(__name__)
 
@@ -28,12 +29,18 @@ MAX_ATTEMPTS = 60
 """Then an item is given up: with the delays capped at 10 minutes, about 8 hours of trying."""
 
 
+class Retry(Exception):
+    """This attempt failed, and a later one may get through; ``str()`` says why, for the log
+    (never a token or a URL)."""
+
+
 class Undeliverable(Exception):
     """Every route was refused for good; ``str()`` says why, for the log."""
 
 
 Deliver = Callable[[OutboxItem], Awaitable[int | None]]
-"""Deliver one item; returns the posted message's id, if there is one."""
+"""Deliver one item; returns the posted message's id, if there is one. Raises ``Retry`` or
+``Undeliverable``."""
 
 
 def backoff(attempts: int, *, base: float = BASE_DELAY, cap: float = MAX_DELAY) -> float:
@@ -128,21 +135,20 @@ class Outbox:
             message_id = await self._deliver(item)
         except asyncio.CancelledError:
             raise
+        except Retry as error:
+            retry_at = self._clock() + backoff(item.attempts + 1, base=self._base_delay)
+            log.warning(
+                "job %s: delivering the %s failed (%s); retrying in %.0f s",
+                item.job_id, item.kind, error, retry_at - self._clock(),
+            )  # fmt: skip
+            await self._journal.retry_later(item.id, retry_at, str(error))
+            return retry_at
         except Undeliverable as error:
             log.error("job %s: %s undeliverable: %s", item.job_id, item.kind, error)
             await self._journal.undeliverable(item.id, str(error))
         except Exception as error:
-            if not transient(error):
-                log.exception("job %s: delivering the %s failed", item.job_id, item.kind)
-                await self._journal.undeliverable(item.id, describe(error))
-                return None
-            retry_at = self._clock() + backoff(item.attempts + 1, base=self._base_delay)
-            log.warning(
-                "job %s: delivering the %s failed (%s); retrying in %.0f s",
-                item.job_id, item.kind, describe(error), retry_at - self._clock(),
-            )  # fmt: skip
-            await self._journal.retry_later(item.id, retry_at, describe(error))
-            return retry_at
+            log.exception("job %s: delivering the %s failed", item.job_id, item.kind)
+            await self._journal.undeliverable(item.id, type(error).__name__)
         else:
             await self._journal.delivered(item.id, message_id)
         return None

@@ -1,8 +1,9 @@
-"""The fair queue in front of the engine pool: per-user limits, a global bound, fair order.
+"""The fair queue in front of the engine's backend: per-user limits, a global bound, fair
+order; and the places a user's commands hold in the per-user limit before they are queued.
 
-Plain data structure, no asyncio, no Discord: the caller adds jobs, asks which to start when
-a worker slot is free, and reports them finished. Jobs only leave for the pool when a slot is
-free, so the pool's own FIFO stays empty and the order here is the order that runs.
+Plain data structures, no asyncio, no Discord: the caller adds jobs, asks which to start when
+a worker slot is free, and reports them finished. Jobs only leave for the backend when a slot
+is free, so the backend keeps no queue and the order here is the order that runs.
 
 Fair order is by *round*: a user's job is served in round r when r of that user's jobs run or
 wait ahead of it. A user with nothing queued or running joins the current round, so their job
@@ -13,7 +14,9 @@ round, at the back), so second jobs cannot starve while first jobs keep arriving
 
 from __future__ import annotations
 
+import contextlib
 import itertools
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
@@ -56,7 +59,7 @@ class Entry(Generic[T]):
 class FairQueue(Generic[T]):
     """Jobs waiting or running, at most ``per_user`` per user and ``max_waiting`` waiting.
 
-    ``slots`` is how many jobs may run at once (the pool's worker count).
+    ``slots`` is how many jobs may run at once (the backend's capacity).
     """
 
     per_user: int
@@ -173,3 +176,33 @@ class FairQueue(Generic[T]):
             if new_round < entry.round:
                 entry.round = new_round
                 entry.seq = next(self._seq)
+
+
+class Reservations:
+    """Commands of each user between their acknowledgement and their job's queueing.
+
+    They count towards the per-user limit from the first moment, so N commands sent at once
+    by one user cost one refusal each, not N downloads and decodes. Use from one event loop.
+    """
+
+    def __init__(self, per_user: int) -> None:
+        self.per_user = per_user
+        self._pending: Counter[int] = Counter()
+
+    def pending(self, user_id: int) -> int:
+        return self._pending[user_id]
+
+    @contextlib.contextmanager
+    def reserve(self, user_id: int, active: int) -> Iterator[None]:
+        """Hold a place for the user, who has ``active`` jobs queued or running; raises
+        ``UserLimitReached`` when that and the places already held reach the limit."""
+        taken = active + self._pending[user_id]
+        if taken >= self.per_user:
+            raise UserLimitReached(taken, self.per_user)
+        self._pending[user_id] += 1
+        try:
+            yield
+        finally:
+            self._pending[user_id] -= 1
+            if self._pending[user_id] <= 0:
+                del self._pending[user_id]

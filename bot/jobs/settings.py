@@ -1,4 +1,5 @@
-"""From the slash command's options to the engine's ``StylizeSettings``."""
+"""From the slash command's options to the engine's ``StylizeSettings``, and the bounds those
+options share with the follow-up buttons."""
 
 from __future__ import annotations
 
@@ -7,6 +8,13 @@ from typing import Literal
 from engine.settings import MAX_STEPS, StylizeSettings
 
 Quality = Literal["draft", "standard", "high"]
+
+MIN_STRENGTH = 0.1
+MAX_STRENGTH = 10.0
+"""The bounds of ``/stylize``'s ``strength`` option: Stronger and Weaker stay inside them."""
+MAX_SEED = 2**53 - 1
+"""Discord's integer options stop at 2**53 (JavaScript's safe integers): the bound of the
+``seed`` option, and of a re-rolled seed, so that it can be typed back in."""
 
 # Steps relative to STYLIZE_STEPS ("standard"): a draft is a quick look, "high" converges
 # further on fine texture.
@@ -29,7 +37,7 @@ def build_settings(
     preserve_colors: bool | None = None,
     seed: int | None = None,
 ) -> StylizeSettings:
-    """The job's settings; the pool supplies device and weights.
+    """The job's settings; the backend supplies device and weights.
 
     Raises ``engine.SettingsError`` (a user-facing message) for a value out of range, which
     Discord's own option bounds should already have stopped.

@@ -1,8 +1,8 @@
-"""Runs jobs through the fair queue and the engine pool, and tells a reporter what happens.
+"""Runs jobs through the fair queue and the engine's backend, and tells a reporter what happens.
 
-No Discord here: the cog hands in a ``JobReporter`` per job (it edits the status message and
-posts the result). The runner starts a job only when a worker is free, by the backend's live
-capacity, so the fair queue is the only scheduler. Every job ends in exactly one
+No Discord here: the job service hands in a ``JobReporter`` per job (it records the job's
+course and shows it to its member). The runner starts a job only when a worker is free, by
+the backend's live capacity, so the fair queue is the only scheduler. Every job ends in exactly one
 ``reporter.finished`` call, whatever goes wrong.
 """
 
@@ -14,7 +14,7 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from bot.queue import FairQueue, QueueRefusal
+from bot.jobs.queue import FairQueue, QueueRefusal
 from engine.backend import Backend, JobHandle
 from engine.jobs import (
     BackendError,
@@ -73,7 +73,7 @@ class Request:
 class JobRunner:
     def __init__(
         self,
-        pool: Backend,
+        backend: Backend,
         *,
         per_user: int,
         max_waiting: int,
@@ -83,18 +83,18 @@ class JobRunner:
         """``on_engine_broken`` is called once if the engine refuses jobs for good (it can no
         longer start workers): the job it refused is kept for after a restart. ``on_order`` is
         told the waiting jobs' ids, in the order they will start, whenever that changes."""
-        self._pool = pool
+        self._backend = backend
         self._on_engine_broken = on_engine_broken
         self._on_order = on_order
         self._last_order: list[str] = []
         self.engine_broken = False
         self._queue: FairQueue[Request] = FairQueue(
-            per_user=per_user, max_waiting=max_waiting, slots=max(1, pool.capacity)
+            per_user=per_user, max_waiting=max_waiting, slots=max(1, backend.capacity)
         )
         self._tasks: set[asyncio.Task[None]] = set()
         self.accepting = True
         # Workers die and come back, and machines join or leave a cluster.
-        pool.add_capacity_listener(self._capacity_changed)
+        backend.add_capacity_listener(self._capacity_changed)
 
     # Questions
 
@@ -122,7 +122,7 @@ class JobRunner:
     def submit(
         self, job: Job, user_id: int, reporter: JobReporter, *, resumed: bool = False
     ) -> None:
-        """Queue a job; raises ``bot.queue.QueueRefusal`` when the user or the queue is full.
+        """Queue a job; raises ``bot.jobs.queue.QueueRefusal`` when the user or the queue is full.
 
         ``resumed`` jobs (accepted before a restart) are never refused, and keep the order
         they are submitted in: submit them in their old order.
@@ -145,7 +145,7 @@ class JobRunner:
         request.reporter.cancel_requested(by_user_id)
         if entry.running:
             if request.handle is not None:
-                request.handle.cancel()  # the pool's Cancelled ends _run
+                request.handle.cancel()  # the engine's Cancelled ends _run
         else:
             self._queue.remove(job_id)
             self._spawn(self._finish(request, Cancelled(job_id, ON_REQUEST)))
@@ -186,7 +186,7 @@ class JobRunner:
     # Internals
 
     def _capacity_changed(self, capacity: int) -> None:
-        if self._pool.broken:
+        if self._backend.broken:
             # No worker will come back: waiting would leave every job hanging for good.
             if not self.engine_broken:
                 self._engine_broke(None, "no engine worker can be started any more")
@@ -194,13 +194,13 @@ class JobRunner:
         self._pump()
 
     def _pump(self) -> None:
-        self._queue.slots = self._pool.capacity  # live: 0 while no worker is up
+        self._queue.slots = self._backend.capacity  # live: 0 while no worker is up
         while (entry := self._queue.start_next()) is not None:
             request = entry.payload
             try:
                 # Submitted here, synchronously, so that a Cancel pressed from now on always
                 # finds the handle.
-                request.handle = self._pool.submit(request.job)
+                request.handle = self._backend.submit(request.job)
             except BackendError as error:  # the backend is not running any more
                 self._engine_broke(request, error)
                 return
@@ -265,7 +265,7 @@ class JobRunner:
             log.exception("job %s: telling its user about the restart failed", request.job.id)
 
     async def _finish(self, request: Request, event: FinalEvent) -> None:
-        # The pool cancels on its own only when it shuts down.
+        # The backend cancels on its own only when it shuts down.
         if isinstance(event, Cancelled) and request.cancel_reason in (None, RESTART):
             await self._interrupt(request)
             return

@@ -1,0 +1,177 @@
+"""The buttons on a job's messages: Cancel on its status, and the follow-ups (Re-roll,
+Stronger, Weaker) on its result.
+
+Each is a ``DynamicItem`` whose ``custom_id`` carries the job id (``stylize:cancel:<32 hex>``,
+``stylize:stronger:<32 hex>``: well under Discord's 100 characters), so a click on a message
+posted before a restart still routes. The follow-up buttons, and the pattern of their ids, are
+made from the follow-up table (``bot.jobs.followups.RULES``). A click becomes a call to the
+bot's job service.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import TYPE_CHECKING, Any, cast
+
+import discord
+
+from bot import errors, messages, permissions
+from bot.jobs.followups import RULES
+from bot.jobs.runner import ShuttingDown
+from bot.reply import conversation_of
+
+if TYPE_CHECKING:
+    from bot.client import StylizeBot
+
+log = logging.getLogger(__name__)
+
+CANCEL_PREFIX = "stylize:cancel:"
+FOLLOW_UP_PREFIX = "stylize:"
+JOB_ID = r"(?P<job_id>[0-9a-f]{32})"
+
+
+def _bot(interaction: discord.Interaction) -> StylizeBot:
+    # Every interaction this bot hears comes through its own client.
+    return cast("StylizeBot", interaction.client)
+
+
+class CancelButton(
+    discord.ui.DynamicItem[discord.ui.Button],
+    template=re.escape(CANCEL_PREFIX) + JOB_ID,
+):
+    """The Cancel button: its requester, or a moderator (Manage Messages), stops the job."""
+
+    def __init__(self, job_id: str) -> None:
+        super().__init__(
+            discord.ui.Button(
+                label=messages.CANCEL_LABEL,
+                style=discord.ButtonStyle.danger,
+                custom_id=f"{CANCEL_PREFIX}{job_id}",
+            )
+        )
+        self.job_id = job_id
+
+    @classmethod
+    async def from_custom_id(
+        cls,
+        interaction: discord.Interaction,
+        item: discord.ui.Item[Any],
+        match: re.Match[str],
+        /,
+    ) -> CancelButton:
+        return cls(match["job_id"])
+
+    async def callback(self, interaction: discord.Interaction) -> None:
+        jobs = _bot(interaction).jobs
+        owner = jobs.owner(self.job_id)
+        if owner is None:
+            await interaction.response.send_message(messages.stale_button(), ephemeral=True)
+            return
+        is_moderator = interaction.permissions.manage_messages
+        if interaction.user.id != owner and not is_moderator:
+            await interaction.response.send_message(messages.not_yours(), ephemeral=True)
+            return
+        # Cancel first: an acknowledgement that fails (a slow or lost callback) must not
+        # leave the job running.
+        jobs.cancel(self.job_id, interaction.user.id)
+        log.info("job %s: cancelled by user %s", self.job_id, interaction.user.id)
+        # Acknowledge without touching the message: the job's reporter owns the status edits.
+        await interaction.response.defer()
+
+
+def cancel_view(job_id: str) -> discord.ui.View:
+    view = discord.ui.View(timeout=None)
+    view.add_item(CancelButton(job_id))
+    return view
+
+
+class FollowUpButton(
+    discord.ui.DynamicItem[discord.ui.Button],
+    template=re.escape(FOLLOW_UP_PREFIX) + f"(?P<kind>{'|'.join(map(re.escape, RULES))}):" + JOB_ID,
+):
+    """One follow-up button: a click queues the derived job for whoever clicked, under their
+    own limit."""
+
+    def __init__(self, kind: str, job_id: str, *, disabled: bool = False) -> None:
+        rule = RULES[kind]
+        super().__init__(
+            discord.ui.Button(
+                label=rule.label,
+                emoji=rule.emoji,
+                style=discord.ButtonStyle.secondary,
+                custom_id=f"{FOLLOW_UP_PREFIX}{kind}:{job_id}",
+                disabled=disabled,
+            )
+        )
+        self.kind = kind
+        self.job_id = job_id
+
+    @classmethod
+    async def from_custom_id(
+        cls,
+        interaction: discord.Interaction,
+        item: discord.ui.Item[Any],
+        match: re.Match[str],
+        /,
+    ) -> FollowUpButton:
+        return cls(match["kind"], match["job_id"])
+
+    async def callback(self, interaction: discord.Interaction) -> None:
+        try:
+            await self._follow_up(interaction)
+        except Exception as error:
+            what = f"follow-up {self.kind} of {self.job_id}"
+            await errors.on_click_error(interaction, error, what=what)
+
+    async def _follow_up(self, interaction: discord.Interaction) -> None:
+        bot = _bot(interaction)
+        jobs = bot.jobs
+        if not jobs.accepting:
+            raise ShuttingDown("not accepting jobs")
+        # As /stylize: a job whose result could not be posted here is refused up front.
+        permissions.require(interaction)
+        # Answered before the 3 s deadline: one row and a stat of the files, then the refusal
+        # or the "thinking" acknowledgement.
+        expired = messages.follow_up_expired(bot.settings.stylize_keep_days)
+        parent = await jobs.parent(self.job_id)
+        if parent is None:
+            await interaction.response.send_message(expired, ephemeral=True)
+            return
+        # The clicker's place is held like a command's, so a click can't slip past the limit
+        # while another command of theirs is still downloading.
+        with jobs.place(interaction.user.id):
+            await interaction.response.defer(thinking=True)
+            conversation = conversation_of(interaction)
+            statuses = bot.frontend.live(interaction, conversation)
+            job = await jobs.follow_up(parent, self.kind, conversation, statuses)
+        if job is None:
+            await interaction.edit_original_response(content=expired)
+
+
+def result_view(job_id: str, strength: float) -> discord.ui.View:
+    """The buttons under a result: one row, one per follow-up kind (Discord allows five to a
+    row), those that would change nothing disabled."""
+    view = discord.ui.View(timeout=None)
+    for kind, rule in RULES.items():
+        view.add_item(FollowUpButton(kind, job_id, disabled=not rule.applies(strength)))
+    return view
+
+
+def has_handler(
+    client: discord.Client, component_type: int, custom_id: str, message_id: int | None
+) -> bool:
+    """Whether discord.py hands this click to an item: the test its view store's dispatch
+    makes (a registered ``DynamicItem`` template matches the whole ``custom_id``, or a view
+    listens for that component on that message or on any). discord.py has no public way to
+    ask; if its internals change, say yes: better no answer than a second one."""
+    try:
+        store = client._connection._view_store
+        patterns = list(store._dynamic_items)
+        views = store._views
+    except AttributeError:
+        return True
+    if any(pattern.fullmatch(custom_id) for pattern in patterns):
+        return True
+    key = (component_type, custom_id)
+    return any(key in views.get(entity, {}) for entity in (message_id, None))
