@@ -1,5 +1,5 @@
 """The buttons on a job's messages: Cancel on its status, and the follow-ups (Re-roll,
-Stronger, Weaker) on its result.
+Stronger, Weaker, Bigger) on its result.
 
 Each is a ``DynamicItem`` whose ``custom_id`` carries the job id (``stylize:cancel:<32 hex>``,
 ``stylize:stronger:<32 hex>``: well under Discord's 100 characters), so a click on a message
@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, cast
 import discord
 
 from bot import errors, messages, permissions
-from bot.jobs.followups import RULES
+from bot.jobs.followups import RULES, Ceiling
 from bot.jobs.runner import ShuttingDown
 from bot.reply import conversation_of
 
@@ -138,6 +138,10 @@ class FollowUpButton(
         if parent is None:
             await interaction.response.send_message(expired, ephemeral=True)
             return
+        if not jobs.applies(parent, self.kind):  # the server's limits changed since
+            text = messages.follow_up_at_limit(RULES[self.kind].label)
+            await interaction.response.send_message(text, ephemeral=True)
+            return
         # The clicker's place is held like a command's, so a click can't slip past the limit
         # while another command of theirs is still downloading.
         with jobs.place(interaction.user.id):
@@ -149,12 +153,13 @@ class FollowUpButton(
             await interaction.edit_original_response(content=expired)
 
 
-def result_view(job_id: str, strength: float) -> discord.ui.View:
-    """The buttons under a result: one row, one per follow-up kind (Discord allows five to a
-    row), those that would change nothing disabled."""
+def result_view(job_id: str, settings: dict[str, Any], ceiling: Ceiling) -> discord.ui.View:
+    """The buttons under a result of these settings: one row, one per follow-up kind (Discord
+    allows five to a row), those that would change nothing under ``ceiling`` disabled."""
     view = discord.ui.View(timeout=None)
     for kind, rule in RULES.items():
-        view.add_item(FollowUpButton(kind, job_id, disabled=not rule.applies(strength)))
+        applies = rule.applies(settings, ceiling)
+        view.add_item(FollowUpButton(kind, job_id, disabled=not applies))
     return view
 
 

@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-EXTENSIONS = ("bot.cogs.stylize", "bot.cogs.styles")
+EXTENSIONS = ("bot.cogs.stylize", "bot.cogs.styles", "bot.cogs.menus")
 
 # Shutdown budget (SIGTERM to exit within 15 s): tell users, stop workers, close sessions.
 NOTIFY_GRACE = 4.0
@@ -48,8 +48,12 @@ class StartupError(Exception):
     """Start-up cannot go on; ``str()`` is one line saying what to fix."""
 
 
-def point_at(api_base_url: str, gateway_url: str) -> tuple[str, yarl.URL]:
-    """Send discord.py's REST and gateway traffic to these URLs; returns the previous ones.
+Endpoints = tuple[str, yarl.URL, str]
+
+
+def point_at(api_base_url: str, gateway_url: str, cdn_url: str) -> Endpoints:
+    """Send discord.py's REST and gateway traffic to these URLs, and build its asset URLs
+    (avatars) on this CDN; returns the previous ones.
 
     discord.py keeps both in class attributes, read at the moment of use:
     * ``discord.http.Route.BASE``: every REST route is built from it, the bot-token calls and
@@ -57,10 +61,13 @@ def point_at(api_base_url: str, gateway_url: str) -> tuple[str, yarl.URL]:
     * ``DiscordWebSocket.DEFAULT_GATEWAY``: the first connection, and every re-IDENTIFY after
       Discord invalidates a session. Resumes use ``ws.gateway`` instead; see
       ``StylizeBot.dispatch``.
+    * ``discord.Asset.BASE``: the start of every asset URL it builds, such as a member's
+      avatar, which "Paint my avatar like this" downloads.
     """
-    previous = (Route.BASE, DiscordWebSocket.DEFAULT_GATEWAY)
+    previous = (Route.BASE, DiscordWebSocket.DEFAULT_GATEWAY, discord.Asset.BASE)
     Route.BASE = api_base_url.rstrip("/")
     DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(gateway_url)
+    discord.Asset.BASE = cdn_url.rstrip("/")
     return previous
 
 
@@ -122,7 +129,7 @@ class StylizeBot(commands.Bot):
         self.exit_code = 0
         """Non-zero when the bot stopped because it cannot go on (``request_exit``)."""
         self._custom_gateway = settings.discord_gateway_url != DEFAULT_GATEWAY_URL
-        self._previous_endpoints: tuple[str, yarl.URL] | None = None
+        self._previous_endpoints: Endpoints | None = None
         self._shutdown: asyncio.Task[None] | None = None
 
     # What the cogs borrow (from setup_hook on)
@@ -155,8 +162,9 @@ class StylizeBot(commands.Bot):
     # Start-up
 
     async def login(self, token: str) -> None:
+        config = self.settings
         self._previous_endpoints = point_at(
-            self.settings.discord_api_base_url, self.settings.discord_gateway_url
+            config.discord_api_base_url, config.discord_gateway_url, config.discord_cdn_url
         )
         await super().login(token)
 
@@ -169,7 +177,10 @@ class StylizeBot(commands.Bot):
         backend = self._backend = self._backend_factory(config)
         self._intake_gate = intake.Gate()
         frontend = self._frontend = DiscordFrontend(
-            self, journal, interval=config.stylize_progress_interval
+            self,
+            journal,
+            interval=config.stylize_progress_interval,
+            ceiling=lambda: self.jobs.ceiling,
         )
         self._jobs = JobService(
             journal,
@@ -286,7 +297,9 @@ class StylizeBot(commands.Bot):
                 await self._http_session.close()
             await super().close()
             if self._previous_endpoints is not None:
-                Route.BASE, DiscordWebSocket.DEFAULT_GATEWAY = self._previous_endpoints
+                Route.BASE, DiscordWebSocket.DEFAULT_GATEWAY, discord.Asset.BASE = (
+                    self._previous_endpoints
+                )
                 self._previous_endpoints = None
             log.info("shut down")
 

@@ -21,6 +21,9 @@ from engine.settings import MAX_SIZE, MAX_STEPS, MIN_SIZE, StylizeSettings
 
 DEFAULT_API_BASE_URL = "https://discord.com/api/v10"
 DEFAULT_GATEWAY_URL = "wss://gateway.discord.gg/"
+DEFAULT_CDN_URL = "https://cdn.discordapp.com"
+DEFAULT_MAX_SIZE = 1024
+"""Bigger goes up to it; a result is the engine's default size (512 px) unless asked."""
 DEFAULT_STEPS = StylizeSettings().steps
 
 # Editing one message more often than this trips Discord's per-route limits; discord.py
@@ -51,11 +54,12 @@ class BotSettings(BaseSettings):
     discord_guild_id: int | None = Field(default=None, gt=0)
     discord_api_base_url: str = DEFAULT_API_BASE_URL
     discord_gateway_url: str = DEFAULT_GATEWAY_URL
+    discord_cdn_url: str = DEFAULT_CDN_URL
 
     stylize_weights: str = "imagenet"
     stylize_device: str = "auto"
     stylize_workers: int | None = Field(default=None, ge=1, le=64)
-    stylize_max_size: int = Field(default=512, ge=MIN_SIZE, le=MAX_SIZE)
+    stylize_max_size: int = Field(default=DEFAULT_MAX_SIZE, ge=MIN_SIZE, le=MAX_SIZE)
     stylize_steps: int = Field(default=DEFAULT_STEPS, ge=1, le=MAX_STEPS)
     stylize_max_input_mb: float = Field(default=10.0, gt=0, le=500)
     stylize_max_pixels: int = Field(default=40_000_000, ge=MIN_SIZE * MIN_SIZE)
@@ -86,7 +90,7 @@ class BotSettings(BaseSettings):
             raise ValueError("must be the bot token from the developer portal, with no spaces")
         return SecretStr(token)
 
-    @field_validator("discord_api_base_url")
+    @field_validator("discord_api_base_url", "discord_cdn_url")
     @classmethod
     def _http_url(cls, value: str) -> str:
         if not value.startswith(("http://", "https://")):

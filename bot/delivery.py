@@ -20,7 +20,7 @@ from collections.abc import Callable
 import discord
 
 from bot import messages, uploads
-from bot.jobs import followups
+from bot.jobs.origins import headline_of
 from bot.jobs.outbox import Retry, Undeliverable
 from bot.journal import JobRecord, Journal, OutboxItem
 from bot.reply import SEND_ERRORS, Reply, describe, token_dead, too_large, transient
@@ -98,8 +98,8 @@ class Delivery:
                 record.result_stats, fitted.format, len(fitted.data), refit=fitted.reencoded
             )
             content = messages.result(reply.mention, info, upload_limit=limit)
-            if record.derivation is not None:
-                headline = followups.headline(record.derivation, info.strength)
+            headline = headline_of(record)
+            if headline is not None:
                 content = messages.clip(f"{headline}\n{content}")
             name = messages.result_filename(fitted.format, record.id)
             try:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import dataclasses
 import enum
 import functools
 import json
@@ -41,6 +42,7 @@ T = TypeVar("T")
 FILENAME = "jobs.sqlite3"
 FILES_DIR = "jobs"
 STYLES_DIR = "styles"
+PICKS_DIR = "picks"
 DB_SIDE_FILES = ("-wal", "-shm", "-journal")
 """Suffixes of the files SQLite keeps beside the database."""
 
@@ -126,6 +128,21 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (guild_id, name_key)
     );
     """,
+    # 4: more ways to a picture. A job made from a message's image in the Apps menu records
+    # where it came from (`origin`, JSON); a Bigger job starts from an earlier result, kept as
+    # the file `initial` beside its inputs (`has_initial`); and a photo waits in `picks` (its
+    # file is picks/<id>.photo) until its member picks a saved style for it.
+    """
+    ALTER TABLE jobs ADD COLUMN origin TEXT;
+    ALTER TABLE jobs ADD COLUMN has_initial INTEGER NOT NULL DEFAULT 0;
+    CREATE TABLE picks (
+        id TEXT PRIMARY KEY,
+        user_id INTEGER NOT NULL,
+        guild_id INTEGER,
+        origin TEXT NOT NULL,
+        created_at REAL NOT NULL
+    );
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -184,6 +201,50 @@ class NewJob:
     content: bytes
     styles: tuple[bytes, ...]
     derivation: Derivation | None = None
+    origin: Origin | None = None
+    initial: bool = False
+    """Whether the job starts from an image of its own (the file ``initial``, already there:
+    ``link_result``)."""
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where a job's pictures came from when a message's Apps menu, not a command, gave them."""
+
+    kind: str
+    """``photo`` (the message's image is the photo, the style a saved one) or ``avatar`` (the
+    member's avatar is the photo, the message's image the style)."""
+    guild_id: int | None
+    channel_id: int
+    message_id: int
+    """The message whose image it took."""
+    style: str | None = None
+    """The saved style's name (``photo``)."""
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> Origin:
+        fields = json.loads(text)
+        return cls(
+            str(fields["kind"]),
+            None if fields.get("guild_id") is None else int(fields["guild_id"]),
+            int(fields["channel_id"]),
+            int(fields["message_id"]),
+            None if fields.get("style") is None else str(fields["style"]),
+        )
+
+
+@dataclass(frozen=True)
+class Pick:
+    """A photo taken from a message, waiting for its member to pick a saved style for it."""
+
+    id: str
+    user_id: int
+    guild_id: int | None
+    origin: Origin
+    created_at: float
 
 
 @dataclass(frozen=True)
@@ -192,7 +253,7 @@ class Derivation:
 
     parent_id: str
     kind: str
-    """A key of ``bot.jobs.followups.RULES``: ``reroll``, ``stronger`` or ``weaker``."""
+    """A key of ``bot.jobs.followups.RULES``: ``reroll``, ``stronger``, ``weaker`` or ``bigger``."""
     parent_seed: int
 
 
@@ -214,6 +275,9 @@ class JobRecord:
     result_format: str | None
     result_stats: dict[str, Any] | None
     derivation: Derivation | None = None
+    origin: Origin | None = None
+    has_initial: bool = False
+    """The job starts from its ``initial`` file (``Journal.initial``)."""
 
 
 class StyleAdded(enum.Enum):
@@ -413,6 +477,27 @@ class Journal:
 
     async def result(self, job_id: str, result_format: str) -> bytes:
         return await self._call(self._read, self._job_dir(job_id) / f"result.{result_format}")
+
+    async def link_result(self, source_id: str, result_format: str, job_id: str) -> None:
+        """Give a new job the result of an earlier one as the image it starts from (its file
+        ``initial``: a hard link where the file system allows, else a copy). Raises
+        ``FileNotFoundError`` if that result is gone."""
+        await self._call(self._link_result, source_id, result_format, job_id)
+
+    async def initial(self, job_id: str) -> bytes:
+        """The image a job starts from; raises ``FileNotFoundError`` if it is gone."""
+        return await self._call(self._read, self._job_dir(job_id) / "initial")
+
+    # --- photos waiting for a saved style (the "Stylize this photo" menu) --------------------
+
+    async def add_pick(self, pick: Pick, photo: bytes) -> None:
+        """Keep a photo (its file first, then its row) until its member picks a style; kept as
+        long as finished jobs are (``purge``)."""
+        await self._call(self._add_pick, pick, photo)
+
+    async def pick(self, pick_id: str) -> tuple[Pick, bytes] | None:
+        """The pick and its photo; None if it expired or its photo is gone."""
+        return await self._call(self._pick, pick_id)
 
     # --- the servers' galleries of saved styles ----------------------------------------------
 
@@ -616,9 +701,57 @@ class Journal:
         if self._sync_files:
             _fsync_dir(folder)
 
+    def _link_result(self, source_id: str, result_format: str, job_id: str) -> None:
+        if not result_format.isalnum():
+            raise ValueError(f"bad result format {result_format!r}")
+        result = self._job_dir(source_id) / f"result.{result_format}"
+        if not result.is_file():
+            raise FileNotFoundError(f"{result} is gone")
+        folder = self._job_dir(job_id)
+        make_private_folder(folder)
+        try:
+            os.link(result, folder / "initial")
+        except OSError:  # no hard links here: copy, as _link_inputs does
+            _write(folder / "initial", result.read_bytes(), sync=self._sync_files)
+        if self._sync_files:
+            _fsync_dir(folder)
+
+    def _pick_file(self, pick_id: str) -> Path:
+        if not pick_id.isalnum():  # ids are uuid4 hex: never a path
+            raise ValueError(f"bad pick id {pick_id!r}")
+        return self.data_dir / PICKS_DIR / f"{pick_id}.photo"
+
+    def _add_pick(self, pick: Pick, photo: bytes) -> None:
+        path = self._pick_file(pick.id)
+        make_private_folder(path.parent)
+        _write(path, photo, sync=self._sync_files)
+        if self._sync_files:
+            _fsync_dir(path.parent)
+        with self._transaction() as db:
+            db.execute(
+                "INSERT INTO picks (id, user_id, guild_id, origin, created_at) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (pick.id, pick.user_id, pick.guild_id, pick.origin.to_json(), pick.created_at),
+            )
+
+    def _pick(self, pick_id: str) -> tuple[Pick, bytes] | None:
+        row = self.db.execute(
+            "SELECT id, user_id, guild_id, origin, created_at FROM picks WHERE id = ?",
+            (pick_id,),
+        ).fetchone()
+        if row is None:
+            return None
+        try:
+            photo = self._read(self._pick_file(pick_id))
+        except FileNotFoundError:
+            return None
+        return Pick(row[0], row[1], row[2], Origin.from_json(row[3]), row[4]), photo
+
     def _add(self, job: NewJob, inputs_staged: bool) -> None:
         if not inputs_staged:
             self._write_inputs(job.id, job.content, job.styles)
+        if job.initial and not (self._job_dir(job.id) / "initial").is_file():
+            raise FileNotFoundError(f"job {job.id} has no initial image")
         c = job.conversation
         d = job.derivation
         now = self._clock()
@@ -626,8 +759,9 @@ class Journal:
             db.execute(
                 """INSERT INTO jobs (id, user_id, guild_id, channel_id, application_id,
                    interaction_id, interaction_token, token_expires_at, upload_limit, settings,
-                   seed, style_count, state, created_at, updated_at, parent_id, derivation)
-                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?)""",
+                   seed, style_count, state, created_at, updated_at, parent_id, derivation,
+                   origin, has_initial)
+                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?)""",
                 (
                     job.id, c.user_id, c.guild_id, c.channel_id, c.application_id,
                     c.interaction_id, c.interaction_token, c.token_expires_at, c.upload_limit,
@@ -635,6 +769,7 @@ class Journal:
                     None if d is None else d.parent_id,
                     None if d is None else json.dumps({"kind": d.kind,
                                                        "parent_seed": d.parent_seed}),
+                    None if job.origin is None else job.origin.to_json(), int(job.initial),
                 ),
             )  # fmt: skip
 
@@ -723,7 +858,7 @@ class Journal:
 
     def _drop_inputs(self, job_id: str) -> None:
         folder = self._job_dir(job_id)
-        for name in ("content", *(p.name for p in folder.glob("style-*"))):
+        for name in ("content", "initial", *(p.name for p in folder.glob("style-*"))):
             (folder / name).unlink(missing_ok=True)
 
     def _unfinished(self) -> list[JobRecord]:
@@ -857,8 +992,13 @@ class Journal:
         ]
         for job_id in expired:
             shutil.rmtree(self._job_dir(job_id), ignore_errors=True)
+        old_picks = [
+            row[0]
+            for row in self.db.execute("SELECT id FROM picks WHERE created_at < ?", (cutoff,))
+        ]
         with self._transaction() as db:
             db.executemany("DELETE FROM jobs WHERE id = ?", [(job_id,) for job_id in expired])
+            db.executemany("DELETE FROM picks WHERE id = ?", [(p,) for p in old_picks])
             db.execute(
                 "UPDATE jobs SET interaction_token = '' WHERE token_expires_at < ? "
                 "AND interaction_token != ''",
@@ -871,6 +1011,15 @@ class Journal:
             with contextlib.suppress(OSError):
                 if folder.stat().st_mtime < now - ORPHAN_AGE:
                     shutil.rmtree(folder, ignore_errors=True)
+        # A pick's photo goes with its row, or an hour after a crash left it without one.
+        kept_picks = {row[0] for row in self.db.execute("SELECT id FROM picks")}
+        picks_dir = self.data_dir / PICKS_DIR
+        for photo in picks_dir.glob("*.photo") if picks_dir.is_dir() else ():
+            with contextlib.suppress(OSError):
+                if photo.stem not in kept_picks and (
+                    photo.stem in old_picks or photo.stat().st_mtime < now - ORPHAN_AGE
+                ):
+                    photo.unlink()
         return len(expired)
 
     @contextlib.contextmanager
@@ -917,6 +1066,8 @@ def _record(cursor: sqlite3.Cursor, row: Sequence[Any]) -> JobRecord:
         result_format=r["result_format"],
         result_stats=None if r["result_stats"] is None else json.loads(r["result_stats"]),
         derivation=_derivation(r["parent_id"], r["derivation"]),
+        origin=None if r["origin"] is None else Origin.from_json(r["origin"]),
+        has_initial=bool(r["has_initial"]),
     )
 
 

@@ -193,7 +193,7 @@ def echo(typed: str, limit: int = MAX_ECHO) -> str:
 CANCEL_LABEL = "Cancel"
 
 
-# Follow-ups on a result (Re-roll, Stronger, Weaker)
+# Follow-ups on a result (Re-roll, Stronger, Weaker, Bigger)
 
 
 REROLL_LABEL = "Re-roll"
@@ -202,6 +202,10 @@ STRONGER_LABEL = "Stronger"
 STRONGER_EMOJI = "➕"
 WEAKER_LABEL = "Weaker"
 WEAKER_EMOJI = "➖"
+# "⤢" is no emoji Discord knows (a button's emoji must be one), so it leads the label instead.
+BIGGER_MARK = "⤢"
+BIGGER_LABEL = f"{BIGGER_MARK} Bigger"
+BIGGER_EMOJI = None
 
 
 def reroll_headline(strength: float, parent_seed: int) -> str:
@@ -223,6 +227,18 @@ def weaker_headline(strength: float, parent_seed: int) -> str:
     )
 
 
+def bigger_headline(size: int, parent_seed: int) -> str:
+    return f"{BIGGER_MARK} Bigger, {size} px (from the picture with seed {parent_seed})"
+
+
+def follow_up_at_limit(label: str) -> str:
+    """A follow-up that would change nothing under the server's limits now."""
+    return (
+        f"**{label}** can't change this picture any more: it is already at this server's "
+        "limit. Run `/stylize` for another one."
+    )
+
+
 def follow_up_lowered(size: int, steps: int) -> str:
     """A follow-up whose size or steps the server's current limits lowered."""
     return (
@@ -237,6 +253,83 @@ def follow_up_expired(keep_days: float) -> str:
         f"These pictures are no longer kept (the bot keeps them {number(keep_days)} {days}), "
         "so this button can't make another version. Run `/stylize` again with them."
     )
+
+
+# The message menus (right-click a message → Apps): "Stylize this photo", "Paint my avatar like
+# this"
+
+PHOTO_MENU = "Stylize this photo"
+AVATAR_MENU = "Paint my avatar like this"
+PHOTO_LABEL = "photo"
+SAVED_STYLE_LABEL = "saved style"
+AVATAR_LABEL = "avatar"
+MESSAGE_STYLE_LABEL = "style image"
+PICK_PLACEHOLDER = "Choose a saved style"
+
+
+def pick_a_style(count: int) -> str:
+    styles = "style" if count == 1 else "styles"
+    return (
+        f"🖼️ Pick one of this server's {count} saved {styles} for this photo: I'll paint it "
+        "in the channel. (To use a painting of your own, run `/stylize`.)"
+    )
+
+
+def menu_gallery_empty() -> str:
+    return (
+        "This server has no saved styles yet, so there is none to pick for this photo. A "
+        "member with Manage Server can add one with `/styles add`; or run `/stylize` with a "
+        "painting of your own as `style`."
+    )
+
+
+def no_picture_in_message() -> str:
+    return (
+        "This message has no picture I can use. Use the menu on a message with an attached "
+        "PNG, JPEG or WebP image."
+    )
+
+
+def sticker_is_no_picture() -> str:
+    return (
+        "Stickers can't be painted. Use the menu on a message with an attached PNG, JPEG or "
+        "WebP image."
+    )
+
+
+def picture_elsewhere() -> str:
+    return (
+        "This picture is a link to another site, and I only take pictures stored on Discord. "
+        "Save it, attach it to a message, and use the menu on that one."
+    )
+
+
+def pick_expired(keep_days: float) -> str:
+    days = "day" if keep_days == 1 else "days"
+    return (
+        f"This photo is no longer kept (the bot keeps it {number(keep_days)} {days}). Use "
+        f"**{PHOTO_MENU}** on the message again."
+    )
+
+
+def pick_not_yours() -> str:
+    return f"This menu is someone else's. Use **{PHOTO_MENU}** on the message yourself."
+
+
+def message_link(guild_id: int | None, channel_id: int, message_id: int) -> str:
+    """A link that opens the message in Discord."""
+    where = "@me" if guild_id is None else str(guild_id)
+    return f"https://discord.com/channels/{where}/{channel_id}/{message_id}"
+
+
+def photo_menu_headline(style: str, link: str) -> str:
+    """What a job from "Stylize this photo" is, on its status and its result."""
+    return f"🖼️ The photo in {link}, in the saved style **{style}**"
+
+
+def avatar_menu_headline(user_mention: str, link: str) -> str:
+    """What a job from "Paint my avatar like this" is."""
+    return f"🖌️ {user_mention}'s avatar, painted like the picture in {link}"
 
 
 # The servers' galleries of saved styles (/styles)

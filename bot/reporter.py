@@ -21,6 +21,7 @@ from discord.utils import MISSING
 from bot import messages
 from bot.buttons import cancel_view, result_view
 from bot.delivery import Delivery, classify
+from bot.jobs.followups import Ceiling
 from bot.jobs.frontend import StatusContext, StatusFactory
 from bot.journal import Conversation, JobRecord, Journal, OutboxItem
 from bot.reply import SEND_ERRORS, Reply
@@ -118,16 +119,22 @@ class DiscordReporter:
 class DiscordFrontend:
     """``bot.jobs.frontend.Frontend`` on Discord."""
 
-    def __init__(self, client: discord.Client, journal: Journal, *, interval: float) -> None:
-        """``interval``: the least time between two edits of a status (seconds)."""
+    def __init__(
+        self,
+        client: discord.Client,
+        journal: Journal,
+        *,
+        interval: float,
+        ceiling: Callable[[], Ceiling],
+    ) -> None:
+        """``interval``: the least time between two edits of a status (seconds); ``ceiling``:
+        the server's limits now (a follow-up past them is drawn disabled)."""
         self._client = client
         self._interval = interval
         self.delivery = Delivery(
             journal,
             lambda record: Reply(client, record.conversation, status_message=record.status_message),
-            result_view=lambda record: result_view(
-                record.id, float(record.settings.get("strength", 1.0))
-            ),
+            result_view=lambda record: result_view(record.id, record.settings, ceiling()),
         )
 
     def live(self, interaction: discord.Interaction, conversation: Conversation) -> StatusFactory:

@@ -82,7 +82,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--preserve-colors", choices=COLOR_MODES, help="keep the content's colours")
     p.add_argument(
-        "--init", choices=INITS, default=defaults.init, help="start from (default %(default)s)"
+        "--init",
+        metavar="{content,noise,style,PATH}",
+        default=defaults.init,
+        help="start from the photo, noise, the style, or an image file such as an earlier, "
+        "smaller result to continue at --size (default %(default)s)",
     )
     p.add_argument(
         "--optimizer", choices=OPTIMIZERS, default=defaults.optimizer, help="(default %(default)s)"
@@ -117,7 +121,7 @@ def _settings(args: argparse.Namespace) -> StylizeSettings:
         style_weights=tuple(args.style_weights) if args.style_weights else None,
         style_scale=args.style_scale,
         preserve_colors=args.preserve_colors,
-        init=args.init,
+        init=args.init if args.init in INITS else "content",
         optimizer=args.optimizer,
         pooling=args.pooling,
         seed=args.seed,
@@ -152,6 +156,8 @@ def run(args: argparse.Namespace) -> None:
     content_side, style_side = decode_sides(settings)
     content = _read_image(args.content, content_side)
     styles = [_read_image(path, style_side) for path in args.styles]
+    # Any other value of --init names an image to start from.
+    initial = None if args.init in INITS else _read_image(Path(args.init), content_side)
     started = time.perf_counter()
     network = load_network(settings.weights, settings.device)
     with tqdm(total=settings.steps, unit="step", dynamic_ncols=True, file=sys.stderr) as bar:
@@ -163,7 +169,9 @@ def run(args: argparse.Namespace) -> None:
             )  # fmt: skip
             bar.update(p.step - bar.n)
 
-        result = stylize(content, styles, settings, on_progress=on_progress, network=network)
+        result = stylize(
+            content, styles, settings, on_progress=on_progress, network=network, initial=initial
+        )
     metadata = {
         "stylize:settings": json.dumps(settings.to_dict()),
         "stylize:seed": str(settings.seed),

@@ -60,6 +60,7 @@ class StylizeFunction(Protocol):
         on_progress: Callable[[Progress], None] | None = ...,
         cancel: Callable[[], bool] | None = ...,
         network: VGGEncoder | None = ...,
+        initial: Image.Image | None = ...,
     ) -> Image.Image: ...
 
 
@@ -229,12 +230,14 @@ def run_job(
         content_side, style_side = decode_sides(settings)
         content = load_image(job.content, fit=content_side)
         styles = [load_image(data, fit=style_side) for data in job.styles]
+        initial = None if job.initial is None else load_image(job.initial, fit=content_side)
         relay = _ProgressRelay(job, settings, emit, started, clock)
 
         def run(attempt: StylizeSettings) -> Image.Image:
             return stylize_fn(
-                content, styles, attempt, on_progress=relay, cancel=cancel, network=network
-            )
+                content, styles, attempt, on_progress=relay, cancel=cancel, network=network,
+                initial=initial,
+            )  # fmt: skip
 
         image, used = stylize_with_oom_retry(run, settings, _free_device_memory)
         encoded = encode_image(image, max_bytes=job.max_bytes, metadata=_metadata(used))

@@ -53,6 +53,9 @@ class Job:
     preview_interval: float = 0.0
     """Seconds between small previews attached to ``JobProgress``; 0 sends none."""
     id: str = field(default_factory=new_job_id)
+    initial: bytes | None = None
+    """An encoded image to start from instead of ``settings.init``: an earlier, smaller result
+    of the same inputs and settings, which this job continues at its larger size."""
 
     def __post_init__(self) -> None:
         if isinstance(self.styles, list):
@@ -61,6 +64,8 @@ class Job:
             raise ValueError("Job.content must be the non-empty encoded bytes of an image.")
         if not all(isinstance(style, bytes) and style for style in self.styles):
             raise ValueError("Job.styles must hold the non-empty encoded bytes of images.")
+        if self.initial is not None and (not isinstance(self.initial, bytes) or not self.initial):
+            raise ValueError("Job.initial must be None or the non-empty encoded bytes of an image.")
         if not isinstance(self.settings, StylizeSettings):
             raise TypeError("Job.settings must be a StylizeSettings.")
         # A user error (no style, or blend weights that don't match) is refused at submit,

@@ -17,6 +17,7 @@ from engine.errors import StopRequested
 from engine.lbfgs import LBFGS
 from engine.objective import LossParts
 from engine.progress import CancelCheck
+from engine.pyramid import upsample
 from engine.settings import StylizeSettings
 
 NOISE_MEAN = 0.5
@@ -68,11 +69,22 @@ def optimizer_for(settings: StylizeSettings) -> OptimizerFactory:
     return lambda image: ClippedAdam(image, settings.learning_rate)
 
 
-def initial_image(init: str, content: torch.Tensor, style: torch.Tensor, seed: int) -> torch.Tensor:
+def initial_image(
+    init: str,
+    content: torch.Tensor,
+    style: torch.Tensor,
+    seed: int,
+    *,
+    start: torch.Tensor | None = None,
+) -> torch.Tensor:
     """Where the optimisation starts: the content, the first style resized to it, or noise.
 
     Noise is drawn on the CPU from ``seed``, so a seed gives the same start on every device.
+    A ``start`` image (an earlier result, continued larger) replaces ``init``: it is resized
+    to the content's size as a finer scale of the pyramid starts from a coarser one.
     """
+    if start is not None:
+        return upsample(start.to(content.device, content.dtype), *content.shape[-2:])
     if init == "content":
         return content.clone()
     if init == "style":

@@ -41,12 +41,17 @@ def stylize(
     on_progress: ProgressCallback | None = None,
     cancel: CancelCheck | None = None,
     network: VGGEncoder | None = None,
+    initial: Image.Image | None = None,
 ) -> Image.Image:
     """Repaints ``content`` in the style of ``styles``; returns an RGB image.
 
     With ``network`` given (a worker's warm encoder), its device and weights are used and
-    ``settings.device`` / ``settings.weights`` are ignored. Raises ``StopRequested`` within one
-    step of ``cancel()`` turning true. The seed used is in ``image.info["stylize:seed"]``.
+    ``settings.device`` / ``settings.weights`` are ignored. With ``initial`` (an earlier
+    result of the same job, smaller), the optimisation continues from it instead of starting
+    from ``settings.init``: the pyramid's scales it already covers are skipped, and the first
+    remaining one starts from it upsampled (Gatys et al.'s coarse-to-fine, resumed).
+    Raises ``StopRequested`` within one step of ``cancel()`` turning true. The seed used is
+    in ``image.info["stylize:seed"]``.
     """
     settings.check_styles(len(styles))
     settings = settings.resolved()
@@ -56,7 +61,8 @@ def stylize(
     prepare_network(network, settings.precision)
     reporter = _Reporter(settings, started, on_progress) if on_progress is not None else None
     rgb_styles = [style.convert("RGB") for style in styles]
-    result = _run(network, content.convert("RGB"), rgb_styles, settings, reporter, cancel)
+    start = None if initial is None else initial.convert("RGB")
+    result = _run(network, content.convert("RGB"), rgb_styles, settings, reporter, cancel, start)
     result.info["stylize:seed"] = str(settings.seed)
     return result
 
@@ -103,6 +109,7 @@ def _run(
     settings: StylizeSettings,
     reporter: _Reporter | None,
     cancel: CancelCheck | None,
+    initial: Image.Image | None = None,
 ) -> Image.Image:
     final = scaled_size(*content.size, settings.size)
     if min(final) < MIN_SIDE:
@@ -117,11 +124,19 @@ def _run(
         for size in pyramid_sizes(settings.size, settings.min_scale, settings.coarse_to_fine)
         if min(scaled_size(*content.size, size)) >= MIN_SIDE
     ]
+    luminance_only = settings.preserve_colors == "luminance"
+    start: torch.Tensor | None = None
+    if initial is not None:
+        # The scales up to the earlier result's size are done: all the steps go to the finer
+        # ones (at least the last).
+        sizes = [size for size in sizes if size > max(initial.size)] or sizes[-1:]
+        start = image_to_tensor(initial, network.device)
+        if luminance_only:
+            start = colors.luminance(start)
     steps = split_steps(settings.steps, len(sizes))
     sizes = sizes[len(sizes) - len(steps) :]
     if reporter is not None:
         reporter.total = sum(steps)
-    luminance_only = settings.preserve_colors == "luminance"
     x: torch.Tensor | None = None
     content_rgb: torch.Tensor | None = None
     for scale, (longest, n_steps) in enumerate(zip(sizes, steps)):
@@ -130,7 +145,9 @@ def _run(
         )
         objective = GatysObjective(network, settings, inputs.content, inputs.styles)
         if x is None:
-            x = initial_image(settings.init, inputs.content, inputs.styles[0], settings.seed or 0)
+            x = initial_image(
+                settings.init, inputs.content, inputs.styles[0], settings.seed or 0, start=start
+            )
         else:
             x = upsample(x, *inputs.content.shape[-2:])
         content_rgb = inputs.content_rgb

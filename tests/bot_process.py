@@ -57,6 +57,7 @@ class Bots:
             DISCORD_GUILD_ID=str(self.fake.guild_id),
             DISCORD_API_BASE_URL=self.fake.api_base_url,
             DISCORD_GATEWAY_URL=self.fake.gateway_url,
+            DISCORD_CDN_URL=self.fake.base_url,
             STYLIZE_WEIGHTS="random:0",
             STYLIZE_DEVICE="cpu",
             STYLIZE_WORKERS="1",

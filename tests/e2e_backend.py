@@ -1,5 +1,6 @@
-"""The end-to-end tests' shared pieces: their settings, and a real backend whose jobs a test
-can keep running (``HeldBackend``)."""
+"""The end-to-end tests' shared pieces: their settings, a real backend whose jobs a test can
+keep running (``HeldBackend``), and a ``Harness`` that runs the bot in the test's loop against
+a fake Discord, stopped and started again on one data folder."""
 
 from __future__ import annotations
 
@@ -10,13 +11,19 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from bot.client import StylizeBot, build_backend
 from bot.config import BotSettings, load_settings
 from engine.backend import Backend, JobHandle
 from engine.jobs import FINAL_EVENTS, BackendError, Event, Job, JobProgress
-from tests.fake_discord import FakeDiscord
+from tests.fake_discord import FakeDiscord, FakeInteraction, FakeMessage, FakeUser
+from tests.pictures import png
 
 INTERVAL = 1.0  # STYLIZE_PROGRESS_INTERVAL: the smallest the settings allow
 STEPS = 4
+START_TIMEOUT = 240  # the backend spawns a worker that imports torch and builds VGG19
+RESULT_TIMEOUT = 120
 
 
 def e2e_settings(fake: FakeDiscord, data_dir: Path, **overrides: Any) -> BotSettings:
@@ -27,6 +34,7 @@ def e2e_settings(fake: FakeDiscord, data_dir: Path, **overrides: Any) -> BotSett
         discord_guild_id=fake.guild_id,
         discord_api_base_url=fake.api_base_url,
         discord_gateway_url=fake.gateway_url,
+        discord_cdn_url=fake.base_url,
         stylize_weights="random:0",
         stylize_device="cpu",
         stylize_workers=1,
@@ -143,3 +151,97 @@ async def _first(*waits: Awaitable[Any]) -> None:
     _, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
     for task in pending:
         task.cancel()
+
+
+# --- the bot in the test's loop ---------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class Running:
+    bot: StylizeBot
+    backend: HeldBackend
+    task: asyncio.Task[None]
+
+
+class Harness:
+    """The real bot (discord.py, the local backend, random weights on the CPU) against a fake
+    Discord, with the settings ``settings_for`` makes; started and stopped by the test."""
+
+    def __init__(
+        self,
+        fake: FakeDiscord,
+        data_dir: Path,
+        settings_for: Callable[[FakeDiscord, Path], BotSettings],
+    ) -> None:
+        self.fake = fake
+        self.data_dir = data_dir
+        self.settings_for = settings_for
+        self.run: Running | None = None
+
+    @property
+    def backend(self) -> HeldBackend:
+        assert self.run is not None
+        return self.run.backend
+
+    @property
+    def bot(self) -> StylizeBot:
+        assert self.run is not None
+        return self.run.bot
+
+    async def start(self) -> None:
+        backends: list[HeldBackend] = []
+
+        def held_backend(settings: BotSettings) -> Backend:
+            backends.append(HeldBackend(build_backend(settings)))
+            return backends[-1]  # type: ignore[return-value]
+
+        identifies = self.fake.identifies
+        bot = StylizeBot(self.settings_for(self.fake, self.data_dir), backend_factory=held_backend)
+        task = asyncio.create_task(bot.start(self.fake.token))
+        connected = asyncio.create_task(
+            self.fake.wait_for(lambda: self.fake.identifies > identifies, START_TIMEOUT)
+        )
+        await asyncio.wait({task, connected}, return_when=asyncio.FIRST_COMPLETED)
+        if task.done():
+            connected.cancel()
+            task.result()
+            pytest.fail("the bot stopped during start-up")
+        await connected
+        await asyncio.wait_for(bot.wait_until_ready(), 30)
+        self.run = Running(bot, backends[0], task)
+
+    async def stop(self) -> None:
+        assert self.run is not None
+        await self.run.bot.close()
+        await asyncio.wait_for(self.run.task, 30)
+        self.run = None
+
+    async def idle(self) -> None:
+        assert await self.bot.jobs.runner.wait_idle(30), "jobs still running after the test"
+        assert await self.bot.jobs.outbox.wait_idle(30), "results still undelivered after the test"
+
+    async def result_of_command(self, user: FakeUser, **options: object) -> FakeMessage:
+        """Run /stylize and return its posted result."""
+        interaction = await self.fake.invoke(
+            "stylize",
+            {
+                "content": self.fake.add_attachment(png(48, 36), "photo.png"),
+                "style": self.fake.add_attachment(png(32, 32, noise=True), "painting.png"),
+                **options,
+            },
+            user=user,
+        )
+        assert (await interaction.wait_callback(timeout=5))["type"] == 5
+        return await self.result_of(interaction)
+
+    async def result_of(self, interaction: FakeInteraction) -> FakeMessage:
+        await self.fake.wait_for(lambda: bool(interaction.followups), RESULT_TIMEOUT)
+        [result] = interaction.followups
+        return result
+
+    async def click(self, message: FakeMessage, kind: str, user: FakeUser) -> FakeInteraction:
+        [custom_id] = [c for c in message.custom_ids if c.startswith(f"stylize:{kind}:")]
+        click = await self.fake.click(message, custom_id, user=user)
+        await click.wait_callback(timeout=5)
+        assert click.ack_latency is not None and click.ack_latency < 3.0
+        return click

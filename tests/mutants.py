@@ -211,6 +211,21 @@ ENGINE_MUTANTS = (
         "the CLI prints and saves no seed when none is given", "engine/cli.py",
         "    ).resolved()", "    )",
     ),
+    Mutant(
+        "an initial image is ignored: Bigger starts again from the photo", "engine/transfer.py",
+        "settings.init, inputs.content, inputs.styles[0], settings.seed or 0, start=start",
+        "settings.init, inputs.content, inputs.styles[0], settings.seed or 0",
+    ),
+    Mutant(
+        "an initial image: the scales it covers are painted again", "engine/transfer.py",
+        "sizes = [size for size in sizes if size > max(initial.size)] or sizes[-1:]",
+        "sizes = sizes",
+    ),
+    Mutant(
+        "--init PATH ignored by the CLI", "engine/cli.py",
+        "initial = None if args.init in INITS else _read_image(Path(args.init), content_side)",
+        "initial = None",
+    ),
 )  # fmt: skip
 
 JOURNAL_MUTANTS = tuple(

@@ -39,6 +39,7 @@ def test_every_design_setting_exists() -> None:
         "DISCORD_GUILD_ID",
         "DISCORD_API_BASE_URL",
         "DISCORD_GATEWAY_URL",
+        "DISCORD_CDN_URL",
         "STYLIZE_WEIGHTS",
         "STYLIZE_DEVICE",
         "STYLIZE_WORKERS",
@@ -61,10 +62,12 @@ def test_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
     assert settings.discord_guild_id is None
     assert settings.discord_api_base_url == "https://discord.com/api/v10"
     assert settings.discord_gateway_url == "wss://gateway.discord.gg/"
+    assert settings.discord_cdn_url == "https://cdn.discordapp.com"
     assert settings.stylize_weights == "imagenet"
     assert settings.stylize_device == "auto"
     assert settings.stylize_workers is None  # the pool: one per GPU, else 1
-    assert settings.stylize_max_size == 512
+    assert settings.stylize_max_size == 1024  # Bigger goes up to it
+    assert settings.default_size == 512  # a result is 512 px unless asked
     assert settings.stylize_steps == StylizeSettings().steps
     assert settings.stylize_max_input_mb == 10
     assert settings.max_input_bytes == 10 * 1024 * 1024
@@ -138,6 +141,7 @@ def test_missing_token_names_the_setting() -> None:
         ("DISCORD_GUILD_ID", "my-server"),
         ("DISCORD_API_BASE_URL", "discord.com/api"),
         ("DISCORD_GATEWAY_URL", "https://gateway.discord.gg"),
+        ("DISCORD_CDN_URL", "cdn.discordapp.com"),
         ("STYLIZE_WEIGHTS", "random:abc"),
         ("STYLIZE_DEVICE", "gpu"),
         ("STYLIZE_WORKERS", "0"),

@@ -8,7 +8,6 @@ journal, to show that a result posted before a restart keeps working buttons.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import errno
 import logging
@@ -17,7 +16,6 @@ import re
 import shutil
 import sqlite3
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,10 +23,8 @@ import pytest
 import pytest_asyncio
 
 from bot import journal as journal_module
-from bot.client import StylizeBot, build_backend
 from bot.config import BotSettings
-from engine.backend import Backend
-from tests.e2e_backend import HeldBackend, e2e_settings
+from tests.e2e_backend import RESULT_TIMEOUT, Harness, e2e_settings
 from tests.fake_discord import FakeDiscord, FakeInteraction, FakeMessage, FakeUser, payloads
 from tests.pictures import png
 
@@ -36,10 +32,8 @@ pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.timeout(900)
 
 TOKEN = "fake-token-XYZ.followups-SECRET"
 EPHEMERAL = 1 << 6
-START_TIMEOUT = 240  # the backend spawns a worker that imports torch and builds VGG19
-RESULT_TIMEOUT = 120
 GALLERY_MAX = 2
-FOLLOW_UP_ID = re.compile(r"^stylize:(reroll|stronger|weaker):([0-9a-f]{32})$")
+FOLLOW_UP_ID = re.compile(r"^stylize:(reroll|stronger|weaker|bigger):([0-9a-f]{32})$")
 
 
 def settings_for(fake: FakeDiscord, data_dir: Path) -> BotSettings:
@@ -52,92 +46,10 @@ def settings_for(fake: FakeDiscord, data_dir: Path) -> BotSettings:
     )
 
 
-@dataclass
-class Running:
-    bot: StylizeBot
-    backend: HeldBackend
-    task: asyncio.Task[None]
-
-
-class Harness:
-    def __init__(self, fake: FakeDiscord, data_dir: Path) -> None:
-        self.fake = fake
-        self.data_dir = data_dir
-        self.run: Running | None = None
-
-    @property
-    def backend(self) -> HeldBackend:
-        assert self.run is not None
-        return self.run.backend
-
-    @property
-    def bot(self) -> StylizeBot:
-        assert self.run is not None
-        return self.run.bot
-
-    async def start(self) -> None:
-        backends: list[HeldBackend] = []
-
-        def held_backend(settings: BotSettings) -> Backend:
-            backends.append(HeldBackend(build_backend(settings)))
-            return backends[-1]  # type: ignore[return-value]
-
-        identifies = self.fake.identifies
-        bot = StylizeBot(settings_for(self.fake, self.data_dir), backend_factory=held_backend)
-        task = asyncio.create_task(bot.start(TOKEN))
-        connected = asyncio.create_task(
-            self.fake.wait_for(lambda: self.fake.identifies > identifies, START_TIMEOUT)
-        )
-        await asyncio.wait({task, connected}, return_when=asyncio.FIRST_COMPLETED)
-        if task.done():
-            connected.cancel()
-            task.result()
-            pytest.fail("the bot stopped during start-up")
-        await connected
-        await asyncio.wait_for(bot.wait_until_ready(), 30)
-        self.run = Running(bot, backends[0], task)
-
-    async def stop(self) -> None:
-        assert self.run is not None
-        await self.run.bot.close()
-        await asyncio.wait_for(self.run.task, 30)
-        self.run = None
-
-    async def idle(self) -> None:
-        assert await self.bot.jobs.runner.wait_idle(30), "jobs still running after the test"
-        assert await self.bot.jobs.outbox.wait_idle(30), "results still undelivered after the test"
-
-    async def result_of_command(self, user: FakeUser, **options: object) -> FakeMessage:
-        """Run /stylize and return its posted result."""
-        interaction = await self.fake.invoke(
-            "stylize",
-            {
-                "content": self.fake.add_attachment(png(48, 36), "photo.png"),
-                "style": self.fake.add_attachment(png(32, 32, noise=True), "painting.png"),
-                **options,
-            },
-            user=user,
-        )
-        assert (await interaction.wait_callback(timeout=5))["type"] == 5
-        return await self.result_of(interaction)
-
-    async def result_of(self, interaction: FakeInteraction) -> FakeMessage:
-        await self.fake.wait_for(lambda: bool(interaction.followups), RESULT_TIMEOUT)
-        [result] = interaction.followups
-        return result
-
-    async def click(self, message: FakeMessage, kind: str, user: FakeUser) -> FakeInteraction:
-        [custom_id] = [c for c in message.custom_ids if c.startswith(f"stylize:{kind}:")]
-        click = await self.fake.click(message, custom_id, user=user)
-        await click.wait_callback(timeout=5)
-        assert click.ack_latency is not None and click.ack_latency < 3.0
-        return click
-
-
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def h(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Harness]:
     async with FakeDiscord(token=TOKEN) as fake:
-        harness = Harness(fake, tmp_path_factory.mktemp("data"))
+        harness = Harness(fake, tmp_path_factory.mktemp("data"), settings_for)
         await harness.start()
         try:
             yield harness
@@ -164,11 +76,11 @@ def derivation(data_dir: Path, job_id: str) -> tuple[str | None, str | None]:
     return row[0], row[1]
 
 
-async def test_a_result_carries_the_three_buttons(h: Harness) -> None:
+async def test_a_result_carries_the_four_buttons(h: Harness) -> None:
     result = await h.result_of_command(h.fake.requester, seed=5)
     await h.idle()
     [row] = result.components
-    assert [b["label"] for b in row["components"]] == ["Re-roll", "Stronger", "Weaker"]
+    assert [b["label"] for b in row["components"]] == ["Re-roll", "Stronger", "Weaker", "⤢ Bigger"]
     ids = [FOLLOW_UP_ID.match(c) for c in result.custom_ids]
     assert all(ids) and len({m.group(2) for m in ids if m}) == 1
     assert all(len(c) <= 100 for c in result.custom_ids)

@@ -25,6 +25,8 @@ from bot.journal import (
     JournalError,
     NewJob,
     NewStyle,
+    Origin,
+    Pick,
     StatusMessage,
 )
 from engine.jobs import Job
@@ -209,6 +211,10 @@ EVERY_CALL: dict[str, Callable[[Journal], Awaitable[object]]] = {
         job_id(1), "done", outcome={}, deliver="result", result=b"R", result_format="png"
     ),
     "result": lambda j: j.result(job_id(1), "png"),
+    "link_result": lambda j: j.link_result(job_id(1), "png", job_id(3)),
+    "initial": lambda j: j.initial(job_id(3)),
+    "add_pick": lambda j: j.add_pick(Pick(job_id(4), 42, 7, Origin("photo", 7, 8, 9), 0.0), b"p"),
+    "pick": lambda j: j.pick(job_id(4)),
     "finish_unkept": lambda j: j.finish_unkept(job_id(3), "failed", outcome={}),
     "drop_inputs": lambda j: j.drop_inputs(job_id(3)),
     "discard": lambda j: j.discard(job_id(2)),

@@ -55,7 +55,7 @@ def test_cli_jpeg_output(inputs, tmp_path: Path) -> None:
         (["--steps", "0"], "steps: must be"),
         (["--style-weights", "1", "2"], "one weight per style image"),
         (["--device", "gpu"], "device: must be"),
-        (["--init", "zeros"], "invalid choice"),
+        (["--init", "zeros.png"], "Cannot read zeros.png"),
         (["--weights", "/nowhere/vgg.pth"], "does not exist"),
     ],
 )
@@ -160,3 +160,15 @@ def test_imagenet_weights_offline_exit_2_with_instructions(inputs, tmp_path: Pat
     assert "vgg19-dcbb9e9d.pth" in result.stderr and "--weights" in result.stderr
     assert str(tmp_path / "torch-home") in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_init_takes_an_image_to_continue_larger(inputs, tmp_path: Path) -> None:
+    common = [*map(str, inputs), "--steps", "1", "--weights", "random:0", "--device", "cpu",
+              "--seed", "3"]  # fmt: skip
+    small, larger, fresh = tmp_path / "small.png", tmp_path / "larger.png", tmp_path / "fresh.png"
+    assert main([*common, "-o", str(small), "--size", "32"]) == 0
+    assert main([*common, "-o", str(larger), "--size", "64", "--init", str(small)]) == 0
+    assert main([*common, "-o", str(fresh), "--size", "64"]) == 0
+    with Image.open(larger) as continued, Image.open(fresh) as from_content:
+        assert continued.size == from_content.size == (64, 43)
+        assert continued.tobytes() != from_content.tobytes()

@@ -580,3 +580,125 @@ async def test_command_registration_is_checked_as_discord_does(fake: FakeDiscord
                 else:
                     assert response.status == 400, command
                     assert (answer["code"], answer["errors"]) == (50035, {"0": tree})
+
+
+async def test_menus_are_registered_as_discord_checks_them(fake: FakeDiscord) -> None:
+    url = f"{fake.api_base_url}/applications/{fake.application_id}/guilds/{fake.guild_id}/commands"
+    auth = {"Authorization": f"Bot {fake.token}"}
+
+    def menu(name: str, **fields: Any) -> dict[str, Any]:
+        return {"type": payloads.COMMAND_MESSAGE, "name": name} | fields
+
+    slash = {"name": "paint", "description": "Paint"}
+    async with aiohttp.ClientSession() as session:
+
+        async def put(commands_: list[dict[str, Any]]) -> tuple[int, Any]:
+            async with session.put(url, headers=auth, json=commands_) as response:
+                return response.status, await response.json()
+
+        # A menu's name may have capitals and spaces; a slash command's may not.
+        status, answer = await put([slash, menu("Stylize this photo")])
+        assert status == 200, answer
+        assert [c["type"] for c in fake.commands] == [1, payloads.COMMAND_MESSAGE]
+        status, answer = await put([slash | {"name": "Paint it"}])
+        assert (status, answer["errors"]["0"]["name"]["_errors"][0]["code"]) == (
+            400, "APPLICATION_COMMAND_INVALID_NAME",
+        )  # fmt: skip
+        # No description and no options on a menu; names of 1 to 32 characters.
+        for bad, field in [
+            (menu("Paint", description="Paints"), "description"),
+            (menu("Paint", options=[{"type": 3, "name": "x", "description": "x"}]), "options"),
+            (menu("P" * 33), "name"),
+        ]:
+            status, answer = await put([bad])
+            assert status == 400 and field in answer["errors"]["0"], (bad, answer)
+        status, answer = await put([menu("")])
+        assert status == 400 and "name" in answer["errors"]
+        # At most five message menus.
+        status, answer = await put([menu(f"Menu {i}") for i in range(5)])
+        assert status == 200, answer
+        status, answer = await put([menu(f"Menu {i}") for i in range(6)])
+        assert status == 400 and "_root" in answer["errors"]
+
+
+async def test_a_message_menu_and_a_select(fake: FakeDiscord, discord_at_fake: FakeDiscord) -> None:
+    seen: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+
+    class MenuBot(MiniBot):
+        async def setup_hook(self) -> None:
+            @app_commands.context_menu(name="Look at this")
+            async def look(interaction: discord.Interaction, message: discord.Message) -> None:
+                await seen.put(("menu", message))
+                select = discord.ui.Select(
+                    custom_id="look:pick",
+                    options=[discord.SelectOption(label=n, value=n) for n in ("a", "b")],
+                )
+
+                async def picked(interaction: discord.Interaction) -> None:
+                    await seen.put(("select", select.values))
+                    await interaction.response.defer(thinking=True)
+
+                select.callback = picked  # type: ignore[method-assign]
+                view = discord.ui.View(timeout=None)
+                view.add_item(select)
+                await interaction.response.send_message("Pick", view=view, ephemeral=True)
+
+            guild = discord.Object(self.guild_id)
+            self.tree.add_command(look, guild=guild)
+            await self.tree.sync(guild=guild)
+
+    bot = MenuBot(fake.guild_id)
+    runner = asyncio.create_task(bot.start(fake.token))
+    try:
+        await fake.wait_commands()
+        picture = fake.store_picture(PNG_1x1, "linked.png")
+        posted = fake.post(
+            fake.other_user,
+            "look",
+            attachments=[(PNG_1x1, "cat.png")],
+            embeds=[payloads.image_embed(picture["url"], picture["proxy_url"], width=1, height=1)],
+            stickers=["wave"],
+        )
+        invoked = await fake.invoke_menu("Look at this", posted)
+        assert invoked.payload["data"]["type"] == payloads.COMMAND_MESSAGE
+        assert invoked.payload["data"]["target_id"] == str(posted.id)
+        kind, message = await asyncio.wait_for(seen.get(), 5)
+        assert (
+            kind == "menu" and message.id == posted.id and message.author.id == fake.other_user.id
+        )
+        assert [a.filename for a in message.attachments] == ["cat.png"]
+        assert message.embeds[0].thumbnail.url == picture["url"]
+        assert [s.name for s in message.stickers] == ["wave"]
+        assert await message.attachments[0].read() == PNG_1x1
+        await invoked.wait_callback()
+        assert invoked.original is not None and invoked.original.ephemeral
+        [select] = invoked.original.selects
+        assert [o["value"] for o in select["options"]] == ["a", "b"]
+        with pytest.raises(ValueError):
+            await fake.select(invoked.original, "look:pick", ["c"])
+        with pytest.raises(ValueError):
+            await fake.select(invoked.original, "look:pick", ["a"], user=fake.other_user)
+        chosen = await fake.select(invoked.original, "look:pick", ["b"])
+        assert await asyncio.wait_for(seen.get(), 5) == ("select", ["b"])
+        assert (await chosen.wait_callback())["type"] == payloads.CALLBACK_DEFERRED_CHANNEL_MESSAGE
+        with pytest.raises(LookupError):
+            await fake.invoke_menu("Not registered", posted)
+    finally:
+        await bot.close()
+        with contextlib.suppress(asyncio.CancelledError):
+            await runner
+
+
+async def test_the_cdn_serves_avatars(fake: FakeDiscord) -> None:
+    avatar_hash = fake.set_avatar(fake.requester, PNG_1x1)
+    assert fake.member_payload(fake.requester)["user"]["avatar"] == avatar_hash
+    async with aiohttp.ClientSession() as session:
+        base = fake.base_url
+        async with session.get(
+            f"{base}/avatars/{fake.requester.id}/{avatar_hash}.png?size=1024"
+        ) as r:
+            assert r.status == 200 and await r.read() == PNG_1x1
+        async with session.get(f"{base}/embed/avatars/3.png") as r:
+            assert r.status == 200 and (await r.read()).startswith(b"\x89PNG")
+        async with session.get(f"{base}/avatars/{fake.other_user.id}/{avatar_hash}.png") as r:
+            assert r.status == 404

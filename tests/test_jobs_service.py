@@ -23,7 +23,7 @@ from bot.jobs.frontend import StatusContext
 from bot.jobs.outbox import Retry, Undeliverable
 from bot.jobs.queue import UserLimitReached
 from bot.jobs.runner import ShuttingDown
-from bot.jobs.service import MAX_RUNS, JobPolicy, JobService, Submission
+from bot.jobs.service import MAX_RUNS, JobPolicy, JobService, Submission, rebuild_job
 from bot.journal import Conversation, Derivation, JobRecord, Journal, NewJob, OutboxItem
 from engine.backend import JobHandle, JobStream
 from engine.jobs import Cancelled, Done, Job, JobProgress, JobStats, Started, new_job_id
@@ -343,14 +343,20 @@ async def test_a_follow_up_of_each_kind(journal: Journal, kind: str) -> None:
         assert record is not None
         assert record.derivation == Derivation(parent.id, kind, 5)
         assert record.conversation.user_id == OTHER  # whoever clicked owns it
-        expected = {"reroll": (2.0, 77), "stronger": (4.0, 5), "weaker": (1.0, 5)}[kind]
+        expected = {"reroll": (2.0, 77), "stronger": (4.0, 5), "weaker": (1.0, 5),
+                    "bigger": (2.0, 5)}[kind]  # fmt: skip
         assert (job.settings.strength, job.settings.seed) == expected
-        assert (job.settings.size, job.settings.steps) == (48, 4)
+        # Bigger: twice the side, up to the cap (64 here).
+        assert (job.settings.size, job.settings.steps) == (64 if kind == "bigger" else 48, 4)
         # Its own copy of the parent's pictures, queued on the backend.
         assert await journal.inputs(job.id, 1) == (parent_job.content, parent_job.styles)
         assert world.backend.jobs[job.id].content == parent_job.content
+        # Bigger starts from the parent's result; the others from the photo.
+        started_from = b"picture" if kind == "bigger" else None
+        assert world.backend.jobs[job.id].initial == started_from
+        assert record.has_initial is (started_from is not None)
         headline = world.frontend.statuses[job.id].context.headline
-        assert headline == RULES[kind].headline(job.settings.strength, 5)
+        assert headline == RULES[kind].headline(job.settings.to_dict(), 5)
 
 
 async def test_a_follow_up_keeps_within_the_limits_of_now_and_says_so(
@@ -369,6 +375,69 @@ async def test_a_follow_up_keeps_within_the_limits_of_now_and_says_so(
             messages.weaker_headline(0.5, 5),
             messages.follow_up_lowered(32, 4),
         ]
+
+
+async def test_bigger_continues_a_256_px_result_at_512_then_stops_at_the_cap(
+    journal: Journal,
+) -> None:
+    world = make_world(journal, policy=dataclasses.replace(POLICY, max_size=512))
+    async with started(world):
+        first = await accept(world, size=256, strength=3.0)
+        world.backend.done(first.id)
+        await settled(world)
+        parent = await world.service.parent(first.id)
+        assert parent is not None and world.service.applies(parent, "bigger")
+        job = await world.service.follow_up(parent, "bigger", conversation(), world.frontend.live)
+        assert job is not None
+        assert (job.settings.size, job.settings.strength, job.settings.seed) == (512, 3.0, 5)
+        assert (job.content, job.styles, job.initial) == (first.content, first.styles, b"picture")
+        assert world.frontend.statuses[job.id].context.headline == (
+            messages.bigger_headline(512, 5)
+        )
+        # The 512 px result is at the cap: no Bigger of it.
+        world.backend.done(job.id)
+        await settled(world)
+        at_cap = await world.service.parent(job.id)
+        assert at_cap is not None and not world.service.applies(at_cap, "bigger")
+        assert world.service.applies(at_cap, "reroll")
+
+
+async def test_a_bigger_job_resumes_from_its_kept_start(journal: Journal) -> None:
+    world = make_world(journal)
+    async with started(world):
+        first = await accept(world)
+        world.backend.done(first.id)
+        await settled(world)
+        parent = await world.service.parent(first.id)
+        assert parent is not None
+        job = await world.service.follow_up(parent, "bigger", conversation(), world.frontend.live)
+        assert job is not None
+    # The bot restarted with the Bigger job still queued: it resumes from the same start.
+    async with started(make_world(journal)) as again:
+        assert again.backend.jobs[job.id].initial == b"picture"
+        assert again.frontend.statuses[job.id].context.headline == (messages.bigger_headline(64, 5))
+        # Without its start (lost from the disk), it is ended with a notice, not painted
+        # from the photo.
+    await journal.add(NewJob(new_job_id(), conversation(), settings().to_dict(), 5, b"c",
+                             (b"s",), Derivation(first.id, "bigger", 5)))  # fmt: skip
+    [lost] = [r for r in await journal.unfinished() if not r.has_initial]
+    stub = dataclasses.replace(lost, has_initial=True)
+    assert await rebuild_job(journal, stub, preview_interval=0) == messages.inputs_lost()
+
+
+async def test_bigger_of_a_job_whose_result_was_never_kept_makes_nothing(world: World) -> None:
+    first = await accept(world)
+    world.backend.done(first.id)
+    await settled(world)
+    parent = await world.service.parent(first.id)
+    assert parent is not None
+    for leftover in world.journal.job_dir(first.id).glob("result.*"):
+        leftover.unlink()
+    assert await world.service.follow_up(parent, "bigger", conversation(),
+                                         world.frontend.live) is None  # fmt: skip
+    unkept = dataclasses.replace(parent, result_format=None)
+    assert await world.service.follow_up(unkept, "bigger", conversation(),
+                                         world.frontend.live) is None  # fmt: skip
 
 
 async def test_a_follow_up_of_a_job_whose_pictures_went_makes_nothing(world: World) -> None:

@@ -106,3 +106,13 @@ def test_the_loop_stops_within_one_step_of_cancel() -> None:
             cancel=lambda: next(checks),
         )  # fmt: skip
     assert objective.calls == 2
+
+
+@pytest.mark.parametrize("init", ["content", "noise", "style"])
+def test_a_start_image_replaces_init_resized_to_the_content(init: str) -> None:
+    content, style = _images()
+    earlier = torch.rand(1, 3, 20, 30, generator=torch.Generator().manual_seed(1))
+    start = initial_image(init, content, style, seed=0, start=earlier)
+    expected = F.interpolate(earlier, size=(40, 60), mode="bicubic", align_corners=False)
+    assert torch.equal(start, expected.clamp(0, 1))
+    assert start.min() >= 0 and start.max() <= 1

@@ -238,6 +238,7 @@ def fake_stylize(
         on_progress: Callable[[Progress], None],
         cancel: Callable[[], bool],
         network: object,
+        initial: Image.Image | None = None,
     ) -> Image.Image:
         if error is not None:
             raise error
@@ -382,3 +383,23 @@ async def test_a_pool_whose_workers_cannot_restart_breaks_and_says_so(tmp_path: 
             pool.submit(job())
     finally:
         await pool.close(grace=0)
+
+
+async def test_a_jobs_initial_image_is_decoded_and_handed_to_stylize() -> None:
+    handed: list[Image.Image | None] = []
+    run = fake_stylize()
+
+    def spying(*args: object, initial: Image.Image | None = None, **kwargs: object) -> Image.Image:
+        handed.append(initial)
+        return run(*args, **kwargs)  # type: ignore[arg-type]
+
+    earlier = io.BytesIO()
+    Image.new("RGB", (200, 150), "red").save(earlier, "PNG")
+    plain = job(size=64, steps=1)
+    final, _ = run_fake(spying, plain)
+    assert isinstance(final, Done) and handed == [None]
+    final, _ = run_fake(spying, Job(plain.content, plain.styles, plain.settings,
+                                    initial=earlier.getvalue()))  # fmt: skip
+    assert isinstance(final, Done)
+    given = handed[-1]
+    assert given is not None and (given.mode, given.size) == ("RGB", (200, 150))

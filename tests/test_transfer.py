@@ -295,3 +295,47 @@ def test_each_finer_scale_starts_from_the_upsampled_coarser_result(net: VGGEncod
         assert list(first_losses[:3]) == pytest.approx(expected, rel=1e-5)
         # Restarting from the photo would report something else, far outside the tolerance.
         assert from_content[1] != pytest.approx(expected[1], rel=0.02)
+
+
+def test_an_initial_image_is_continued_at_the_finer_scales_only(net: VGGEncoder) -> None:
+    # Bigger: the 32 px result continued at 64 px. With min_scale 32 the pyramid is 32, 45 and
+    # 64 px; the 32 px scale is the earlier result's, so the steps go to 45 and 64.
+    content, style = content_image(), style_image()
+    small = stylize(content, [style], settings(size=32, steps=3), network=net)
+    s = settings(steps=4, min_scale=32, strength=5).resolved()
+    events: list[tuple[Progress, torch.Tensor]] = []
+    out = stylize(
+        content, [style], s, network=net, initial=small,
+        on_progress=lambda p: events.append((p, p.read_image())),
+    )  # fmt: skip
+    assert out.size == (64, 43)
+    assert [p.size for p, _ in events] == [(45, 30)] * 2 + [(64, 43)] * 2
+    # The first step's losses are those of the earlier result, upsampled.
+    first, _ = events[0]
+    start = F.interpolate(pixels(small), size=(30, 45), mode="bicubic", align_corners=False)
+    inputs = prepare_inputs(content, [style], s, (45, 30), net.device)
+    objective = GatysObjective(net, s, inputs.content, inputs.styles)
+    with torch.no_grad():
+        expected = [part.item() for part in objective(start.clamp(0, 1))]
+        from_content = [part.item() for part in objective(inputs.content)]
+    assert list(first.losses[:3]) == pytest.approx(expected, rel=1e-4)
+    assert from_content[1] != pytest.approx(expected[1], rel=0.02)
+
+
+def test_an_initial_image_as_large_as_the_result_still_runs_the_last_scale(
+    net: VGGEncoder,
+) -> None:
+    content, style = content_image(), style_image()
+    same = stylize(content, [style], settings(size=64, steps=2), network=net)
+    seen: list[Progress] = []
+    out = stylize(
+        content, [style], settings(steps=2, min_scale=32), network=net, initial=same,
+        on_progress=seen.append,
+    )  # fmt: skip
+    assert out.size == (64, 43) and [p.size for p in seen] == [(64, 43)] * 2
+    # Luminance mode continues from the earlier result's luma, and keeps the photo's chroma.
+    kept = stylize(
+        content, [style], settings(steps=1, preserve_colors="luminance"), network=net,
+        initial=same,
+    )  # fmt: skip
+    assert kept.size == (64, 43)

@@ -9,6 +9,7 @@ must see real annotation objects, not strings.
 """
 
 import logging
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal, Optional
 
 import discord
@@ -21,6 +22,7 @@ from bot.cogs.styles import choices
 from bot.errors import Refusal
 from bot.jobs.service import Submission
 from bot.jobs.settings import MAX_SEED, MAX_STRENGTH, MIN_STRENGTH, build_settings
+from bot.journal import Origin
 from bot.reply import conversation_of, describe
 from engine.jobs import new_job_id
 from engine.settings import MIN_SIZE
@@ -133,62 +135,87 @@ class Stylize(commands.Cog):
         permissions.require(interaction)
         # Acknowledge first, always: Discord drops an interaction not answered within 3 s.
         await interaction.response.defer(thinking=True)
-        conversation = conversation_of(interaction)
-        config = self.bot.settings
-        jobs = self.bot.jobs
         # The member's place is held from here, before any download: a burst of commands
         # can't all download and decode before all but a few are refused.
-        with jobs.place(interaction.user.id):
+        with self.bot.jobs.place(interaction.user.id):
             kept: list[tuple[str, bytes]] = []
             if saved_style is not None:
                 assert interaction.guild_id is not None  # the command is guild-only
                 image = await gallery.image_for(self.bot.journal, interaction.guild_id,
                                                 saved_style)  # fmt: skip
-                kept.append(("saved style", image))
+                kept.append((messages.SAVED_STYLE_LABEL, image))
             uploads = [_ref("photo (content)", content)]
             if style is not None:
                 uploads.append(_ref("style image", style))
-            job_id = new_job_id()
-            # The inputs go to disk while they are decoded, so that writing the job's record
-            # after the checks costs only its row. The saved style is decoded inside the gate
-            # like an upload: a burst of commands naming a large one must not decode it many
-            # times at once.
-            async with jobs.staging(job_id) as stage:
-                pictures = await intake.receive(
-                    self.bot.http_session,
-                    uploads,
-                    max_bytes=config.max_input_bytes,
-                    max_pixels=config.stylize_max_pixels,
-                    kept=kept,
-                    on_downloaded=stage,
-                    gate=self.bot.intake_gate,
-                )
-            # The seed is fixed now, so a job resumed after a restart paints the same picture.
-            settings = build_settings(
-                standard_steps=config.stylize_steps,
-                default_size=config.default_size,
-                max_size=config.stylize_max_size,
-                size=size,
-                quality=quality,
-                strength=strength,
-                preserve_colors=preserve_colors,
-                seed=seed,
-            ).resolved()
-            submission = Submission(job_id, conversation, pictures[0].data,
-                                    (pictures[1].data,), settings)  # fmt: skip
-            await jobs.accept(submission, self.bot.frontend.live(interaction, conversation))
-        content_picture, style_picture = pictures
-        log.info(
-            "job %s: queued for user %s (%d×%d, style %d×%d, size %d, %d steps)",
-            job_id,
-            interaction.user.id,
-            content_picture.width,
-            content_picture.height,
-            style_picture.width,
-            style_picture.height,
-            settings.size,
-            settings.steps,
+            await queue_job(
+                self.bot, interaction, uploads, kept, size=size, quality=quality,
+                strength=strength, preserve_colors=preserve_colors, seed=seed,
+            )  # fmt: skip
+
+
+async def queue_job(
+    bot: "StylizeBot",
+    interaction: discord.Interaction,
+    uploads: list[intake.AttachmentRef],
+    kept: Sequence[tuple[str, bytes]] = (),
+    *,
+    origin: Optional[Origin] = None,  # noqa: UP045
+    size: Optional[int] = None,  # noqa: UP045
+    quality: Optional[str] = None,  # noqa: UP045
+    strength: Optional[float] = None,  # noqa: UP045
+    preserve_colors: Optional[bool] = None,  # noqa: UP045
+    seed: Optional[int] = None,  # noqa: UP045
+) -> None:
+    """The path every way to a picture shares (``/stylize``, the message menus): download
+    and check the pictures (the photo first, then the style: ``uploads``, then the ``kept``
+    pictures the bot already holds), then journal and queue the job. For an interaction
+    acknowledged with "thinking" (its response becomes the status), while its member's place
+    is held (``jobs.place``)."""
+    config = bot.settings
+    jobs = bot.jobs
+    conversation = conversation_of(interaction)
+    job_id = new_job_id()
+    # The inputs go to disk while they are decoded, so that writing the job's record after
+    # the checks costs only its row. A kept picture (a saved style) is decoded inside the gate
+    # like an upload: a burst of commands naming a large one must not decode it many times at
+    # once.
+    async with jobs.staging(job_id) as stage:
+        pictures = await intake.receive(
+            bot.http_session,
+            uploads,
+            max_bytes=config.max_input_bytes,
+            max_pixels=config.stylize_max_pixels,
+            kept=kept,
+            on_downloaded=stage,
+            gate=bot.intake_gate,
         )
+    # The seed is fixed now, so a job resumed after a restart paints the same picture.
+    settings = build_settings(
+        standard_steps=config.stylize_steps,
+        default_size=config.default_size,
+        max_size=config.stylize_max_size,
+        size=size,
+        quality=quality,
+        strength=strength,
+        preserve_colors=preserve_colors,
+        seed=seed,
+    ).resolved()
+    content_picture, style_picture = pictures
+    submission = Submission(job_id, conversation, content_picture.data, (style_picture.data,),
+                            settings, origin=origin)  # fmt: skip
+    await jobs.accept(submission, bot.frontend.live(interaction, conversation))
+    log.info(
+        "job %s: queued for user %s%s (%d×%d, style %d×%d, size %d, %d steps)",
+        job_id,
+        interaction.user.id,
+        "" if origin is None else f" from the {origin.kind} menu",
+        content_picture.width,
+        content_picture.height,
+        style_picture.width,
+        style_picture.height,
+        settings.size,
+        settings.steps,
+    )
 
 
 def _ref(label: str, attachment: discord.Attachment) -> intake.AttachmentRef:

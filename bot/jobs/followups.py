@@ -1,4 +1,5 @@
-"""The follow-up rules: what Re-roll, Stronger and Weaker make of an earlier job, as one table.
+"""The follow-up rules: what Re-roll, Stronger, Weaker and Bigger make of an earlier job, as one
+table.
 
 Each entry of ``RULES`` is one kind of follow-up: its button's words, how it derives the new
 job's settings, when it applies, and the headline its job shows. A new kind is one entry: the
@@ -22,49 +23,6 @@ SeedSource = Callable[[], int]
 
 
 @dataclass(frozen=True)
-class FollowUpRule:
-    label: str
-    emoji: str
-    derive: Callable[[dict[str, Any], int], dict[str, Any]]
-    """(the earlier job's settings, a new seed) → the settings this kind changes."""
-    applies: Callable[[float], bool]
-    """Whether the button would change anything for a job of this strength."""
-    headline: Callable[[float, int], str]
-    """(the new job's strength, the earlier job's seed) → what the new job is."""
-
-
-def strength_of(settings: dict[str, Any]) -> float:
-    return float(settings.get("strength", 1.0))
-
-
-RULES: dict[str, FollowUpRule] = {
-    # Re-roll keeps everything but the seed; Stronger and Weaker keep the seed, so that only
-    # the strength differs from the picture the member is looking at.
-    "reroll": FollowUpRule(
-        messages.REROLL_LABEL,
-        messages.REROLL_EMOJI,
-        derive=lambda settings, seed: {"seed": seed},
-        applies=lambda strength: True,
-        headline=messages.reroll_headline,
-    ),
-    "stronger": FollowUpRule(
-        messages.STRONGER_LABEL,
-        messages.STRONGER_EMOJI,
-        derive=lambda settings, seed: {"strength": min(MAX_STRENGTH, strength_of(settings) * 2)},
-        applies=lambda strength: strength < MAX_STRENGTH,
-        headline=messages.stronger_headline,
-    ),
-    "weaker": FollowUpRule(
-        messages.WEAKER_LABEL,
-        messages.WEAKER_EMOJI,
-        derive=lambda settings, seed: {"strength": max(MIN_STRENGTH, strength_of(settings) / 2)},
-        applies=lambda strength: strength > MIN_STRENGTH,
-        headline=messages.weaker_headline,
-    ),
-}
-
-
-@dataclass(frozen=True)
 class Ceiling:
     """The most a follow-up may ask for: what ``/stylize`` could ask for under the server's
     settings now, which may be lower than when the earlier job ran."""
@@ -75,14 +33,76 @@ class Ceiling:
     """The steps of ``quality: high`` at the current ``STYLIZE_STEPS``."""
 
 
+@dataclass(frozen=True)
+class FollowUpRule:
+    label: str
+    emoji: str | None
+    derive: Callable[[dict[str, Any], int], dict[str, Any]]
+    """(the earlier job's settings, a new seed) → the settings this kind changes."""
+    applies: Callable[[dict[str, Any], Ceiling], bool]
+    """Whether the button would change anything for a job of these settings, under the
+    server's ceiling now."""
+    headline: Callable[[dict[str, Any], int], str]
+    """(the new job's settings, the earlier job's seed) → what the new job is."""
+    continues: bool = False
+    """The new job starts from the earlier job's result (its ``initial`` image), not from
+    the photo."""
+
+
+def strength_of(settings: dict[str, Any]) -> float:
+    return float(settings.get("strength", 1.0))
+
+
+def size_of(settings: dict[str, Any]) -> int:
+    return int(settings["size"])
+
+
+RULES: dict[str, FollowUpRule] = {
+    # Re-roll keeps everything but the seed; Stronger, Weaker and Bigger keep the seed, so
+    # that only the strength (or the size) differs from the picture the member is looking at.
+    "reroll": FollowUpRule(
+        messages.REROLL_LABEL,
+        messages.REROLL_EMOJI,
+        derive=lambda settings, seed: {"seed": seed},
+        applies=lambda settings, ceiling: True,
+        headline=lambda settings, seed: messages.reroll_headline(strength_of(settings), seed),
+    ),
+    "stronger": FollowUpRule(
+        messages.STRONGER_LABEL,
+        messages.STRONGER_EMOJI,
+        derive=lambda settings, seed: {"strength": min(MAX_STRENGTH, strength_of(settings) * 2)},
+        applies=lambda settings, ceiling: strength_of(settings) < MAX_STRENGTH,
+        headline=lambda settings, seed: messages.stronger_headline(strength_of(settings), seed),
+    ),
+    "weaker": FollowUpRule(
+        messages.WEAKER_LABEL,
+        messages.WEAKER_EMOJI,
+        derive=lambda settings, seed: {"strength": max(MIN_STRENGTH, strength_of(settings) / 2)},
+        applies=lambda settings, ceiling: strength_of(settings) > MIN_STRENGTH,
+        headline=lambda settings, seed: messages.weaker_headline(strength_of(settings), seed),
+    ),
+    # Gatys et al.'s coarse-to-fine, one step at a time: the same job at twice the side (up
+    # to STYLIZE_MAX_SIZE), starting from the result upsampled.
+    "bigger": FollowUpRule(
+        messages.BIGGER_LABEL,
+        messages.BIGGER_EMOJI,
+        derive=lambda settings, seed: {"size": size_of(settings) * 2},
+        applies=lambda settings, ceiling: size_of(settings) < ceiling.size,
+        headline=lambda settings, seed: messages.bigger_headline(size_of(settings), seed),
+        continues=True,
+    ),
+}
+
+
 def derive(
     settings: dict[str, Any], kind: str, *, new_seed: int, ceiling: Ceiling
 ) -> dict[str, Any]:
     """The new job's settings (``StylizeSettings.to_dict()`` form) from the earlier job's, by
-    the ``kind``'s rule. Size and steps are kept unless they are over the ``ceiling``."""
+    the ``kind``'s rule. Size and steps are kept (or as the rule says) unless they are over
+    the ``ceiling``."""
     derived = {**settings, **RULES[kind].derive(settings, new_seed)}
-    derived["size"] = min(int(settings["size"]), ceiling.size)
-    derived["steps"] = min(int(settings["steps"]), ceiling.steps)
+    derived["size"] = min(int(derived["size"]), ceiling.size)
+    derived["steps"] = min(int(derived["steps"]), ceiling.steps)
     return derived
 
 
@@ -103,6 +123,6 @@ def new_seed(old: int, source: SeedSource = random_seed) -> int:
             return seed
 
 
-def headline(derivation: Derivation, strength: float) -> str:
-    """What a follow-up job is, on its status and its result."""
-    return RULES[derivation.kind].headline(strength, derivation.parent_seed)
+def headline(derivation: Derivation, settings: dict[str, Any]) -> str:
+    """What a follow-up job (of these settings) is, on its status and its result."""
+    return RULES[derivation.kind].headline(settings, derivation.parent_seed)

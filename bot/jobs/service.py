@@ -2,8 +2,9 @@
 engine's backend, with no Discord in it.
 
 * **Accept**: a member's job is journaled (its inputs already staged), then queued.
-* **Follow-up**: a button's job reads its parent's record, links its inputs, derives its
-  settings by the follow-up table (``bot.jobs.followups``), and is accepted like any other.
+* **Follow-up**: a button's job reads its parent's record, links its inputs (and, for a job
+  that continues the parent's picture, its result), derives its settings by the follow-up
+  table (``bot.jobs.followups``), and is accepted like any other.
 * **Resume**: at start-up every job the journal holds unfinished is queued again, in its old
   order; one that can't run again (its pictures gone, or it kept killing the bot) is ended
   with a notice.
@@ -26,15 +27,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from bot import messages
-from bot.jobs import followups
-from bot.jobs.followups import SeedSource
+from bot.jobs import followups, origins
+from bot.jobs.followups import Ceiling, SeedSource
 from bot.jobs.frontend import Frontend, JobStatus, StatusContext, StatusFactory
 from bot.jobs.outbox import Outbox
 from bot.jobs.queue import QueueRefusal, Reservations
 from bot.jobs.runner import JobRunner, ShuttingDown
 from bot.jobs.settings import steps_for
 from bot.jobs.tracker import JobTracker
-from bot.journal import Conversation, Derivation, JobRecord, Journal, NewJob
+from bot.journal import Conversation, Derivation, JobRecord, Journal, NewJob, Origin
 from engine.backend import Backend
 from engine.jobs import Job, new_job_id
 from engine.settings import StylizeSettings
@@ -81,6 +82,10 @@ class Submission:
     derivation: Derivation | None = None
     note: str | None = None
     """A line for its status, under the headline."""
+    origin: Origin | None = None
+    """The message menu whose picture it paints, if one did."""
+    initial: bytes | None = None
+    """The image it starts from (an earlier result, continued larger), already staged."""
 
 
 async def rebuild_job(journal: Journal, record: JobRecord, *, preview_interval: float) -> Job | str:
@@ -92,6 +97,7 @@ async def rebuild_job(journal: Journal, record: JobRecord, *, preview_interval: 
         return messages.keeps_crashing()
     try:
         content, styles = await journal.inputs(record.id, record.style_count)
+        initial = await journal.initial(record.id) if record.has_initial else None
         return Job(
             content=content,
             styles=styles,
@@ -99,6 +105,7 @@ async def rebuild_job(journal: Journal, record: JobRecord, *, preview_interval: 
             max_bytes=record.conversation.upload_limit,
             preview_interval=preview_interval,
             id=record.id,
+            initial=initial,
         )
     except (OSError, ValueError, TypeError) as error:  # EngineError is a ValueError
         log.error("job %s: cannot be resumed (%s)", record.id, type(error).__name__)
@@ -164,7 +171,7 @@ class JobService:
                 )  # fmt: skip
                 self.outbox.kick()
                 continue
-            context = self._context(rebuilt.id, _headline(record.derivation, rebuilt.settings))
+            context = self._context(rebuilt.id, origins.headline_of(record))
             status = self.frontend.status(record, context)
             user_id = record.conversation.user_id
             self.runner.submit(rebuilt, user_id, self._tracker(rebuilt.id, user_id, status),
@@ -241,14 +248,19 @@ class JobService:
             max_bytes=conversation.upload_limit,
             preview_interval=self.policy.preview_interval,
             id=submission.job_id,
+            initial=submission.initial,
         )
         # Durable before the member hears it is queued.
         await self.journal.add(
             NewJob(job.id, conversation, settings.to_dict(), settings.seed, job.content,
-                   job.styles, submission.derivation),
+                   job.styles, submission.derivation, submission.origin,
+                   initial=job.initial is not None),
             inputs_staged=True,
         )  # fmt: skip
-        headline = _headline(submission.derivation, settings)
+        headline = origins.headline(
+            derivation=submission.derivation, origin=submission.origin,
+            settings=settings.to_dict(), user_id=conversation.user_id,
+        )  # fmt: skip
         if submission.note is not None:
             headline = submission.note if headline is None else f"{headline}\n{submission.note}"
         status = make_status(self._context(job.id, headline))
@@ -259,6 +271,18 @@ class JobService:
             await self.journal.discard(job.id)
             raise
         return job
+
+    @property
+    def ceiling(self) -> Ceiling:
+        """The most a follow-up may ask for under the policy now."""
+        return Ceiling(
+            size=self.policy.max_size, steps=steps_for("high", self.policy.standard_steps)
+        )
+
+    def applies(self, parent: JobRecord, kind: str) -> bool:
+        """Whether a ``kind`` follow-up of ``parent`` would change anything under the policy
+        now (its button may have been drawn under another)."""
+        return followups.RULES[kind].applies(parent.settings, self.ceiling)
 
     async def parent(self, job_id: str) -> JobRecord | None:
         """The earlier job a follow-up derives from, if its pictures are still kept."""
@@ -275,26 +299,31 @@ class JobService:
         make_status: StatusFactory,
     ) -> Job | None:
         """Queue the job that a ``kind`` button (a key of ``followups.RULES``) makes of
-        ``parent``; None if the parent's pictures went meanwhile."""
+        ``parent``; None if the parent's pictures (or its result, for a kind that continues
+        it) went meanwhile."""
         job_id = new_job_id()
+        initial = None
         try:
             await self.journal.link_inputs(parent.id, job_id, parent.style_count)
             content, styles = await self.journal.inputs(job_id, parent.style_count)
+            if followups.RULES[kind].continues:
+                if parent.result_format is None:  # never kept (a full disk)
+                    raise FileNotFoundError(f"job {parent.id} kept no result")
+                await self.journal.link_result(parent.id, parent.result_format, job_id)
+                initial = await self.journal.initial(job_id)
         except OSError:  # purged between the check and the copy
             await self.journal.discard(job_id)
             return None
         # The server's limits now, not those of when the earlier job ran.
-        ceiling = followups.Ceiling(
-            size=self.policy.max_size, steps=steps_for("high", self.policy.standard_steps)
-        )
         seed = followups.new_seed(parent.seed, self._seeds)
-        derived = followups.derive(parent.settings, kind, new_seed=seed, ceiling=ceiling)
+        derived = followups.derive(parent.settings, kind, new_seed=seed, ceiling=self.ceiling)
         settings = StylizeSettings.from_dict(derived)
         note = None
         if followups.lowered(parent.settings, derived):
             note = messages.follow_up_lowered(settings.size, settings.steps)
         submission = Submission(job_id, conversation, content, styles, settings,
-                                Derivation(parent.id, kind, parent.seed), note)  # fmt: skip
+                                Derivation(parent.id, kind, parent.seed), note,
+                                initial=initial)  # fmt: skip
         try:
             job = await self.accept(submission, make_status)
         except BaseException:
@@ -365,7 +394,3 @@ class JobService:
         task = asyncio.get_running_loop().create_task(coro)
         self._writes.add(task)
         task.add_done_callback(self._writes.discard)
-
-
-def _headline(derivation: Derivation | None, settings: StylizeSettings) -> str | None:
-    return None if derivation is None else followups.headline(derivation, settings.strength)

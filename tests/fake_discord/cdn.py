@@ -1,4 +1,5 @@
-"""The fake CDN: serves user uploads and the bot's attachments from loopback URLs."""
+"""The fake CDN: serves user uploads, the bot's attachments and members' avatars from loopback
+URLs."""
 
 from __future__ import annotations
 
@@ -18,6 +19,9 @@ from .models import RecordedRequest
 
 # Both CDN paths (cdn.discordapp.com and the media proxy) carry the attachment id.
 _PATH = re.compile(r"^(?:/media)?/(?:ephemeral-)?attachments/\d+/(?P<id>\d+)/[^/]+$")
+# A custom avatar by its hash (any format and size), and the default ones by their index.
+_AVATAR = re.compile(r"^/avatars/(?P<user>\d+)/(?P<hash>a?_?[0-9a-f]+)\.(?:png|jpg|jpeg|webp|gif)$")
+_DEFAULT_AVATAR = re.compile(r"^/embed/avatars/(?P<index>[0-5])\.png$")
 
 
 @dataclass
@@ -32,6 +36,7 @@ class Cdn:
         self._base_url = base_url
         self._on_request = on_request
         self._files: dict[int, _StoredFile] = {}
+        self._avatars: dict[tuple[int, str], _StoredFile] = {}
         self.requests: list[RecordedRequest] = []
 
     def store(
@@ -70,9 +75,23 @@ class Cdn:
     def expire(self, attachment_id: int) -> None:
         self._files[attachment_id].expired = True
 
+    def store_avatar(self, user_id: int, data: bytes) -> str:
+        """Keep a member's avatar; returns its hash, as the user object carries it."""
+        avatar_hash = payloads.snowflake().to_bytes(8, "big").hex() * 2
+        self._avatars[(user_id, avatar_hash)] = _StoredFile(data, "image/png")
+        return avatar_hash
+
+    def _find(self, path: str) -> _StoredFile | None:
+        if found := _PATH.match(path):
+            return self._files.get(int(found["id"]))
+        if found := _AVATAR.match(path):
+            return self._avatars.get((int(found["user"]), found["hash"]))
+        if found := _DEFAULT_AVATAR.match(path):
+            return _StoredFile(default_avatar(int(found["index"])), "image/png")
+        return None
+
     async def handle(self, request: web.Request) -> web.Response:
-        found = _PATH.match(request.path)
-        stored = self._files.get(int(found["id"])) if found else None
+        stored = self._find(request.path)
         if request.method not in ("GET", "HEAD") or stored is None or stored.expired:
             stored = None
         self.requests.append(
@@ -95,6 +114,17 @@ class Cdn:
         return web.Response(
             body=stored.data, content_type=stored.content_type or "application/octet-stream"
         )
+
+
+def default_avatar(index: int) -> bytes:
+    """One of Discord's six default avatars: a plain square of its colour (Pillow permitting)."""
+    from PIL import Image
+
+    colours = [(88, 101, 242), (117, 126, 138), (59, 165, 93), (250, 166, 26), (237, 66, 69),
+               (235, 69, 158)]  # fmt: skip
+    buffer = io.BytesIO()
+    Image.new("RGB", (128, 128), colours[index]).save(buffer, "PNG")
+    return buffer.getvalue()
 
 
 def image_size(data: bytes) -> tuple[int | None, int | None]:

@@ -54,13 +54,18 @@ class CommandRegistry:
         self.scopes[guild_id] = [*others, registered]
         return registered
 
-    def find(self, name: str, guild_id: int) -> dict[str, Any]:
-        """The chat-input command a member of the guild sees: guild ones shadow global ones."""
+    def find(
+        self, name: str, guild_id: int, command_type: int = payloads.COMMAND_CHAT_INPUT
+    ) -> dict[str, Any]:
+        """The command of this type (chat-input unless said) a member of the guild sees:
+        guild ones shadow global ones."""
         for command in [*self.in_scope(guild_id), *self.in_scope(None)]:
-            if command["name"] == name and command.get("type", 1) == 1:
+            if command["name"] == name and command.get("type", 1) == command_type:
                 return command
-        known = sorted({c["name"] for c in self.all})
-        raise LookupError(f"/{name} is not registered (registered: {known}); sync first")
+        known = sorted({(c["name"], c.get("type", 1)) for c in self.all})
+        raise LookupError(
+            f"{name!r} (type {command_type}) is not registered (registered: {known}); sync first"
+        )
 
     def _echo(self, guild_id: int | None, command: dict[str, Any]) -> dict[str, Any]:
         previous = next(

@@ -47,7 +47,7 @@ class RecordedRequest:
         return self.headers.get("Authorization")
 
 
-MessageKind = Literal["channel", "interaction", "followup"]
+MessageKind = Literal["channel", "interaction", "followup", "member"]
 
 
 @dataclass(eq=False)
@@ -55,7 +55,8 @@ class FakeMessage:
     """A message that exists (or existed) in the fake guild.
 
     kind: "channel" (POST /channels/{id}/messages with the bot token), "interaction" (the
-    @original response of an interaction) or "followup" (POST /webhooks/{app}/{token}).
+    @original response of an interaction), "followup" (POST /webhooks/{app}/{token}) or
+    "member" (a member's own post: `FakeDiscord.post`).
     """
 
     id: int
@@ -80,6 +81,7 @@ class FakeMessage:
     interaction_metadata: dict[str, Any] | None = None
     edited_at: float | None = None
     mentions: list[dict[str, Any]] = field(default_factory=list)
+    sticker_items: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def ephemeral(self) -> bool:
@@ -96,6 +98,14 @@ class FakeMessage:
             dict(c)
             for c in payloads.iter_components(self.components)
             if c.get("type") == payloads.COMPONENT_BUTTON
+        ]
+
+    @property
+    def selects(self) -> list[dict[str, Any]]:
+        return [
+            dict(c)
+            for c in payloads.iter_components(self.components)
+            if c.get("type") == payloads.COMPONENT_STRING_SELECT
         ]
 
     @property
@@ -124,6 +134,7 @@ class FakeMessage:
             interaction_metadata=self.interaction_metadata,
             guild_id=guild_id,
             member_payload=member,
+            sticker_items=self.sticker_items,
         )
 
 

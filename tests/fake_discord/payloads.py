@@ -85,6 +85,12 @@ CALLBACK_AUTOCOMPLETE_RESULT = 8
 CALLBACK_MODAL = 9
 COMPONENT_ACTION_ROW = 1
 COMPONENT_BUTTON = 2
+COMPONENT_STRING_SELECT = 3
+
+# Application command types: slash commands, and the menus on a user or a message ("Apps").
+COMMAND_CHAT_INPUT = 1
+COMMAND_USER = 2
+COMMAND_MESSAGE = 3
 MESSAGE_TYPE_DEFAULT = 0
 MESSAGE_TYPE_REPLY = 19
 MESSAGE_TYPE_CHAT_INPUT_COMMAND = 20
@@ -529,6 +535,7 @@ def message(
     interaction_metadata: dict[str, Any] | None = None,
     guild_id: int | None = None,
     member_payload: dict[str, Any] | None = None,
+    sticker_items: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """A message object. `guild_id`/`member_payload` are only set for gateway MESSAGE_* events."""
     payload: dict[str, Any] = {
@@ -566,7 +573,58 @@ def message(
         payload["guild_id"] = str(guild_id)
     if member_payload is not None:
         payload["member"] = member_payload
+    if sticker_items:
+        payload["sticker_items"] = sticker_items
     return payload
+
+
+def sticker_item(sticker_id: int, name: str) -> dict[str, Any]:
+    """A sticker as a message carries it (format 1: PNG)."""
+    return {"id": str(sticker_id), "name": name, "format_type": 1}
+
+
+def image_embed(url: str, proxy_url: str, *, width: int | None, height: int | None) -> dict:
+    """The embed Discord makes of a link to a picture: type "image", the picture as its
+    thumbnail (not its image), the link as its url."""
+    return {
+        "type": "image",
+        "url": url,
+        "thumbnail": {"url": url, "proxy_url": proxy_url, "width": width, "height": height},
+    }
+
+
+def rich_embed_with_image(url: str, proxy_url: str, *, title: str) -> dict[str, Any]:
+    """An embed a bot or webhook posts, with a picture as its image."""
+    return {"type": "rich", "title": title, "image": {"url": url, "proxy_url": proxy_url}}
+
+
+def message_command_data(command: Mapping[str, Any], target: Mapping[str, Any]) -> dict[str, Any]:
+    """The `data` of a message menu's interaction: the target's id and the message itself,
+    resolved."""
+    data: dict[str, Any] = {
+        "id": command["id"],
+        "name": command["name"],
+        "type": COMMAND_MESSAGE,
+        "target_id": target["id"],
+        "resolved": {"messages": {target["id"]: dict(target)}},
+    }
+    if "guild_id" in command:
+        data["guild_id"] = command["guild_id"]
+    return data
+
+
+def select_data(
+    custom_id: str, values: list[str], component_id: int | None = None
+) -> dict[str, Any]:
+    """The `data` of a string select's interaction: the values chosen."""
+    data: dict[str, Any] = {
+        "custom_id": custom_id,
+        "component_type": COMPONENT_STRING_SELECT,
+        "values": list(values),
+    }
+    if component_id is not None:
+        data["id"] = component_id
+    return data
 
 
 def interaction_metadata(

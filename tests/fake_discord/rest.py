@@ -31,6 +31,7 @@ _MAX_EMBEDS = 10
 _MAX_ROWS = 5  # action rows per message
 _MAX_ROW_ITEMS = 5  # buttons per action row
 _MAX_CUSTOM_ID = 100
+_MAX_SELECT_OPTIONS = 25
 # Flags a bot may set when creating a message: SUPPRESS_EMBEDS, SUPPRESS_NOTIFICATIONS,
 # IS_COMPONENTS_V2; interaction responses may also be EPHEMERAL.
 _CREATE_FLAGS = (1 << 2) | (1 << 12) | (1 << 15)
@@ -281,6 +282,14 @@ def _check_components(rows: list[Any]) -> None:
             custom_id = item.get("custom_id") if isinstance(item, dict) else None
             if custom_id is not None and len(str(custom_id)) > _MAX_CUSTOM_ID:
                 row_errors[str(i)] = {"custom_id": {"_errors": [_max_length(_MAX_CUSTOM_ID)]}}
+            if isinstance(item, dict) and item.get("type") == payloads.COMPONENT_STRING_SELECT:
+                options = item.get("options") or []
+                if not 1 <= len(options) <= _MAX_SELECT_OPTIONS:
+                    too_many = _max_length(_MAX_SELECT_OPTIONS)
+                    row_errors[str(i)] = {"options": {"_errors": [too_many]}}
+                elif any(len(str(o.get("value", ""))) > 100 or not o.get("label")
+                         for o in options):  # fmt: skip
+                    row_errors[str(i)] = {"options": {"_errors": [_max_length(100)]}}
         if row_errors:
             errors[str(r)] = {"components": row_errors}
     if errors:
@@ -432,8 +441,12 @@ def _check_command(command: Any, index: int | None = None) -> dict[str, Any]:
 
 
 # Discord's limits on a chat-input command: name 1-32, description 1-100, 25 options, and
-# 25 choices per option (each named 1-100).
-_NAME, _DESCRIPTION, _MANY = 32, 100, 25
+# 25 choices per option (each named 1-100). A chat-input command's (and option's) name is
+# lowercase letters, digits, "-" and "_"; a menu's (user or message command) is any 1-32
+# characters, spaces and capitals included, with an empty description and no options; an
+# application has at most 5 message menus and 5 user menus.
+_NAME, _DESCRIPTION, _MANY, _MENUS = 32, 100, 25, 5
+_CHAT_INPUT_NAME = re.compile(r"^[-_\w]{1,32}$")
 
 
 def _length_error(value: Any, low: int, high: int) -> dict[str, Any] | None:
@@ -443,14 +456,29 @@ def _length_error(value: Any, low: int, high: int) -> dict[str, Any] | None:
     return {"_errors": [{"code": "BASE_TYPE_BAD_LENGTH", "message": message}]}
 
 
+def _invalid(what: str, message: str) -> dict[str, Any]:
+    return {"_errors": [{"code": f"APPLICATION_COMMAND_INVALID_{what}", "message": message}]}
+
+
 def _command_errors(node: dict[str, Any], *, top: bool = True) -> dict[str, Any]:
     """Discord's error tree for a command (``top``) or one of its options; empty if valid."""
     errors: dict[str, Any] = {}
-    if (bad := _length_error(node.get("name"), 1, _NAME)) is not None:
+    menu = top and node.get("type", 1) in (payloads.COMMAND_USER, payloads.COMMAND_MESSAGE)
+    name = str(node.get("name") or "")
+    if (bad := _length_error(name, 1, _NAME)) is not None:
         errors["name"] = bad
-    # Options always have a description; of commands, only chat-input ones (type 1).
-    described = not top or node.get("type", 1) == 1
-    if described and (bad := _length_error(node.get("description"), 1, _DESCRIPTION)):
+    elif not menu and (name != name.lower() or not _CHAT_INPUT_NAME.match(name)):
+        errors["name"] = _invalid("NAME", "Command name is invalid")
+    # Options always have a description; of commands, only chat-input ones (type 1). A menu
+    # has none, and no options.
+    if menu:
+        if node.get("description"):
+            errors["description"] = _invalid("DESCRIPTION", "A menu cannot have a description")
+        if node.get("options"):
+            errors["options"] = _invalid("OPTIONS", "A menu cannot have options")
+    elif (not top or node.get("type", 1) == 1) and (
+        bad := _length_error(node.get("description"), 1, _DESCRIPTION)
+    ):
         errors["description"] = bad
     for key, limit in (("options", _MANY), ("choices", _MANY)):
         items = node.get(key) or []
@@ -489,6 +517,14 @@ async def _bulk_overwrite_commands(fake: FakeDiscord, call: Call) -> Any:
             400,
             payloads.form_error("_root", "APPLICATION_COMMANDS_DUPLICATE_NAME", "Duplicate names"),
         )
+    for menu_type in (payloads.COMMAND_USER, payloads.COMMAND_MESSAGE):
+        if sum(1 for _, t in keys if t == menu_type) > _MENUS:
+            raise ApiError(
+                400,
+                payloads.form_error("_root", "APPLICATION_COMMANDS_TOO_MANY",
+                                    f"Maximum number of type {menu_type} commands reached "
+                                    f"({_MENUS})"),
+            )  # fmt: skip
     return fake.registry.overwrite(guild_id, commands)
 
 

@@ -115,6 +115,8 @@ class FakeDiscord:
         self.closed_dms: set[int] = set()
         """Users who accept no DMs from the bot: a post gets 403 50007, as on Discord."""
         self.interactions: dict[int, FakeInteraction] = {}
+        self.avatars: dict[int, str] = {}
+        """Members' custom avatars (user id → hash); the others have a default one."""
         self.identifies = 0
         self.resumes = 0
         self.registry = CommandRegistry(self.application_id)
@@ -386,6 +388,54 @@ class FakeDiscord:
         5 s that discord.py's Client.before_identify_hook waits on every re-identify."""
         await self.gateway.send_op(payloads.invalid_session(resumable))
 
+    def set_avatar(self, user: FakeUser, data: bytes) -> str:
+        """Give a member a custom avatar, served by the fake CDN; returns its hash."""
+        self.avatars[user.id] = self.cdn.store_avatar(user.id, data)
+        return self.avatars[user.id]
+
+    def store_picture(self, data: bytes, filename: str) -> dict[str, Any]:
+        """A picture on the fake CDN that no message carries as its attachment (one an embed
+        links to); returns its attachment object, for its url and proxy_url."""
+        return self.cdn.store(
+            data, filename, channel_id=self.channel_id,
+            content_type=payloads.guess_content_type(filename),
+        )  # fmt: skip
+
+    def post(
+        self,
+        author: FakeUser,
+        content: str = "",
+        *,
+        attachments: list[tuple[bytes, str]] = (),  # type: ignore[assignment]
+        embeds: list[dict[str, Any]] = (),  # type: ignore[assignment]
+        stickers: list[str] = (),  # type: ignore[assignment]
+    ) -> FakeMessage:
+        """A member's message in the channel: text, uploads (bytes, filename), embeds (as
+        `payloads.image_embed` makes them) and stickers (by name). The bot hears of it only
+        through a menu on it (it asks for no message events)."""
+        stored = [
+            self.cdn.store(
+                data, filename, channel_id=self.channel_id,
+                content_type=payloads.guess_content_type(filename),
+            )
+            for data, filename in attachments
+        ]  # fmt: skip
+        message = FakeMessage(
+            id=payloads.snowflake(),
+            channel_id=self.channel_id,
+            author_id=author.id,
+            author=self.user_payload(author),
+            kind="member",
+            created_at=time.time(),
+            content=content,
+            embeds=list(embeds),
+            attachments=[(filename, data) for data, filename in attachments],
+            attachment_payloads=stored,
+            sticker_items=[payloads.sticker_item(payloads.snowflake(), name) for name in stickers],
+        )
+        self.add_message(message)
+        return message
+
     # --- interactions ----------------------------------------------------------------------
 
     async def invoke(
@@ -468,6 +518,81 @@ class FakeDiscord:
             locale=locale,
             custom_id=custom_id,
             source_message=target,
+        )
+
+    async def invoke_menu(
+        self,
+        name: str,
+        message: FakeMessage,
+        *,
+        user: FakeUser | None = None,
+        locale: str = "en-US",
+    ) -> FakeInteraction:
+        """A member picks the registered message menu `name` (Apps) on `message`: a type 2
+        interaction whose data is type 3, with `target_id` and the message under
+        `resolved.messages`."""
+        await self.wait_ready()
+        if message.deleted:
+            raise LookupError(f"message {message.id} is deleted; nobody can open its menu")
+        command = self.registry.find(name, self.guild_id, payloads.COMMAND_MESSAGE)
+        member = self.member_payload(self.users[message.author_id])
+        del member["user"]
+        data = payloads.message_command_data(
+            command, message.payload(guild_id=self.guild_id, member=member)
+        )
+        return await self._send_interaction(
+            payloads.INTERACTION_APPLICATION_COMMAND,
+            data,
+            user or self.requester,
+            locale=locale,
+            name=name,
+        )
+
+    async def select(
+        self,
+        message: FakeMessage,
+        custom_id: str,
+        values: list[str],
+        *,
+        user: FakeUser | None = None,
+        locale: str = "en-US",
+    ) -> FakeInteraction:
+        """A member chooses `values` in the string select `custom_id` on a message. Raises if
+        Discord's client would not let them (as `click`, and values that are not the select's
+        options, or too few or too many)."""
+        await self.wait_ready()
+        user = user or self.requester
+        if message.deleted:
+            raise LookupError(f"message {message.id} is deleted; nobody can use it")
+        component = next(
+            (
+                c
+                for c in payloads.iter_components(message.components)
+                if c.get("custom_id") == custom_id
+                and c.get("type") == payloads.COMPONENT_STRING_SELECT
+            ),
+            None,
+        )
+        if component is None:
+            raise LookupError(f"message {message.id} has no select {custom_id!r}")
+        if component.get("disabled"):
+            raise ValueError(f"select {custom_id!r} is disabled")
+        offered = [o["value"] for o in component.get("options") or []]
+        if not set(values) <= set(offered):
+            raise ValueError(f"{values} are not all among the options {offered}")
+        if not component.get("min_values", 1) <= len(values) <= component.get("max_values", 1):
+            raise ValueError(f"{len(values)} values chosen; the select allows another number")
+        metadata = message.interaction_metadata
+        if message.ephemeral and metadata is not None and int(metadata["user"]["id"]) != user.id:
+            raise ValueError("only the invoking user sees (and can use) an ephemeral message")
+        data = payloads.select_data(custom_id, values, component.get("id"))
+        return await self._send_interaction(
+            payloads.INTERACTION_MESSAGE_COMPONENT,
+            data,
+            user,
+            locale=locale,
+            custom_id=custom_id,
+            source_message=message,
         )
 
     async def autocomplete(
@@ -571,10 +696,17 @@ class FakeDiscord:
             ),
         ]
 
+    def user_payload(self, user: FakeUser) -> dict[str, Any]:
+        """The user object, with their custom avatar if they have one."""
+        payload = user.payload()
+        payload["avatar"] = self.avatars.get(user.id)
+        return payload
+
     def member_payload(self, user: FakeUser, *, permissions: int | None = None) -> dict:
         return payloads.member(
-            user.payload(), user.role_ids, joined_at=self._joined_at, permissions=permissions
-        )
+            self.user_payload(user), user.role_ids, joined_at=self._joined_at,
+            permissions=permissions,
+        )  # fmt: skip
 
     def channel_payload(self, *, permissions: int | None = None) -> dict[str, Any]:
         last = max((m.id for m in self.messages.values() if not m.ephemeral), default=None)
