@@ -38,6 +38,7 @@ bench: $(VENV)/.installed  ## engine benchmark on this machine's best device
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 
 clean:
 	rm -rf $(VENV) out
