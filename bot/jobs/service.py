@@ -29,6 +29,7 @@ from bot import messages
 from bot.jobs import followups
 from bot.jobs.followups import SeedSource
 from bot.jobs.frontend import Frontend, JobStatus, StatusContext, StatusFactory
+from bot.jobs.observer import NO_OBSERVER, JobObserver, JobOutcome
 from bot.jobs.outbox import Outbox
 from bot.jobs.queue import QueueRefusal, Reservations
 from bot.jobs.runner import JobRunner, ShuttingDown
@@ -115,10 +116,13 @@ class JobService:
         *,
         on_engine_broken: Callable[[], None] | None = None,
         seeds: SeedSource = followups.random_seed,
+        observer: JobObserver = NO_OBSERVER,
     ) -> None:
         """``on_engine_broken``: called once if the backend refuses jobs for good (the bot
-        must stop; the jobs are kept). ``seeds``: where re-rolls draw their seeds."""
+        must stop; the jobs are kept). ``seeds``: where re-rolls draw their seeds.
+        ``observer``: hears each job's wait, run time and outcome (``bot.metrics``)."""
         self.journal = journal
+        self._observer = observer
         self.frontend = frontend
         self.policy = policy
         self._seeds = seeds
@@ -128,6 +132,7 @@ class JobService:
             max_waiting=policy.max_waiting,
             on_engine_broken=on_engine_broken,
             on_order=lambda job_ids: self._spawn(self.journal.set_order(job_ids)),
+            observer=observer,
         )
         self.outbox = Outbox(journal, frontend.deliver)
         self.reservations = Reservations(policy.per_user)
@@ -162,6 +167,7 @@ class JobService:
                     record.id, "failed", outcome={"kind": "not_resumed"}, deliver="notice",
                     text=rebuilt,
                 )  # fmt: skip
+                self._observer.job_ended(JobOutcome.NOT_RESUMED, None)
                 self.outbox.kick()
                 continue
             context = self._context(rebuilt.id, _headline(record.derivation, rebuilt.settings))
