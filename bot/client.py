@@ -25,6 +25,7 @@ from bot.config import DEFAULT_GATEWAY_URL, BotSettings
 from bot.jobs.service import JobPolicy, JobService
 from bot.journal import Journal
 from bot.reporter import DiscordFrontend
+from bot.translator import CatalogueTranslator
 from engine.backend import Backend
 from engine.backends import BackendOptions, create_backend
 
@@ -164,6 +165,8 @@ class StylizeBot(commands.Bot):
         config = self.settings
         self._http_session = aiohttp.ClientSession(headers={"User-Agent": "stylize-bot"})
         self.tree.error(errors.on_app_command_error)
+        # Before any sync: the commands go to Discord with their names in every language.
+        await self.tree.set_translator(CatalogueTranslator())
         # The journal first: one that cannot be opened stops us before the engine starts.
         journal = self._journal = await Journal.open(config.stylize_data_dir)
         backend = self._backend = self._backend_factory(config)
