@@ -38,7 +38,9 @@ def user_message(lang: Lang, error: BaseException) -> str:
         error = error.original
     if isinstance(error, Refusal):
         return error.words(lang)
-    if isinstance(error, (ImageError, SettingsError)):
+    if isinstance(error, ImageError):
+        return messages.engine_words(lang, str(error), error.reason, dict(error.details))
+    if isinstance(error, SettingsError):
         return messages.engine_words(lang, str(error))
     if isinstance(error, ShuttingDown):
         return messages.shutting_down(lang)

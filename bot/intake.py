@@ -151,7 +151,10 @@ async def inspect(label: str, data: bytes, max_pixels: int, gate: Gate | None = 
         else:
             width, height = await asyncio.to_thread(_decoded_size, data, max_pixels)
     except engine.ImageError as error:
-        raise Refusal(messages.later(messages.bad_image, label, str(error))) from None
+        refused = messages.later(
+            messages.bad_image, label, str(error), error.reason, dict(error.details)
+        )
+        raise Refusal(refused) from None
     if max(width, height) > MAX_ASPECT_RATIO * min(width, height):
         raise Refusal(messages.later(messages.too_thin, label, width, height, MAX_ASPECT_RATIO))
     return Picture(label, data, width, height)

@@ -416,17 +416,69 @@ def empty_file(lang: Lang, label: str) -> str:
     return lang.gettext("The {label}: the file is empty.", label=input_label(lang, label))
 
 
-def bad_image(lang: Lang, label: str, reason: str) -> str:
-    """``reason``: the engine's words for what is wrong with the picture (``ImageError``)."""
-    return lang.gettext(
-        "The {label}: {reason}", label=input_label(lang, label), reason=engine_words(lang, reason)
-    )
+def bad_image(
+    lang: Lang,
+    label: str,
+    reason: str,
+    refusal: str = "",
+    details: dict[str, Any] | None = None,
+) -> str:
+    """``reason``, ``refusal``, ``details``: the engine's words for what is wrong with the
+    picture, and its ``ImageError.reason`` and ``.details`` (see ``engine_words``)."""
+    words = engine_words(lang, reason, refusal, details)
+    return lang.gettext("The {label}: {reason}", label=input_label(lang, label), reason=words)
 
 
-def engine_words(lang: Lang, text: str) -> str:
-    """An engine error's words for the member (``engine.ImageError``): translated when the
-    catalogue has them (the fixed ones, see ``engine_texts``), else as the engine wrote them."""
+def engine_words(
+    lang: Lang, text: str, refusal: str = "", details: dict[str, Any] | None = None
+) -> str:
+    """An engine refusal (``engine.ImageError``) in ``lang``: said anew from its ``reason``
+    (``refusal``) and ``details`` when it carries values, looked up when it is one of the
+    fixed ones (``engine_texts``), else as the engine wrote it (``text``)."""
+    values = details or {}
+    if refusal == "too_big" and "limit" in values:
+        limit = pixel_count(lang, int(values["limit"]))
+        if "width" in values and "height" in values:
+            size = lang.gettext("{width}×{height} pixels", width=values["width"],
+                                height=values["height"])  # fmt: skip
+            if int(values.get("pixels", 0)) >= 1_000_000:
+                size = lang.gettext("{size} ({count})", size=size,
+                                    count=pixel_count(lang, int(values["pixels"])))  # fmt: skip
+        elif values.get("pixels"):
+            size = pixel_count(lang, int(values["pixels"]))
+        else:
+            return lang.gettext(
+                "This image is too large; the limit is {limit}. Send a smaller image.",
+                limit=limit,
+            )
+        return lang.gettext(
+            "This image is {size}; the limit is {limit}. Send a smaller image.",
+            size=size, limit=limit,
+        )  # fmt: skip
+    if refusal == "no_pixels" and "width" in values and "height" in values:
+        return lang.gettext(
+            "This image has no pixels ({width}×{height}). Send a real picture.",
+            width=values["width"], height=values["height"],
+        )  # fmt: skip
+    if refusal == "vector":
+        kinds = {
+            "postscript": lang.gettext("a PostScript/vector file (EPS or PS)"),
+            "pdf": lang.gettext("a PDF document"),
+            "svg": lang.gettext("an SVG vector drawing"),
+        }
+        if values.get("kind") in kinds:
+            return lang.gettext(
+                "That file is {kind}, not a picture: export it as PNG or JPEG.",
+                kind=kinds[str(values["kind"])],
+            )
     return lang.gettext(text) if text else text
+
+
+def pixel_count(lang: Lang, pixels: int) -> str:
+    """``9 megapixels``, ``10,000 pixels``."""
+    if pixels >= 1_000_000:
+        return lang.gettext("{count} megapixels", count=lang.number(pixels / 1_000_000))
+    return lang.gettext("{count} pixels", count=lang.integer(pixels))
 
 
 def engine_texts(lang: Lang) -> tuple[str, ...]:

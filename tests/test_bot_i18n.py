@@ -30,6 +30,7 @@ from bot.i18n import Lang
 from bot.journal import MIGRATIONS, SCHEMA_VERSION, Conversation, Journal, NewJob
 from bot.translator import CatalogueTranslator, command_strings, offline_tree, valid_name
 from engine import images
+from tests.pictures import png
 
 ROOT = Path(__file__).resolve().parents[1]
 EN = i18n.lang("en-US")
@@ -131,6 +132,28 @@ def test_the_engine_refusals_in_the_catalogue_are_still_the_engines_words() -> N
     assert messages.bad_image(KO, "content", images._MSG_DAMAGED).startswith("사진: 이미지 파일이")
 
 
+@pytest.mark.parametrize(
+    ("data", "max_pixels", "korean"),
+    [
+        (b"%PDF-1.7\n1 0 obj", 10**7, "이 파일은 그림이 아니에요 (PDF 문서)."),
+        (b"<?xml version='1.0'?><svg xmlns='x'/>", 10**7, "(SVG 벡터 그림)"),
+        (png(120, 100), 10_000, "이미지 크기(120×100 픽셀)가 한도(10,000픽셀)를 넘어요."),
+        (png(1200, 1000), 1_000_000, "크기(1200×1000 픽셀, 1.2메가픽셀)가 한도(1메가픽셀)를"),
+    ],
+)
+def test_the_engines_refusals_with_values_are_said_in_each_language(
+    data: bytes, max_pixels: int, korean: str
+) -> None:
+    with pytest.raises(images.ImageError) as refused:
+        images.load_image(data, max_pixels=max_pixels)
+    error = refused.value
+    assert error.reason
+    # In English, the bot says what the engine says (the engine's words are the template).
+    said = messages.engine_words(EN, str(error), error.reason, dict(error.details))
+    assert said == str(error)
+    assert korean in messages.engine_words(KO, str(error), error.reason, dict(error.details))
+
+
 # --- every text a member reads is the catalogue's ---------------------------------------------
 
 
@@ -181,6 +204,14 @@ SAMPLES: dict[str, tuple[Any, ...]] = {
     "by_mention": ("<@1>", None),
     "added_by": ("<@1>",),
     "result_url": ("<#1>", None),
+    "refusal": ("too_big", "no_pixels", "vector", "too_big", ""),
+    "details": (
+        {"width": 3000, "height": 3000, "pixels": 9_000_000, "limit": 4_000_000},
+        {"width": 0, "height": 5},
+        {"kind": "pdf"},
+        {"pixels": 0, "limit": 10_000},
+        None,
+    ),
 }
 VARIANTS = 5
 """Each text is written with this many sets of arguments, so that each of its branches is."""
@@ -237,7 +268,7 @@ def test_every_text_is_written_from_the_catalogue(name: str) -> None:
     """Each function of bot.messages, in a pseudo-language: no word of it bypasses the
     catalogue (a new text written as a plain f-string fails here)."""
     function = getattr(messages, name)
-    if name in ("verbatim", "engine_words"):  # words written elsewhere, by design
+    if name == "verbatim":  # words written elsewhere, by design
         return
     for variant in range(VARIANTS):
         shown = function(Pseudo(), **sample_arguments(function, variant))
