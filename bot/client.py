@@ -27,6 +27,7 @@ from bot.journal import Journal
 from bot.metrics import BotMetrics
 from bot.ops_server import OpsServer
 from bot.reporter import DiscordFrontend
+from bot.translator import CatalogueTranslator
 from engine.backend import Backend
 from engine.backends import BackendOptions, create_backend
 
@@ -176,6 +177,8 @@ class StylizeBot(commands.Bot):
             ops_server = OpsServer(self.metrics.exposition, self.not_ready)
             await ops_server.start(config.stylize_metrics_host, config.stylize_metrics_port)
             self.ops_server = ops_server
+        # Before any sync: the commands go to Discord with their names in every language.
+        await self.tree.set_translator(CatalogueTranslator())
         # The journal first: one that cannot be opened stops us before the engine starts.
         journal = self._journal = await Journal.open(config.stylize_data_dir)
         backend = self._backend = self._backend_factory(config)

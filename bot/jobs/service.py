@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bot import messages
+from bot.i18n import Words
 from bot.jobs import followups
 from bot.jobs.followups import SeedSource
 from bot.jobs.frontend import Frontend, JobStatus, StatusContext, StatusFactory
@@ -80,17 +81,19 @@ class Submission:
     settings: StylizeSettings
     """Resolved: its seed is fixed, so a job resumed after a restart paints the same picture."""
     derivation: Derivation | None = None
-    note: str | None = None
+    note: Words | None = None
     """A line for its status, under the headline."""
 
 
-async def rebuild_job(journal: Journal, record: JobRecord, *, preview_interval: float) -> Job | str:
+async def rebuild_job(
+    journal: Journal, record: JobRecord, *, preview_interval: float
+) -> Job | messages.Text:
     """The engine job of an unfinished journal record, or why it can't run again (words for
     its user): its inputs are gone, or the bot died while running it too often."""
     if record.runs >= MAX_RUNS:
         log.error("job %s: the bot died %d times while running it; giving up", record.id,
                   record.runs)  # fmt: skip
-        return messages.keeps_crashing()
+        return messages.later(messages.keeps_crashing)
     try:
         content, styles = await journal.inputs(record.id, record.style_count)
         return Job(
@@ -103,7 +106,7 @@ async def rebuild_job(journal: Journal, record: JobRecord, *, preview_interval: 
         )
     except (OSError, ValueError, TypeError) as error:  # EngineError is a ValueError
         log.error("job %s: cannot be resumed (%s)", record.id, type(error).__name__)
-        return messages.inputs_lost()
+        return messages.later(messages.inputs_lost)
 
 
 class JobService:
@@ -162,10 +165,10 @@ class JobService:
             rebuilt = await rebuild_job(
                 self.journal, record, preview_interval=self.policy.preview_interval
             )
-            if isinstance(rebuilt, str):
+            if isinstance(rebuilt, messages.Text):
                 await self.journal.finish(
                     record.id, "failed", outcome={"kind": "not_resumed"}, deliver="notice",
-                    text=rebuilt,
+                    text=rebuilt.dumps(),
                 )  # fmt: skip
                 self._observer.job_ended(JobOutcome.NOT_RESUMED, None)
                 self.outbox.kick()
@@ -256,7 +259,7 @@ class JobService:
         )  # fmt: skip
         headline = _headline(submission.derivation, settings)
         if submission.note is not None:
-            headline = submission.note if headline is None else f"{headline}\n{submission.note}"
+            headline = _lines(headline, submission.note)
         status = make_status(self._context(job.id, headline))
         tracker = self._tracker(job.id, conversation.user_id, status)
         try:
@@ -298,7 +301,7 @@ class JobService:
         settings = StylizeSettings.from_dict(derived)
         note = None
         if followups.lowered(parent.settings, derived):
-            note = messages.follow_up_lowered(settings.size, settings.steps)
+            note = messages.later(messages.follow_up_lowered, settings.size, settings.steps)
         submission = Submission(job_id, conversation, content, styles, settings,
                                 Derivation(parent.id, kind, parent.seed), note)  # fmt: skip
         try:
@@ -348,7 +351,7 @@ class JobService:
 
     # Internals
 
-    def _context(self, job_id: str, headline: str | None) -> StatusContext:
+    def _context(self, job_id: str, headline: Words | None) -> StatusContext:
         return StatusContext(
             job_id,
             headline,
@@ -373,5 +376,11 @@ class JobService:
         task.add_done_callback(self._writes.discard)
 
 
-def _headline(derivation: Derivation | None, settings: StylizeSettings) -> str | None:
+def _headline(derivation: Derivation | None, settings: StylizeSettings) -> Words | None:
     return None if derivation is None else followups.headline(derivation, settings.strength)
+
+
+def _lines(first: Words | None, second: Words) -> Words:
+    if first is None:
+        return second
+    return lambda lang: f"{first(lang)}\n{second(lang)}"
