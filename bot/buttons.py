@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Any, cast
 
 import discord
 
-from bot import errors, messages, permissions
+from bot import errors, i18n, messages, permissions
+from bot.i18n import Lang
 from bot.jobs.followups import RULES, Ceiling
 from bot.jobs.runner import ShuttingDown
 from bot.reply import conversation_of
@@ -42,10 +43,12 @@ class CancelButton(
 ):
     """The Cancel button: its requester, or a moderator (Manage Messages), stops the job."""
 
-    def __init__(self, job_id: str) -> None:
+    def __init__(self, job_id: str, lang: Lang | None = None) -> None:
+        """``lang``: the language of the label (a click needs none: its item is rebuilt from
+        the ``custom_id`` only to route it)."""
         super().__init__(
             discord.ui.Button(
-                label=messages.CANCEL_LABEL,
+                label=messages.cancel_label(lang or i18n.english()),
                 style=discord.ButtonStyle.danger,
                 custom_id=f"{CANCEL_PREFIX}{job_id}",
             )
@@ -65,12 +68,13 @@ class CancelButton(
     async def callback(self, interaction: discord.Interaction) -> None:
         jobs = _bot(interaction).jobs
         owner = jobs.owner(self.job_id)
+        lang = i18n.lang(interaction.locale)
         if owner is None:
-            await interaction.response.send_message(messages.stale_button(), ephemeral=True)
+            await interaction.response.send_message(messages.stale_button(lang), ephemeral=True)
             return
         is_moderator = interaction.permissions.manage_messages
         if interaction.user.id != owner and not is_moderator:
-            await interaction.response.send_message(messages.not_yours(), ephemeral=True)
+            await interaction.response.send_message(messages.not_yours(lang), ephemeral=True)
             return
         # Cancel first: an acknowledgement that fails (a slow or lost callback) must not
         # leave the job running.
@@ -80,9 +84,9 @@ class CancelButton(
         await interaction.response.defer()
 
 
-def cancel_view(job_id: str) -> discord.ui.View:
+def cancel_view(job_id: str, lang: Lang) -> discord.ui.View:
     view = discord.ui.View(timeout=None)
-    view.add_item(CancelButton(job_id))
+    view.add_item(CancelButton(job_id, lang))
     return view
 
 
@@ -93,11 +97,13 @@ class FollowUpButton(
     """One follow-up button: a click queues the derived job for whoever clicked, under their
     own limit."""
 
-    def __init__(self, kind: str, job_id: str, *, disabled: bool = False) -> None:
+    def __init__(
+        self, kind: str, job_id: str, *, disabled: bool = False, lang: Lang | None = None
+    ) -> None:
         rule = RULES[kind]
         super().__init__(
             discord.ui.Button(
-                label=rule.label,
+                label=rule.label(lang or i18n.english()),
                 emoji=rule.emoji,
                 style=discord.ButtonStyle.secondary,
                 custom_id=f"{FOLLOW_UP_PREFIX}{kind}:{job_id}",
@@ -133,13 +139,15 @@ class FollowUpButton(
         permissions.require(interaction)
         # Answered before the 3 s deadline: one row and a stat of the files, then the refusal
         # or the "thinking" acknowledgement.
-        expired = messages.follow_up_expired(bot.settings.stylize_keep_days)
+        expired = messages.follow_up_expired(
+            i18n.lang(interaction.locale), bot.settings.stylize_keep_days
+        )
         parent = await jobs.parent(self.job_id)
         if parent is None:
             await interaction.response.send_message(expired, ephemeral=True)
             return
         if not jobs.applies(parent, self.kind):  # the server's limits changed since
-            text = messages.follow_up_at_limit(RULES[self.kind].label)
+            text = messages.follow_up_at_limit(i18n.lang(interaction.locale), self.kind)
             await interaction.response.send_message(text, ephemeral=True)
             return
         # The clicker's place is held like a command's, so a click can't slip past the limit
@@ -153,13 +161,16 @@ class FollowUpButton(
             await interaction.edit_original_response(content=expired)
 
 
-def result_view(job_id: str, settings: dict[str, Any], ceiling: Ceiling) -> discord.ui.View:
+def result_view(
+    job_id: str, settings: dict[str, Any], ceiling: Ceiling, lang: Lang
+) -> discord.ui.View:
     """The buttons under a result of these settings: one row, one per follow-up kind (Discord
-    allows five to a row), those that would change nothing under ``ceiling`` disabled."""
+    allows five to a row), those that would change nothing under ``ceiling`` disabled;
+    labelled in ``lang``."""
     view = discord.ui.View(timeout=None)
     for kind, rule in RULES.items():
         applies = rule.applies(settings, ceiling)
-        view.add_item(FollowUpButton(kind, job_id, disabled=not applies))
+        view.add_item(FollowUpButton(kind, job_id, disabled=not applies, lang=lang))
     return view
 
 

@@ -109,11 +109,11 @@ def message_picture(message: _Message, label: str, storage: DiscordStorage) -> A
             first = message.attachments[0]
             found = _Found(first.url, first.size, first.content_type)
         elif message.stickers:
-            raise Refusal(messages.sticker_is_no_picture())
+            raise Refusal(messages.sticker_is_no_picture)
         else:
-            raise Refusal(messages.no_picture_in_message())
+            raise Refusal(messages.no_picture_in_message)
     if not storage.holds(found.url):
-        raise Refusal(messages.picture_elsewhere())
+        raise Refusal(messages.picture_elsewhere)
     return AttachmentRef(label, found.url, found.size, found.content_type)
 
 
@@ -134,5 +134,5 @@ def _first_image(message: _Message) -> _Found | None:
 def avatar_picture(url: str, storage: DiscordStorage) -> AttachmentRef:
     """The member's avatar at ``url`` (discord.py builds it on ``DISCORD_CDN_URL``)."""
     if not storage.holds(url):  # the URL and the setting disagree: fetch nothing
-        raise Refusal(messages.picture_elsewhere())
-    return AttachmentRef(messages.AVATAR_LABEL, url, 0, None)
+        raise Refusal(messages.picture_elsewhere)
+    return AttachmentRef("avatar", url, 0, None)

@@ -1,5 +1,5 @@
-"""The journal's schema 4: where a menu's job came from, the image a Bigger job starts from,
-and the photos waiting for a saved style."""
+"""The journal's migration "more ways to a picture" (schema 5 now): where a menu's job came
+from, the image a Bigger job starts from, and the photos waiting for a saved style."""
 
 from __future__ import annotations
 
@@ -53,9 +53,14 @@ async def journal(tmp_path: Path, clock: Clock) -> AsyncIterator[Journal]:
     await journal.close()
 
 
-async def test_a_version_3_journal_is_migrated_and_keeps_its_jobs(tmp_path: Path) -> None:
+@pytest.mark.parametrize("version", [3, 4])
+async def test_an_older_journal_is_migrated_and_keeps_its_jobs(
+    tmp_path: Path, version: int
+) -> None:
+    """From a schema before this one's migration (3: saved styles; 4: languages) with a job in
+    it, up to the latest ``SCHEMA_VERSION``, whatever number that is now."""
     with sqlite3.connect(tmp_path / "jobs.sqlite3") as db:
-        for script in MIGRATIONS[:3]:
+        for script in MIGRATIONS[:version]:
             db.executescript(script)
         db.execute(
             "INSERT INTO jobs (id, user_id, guild_id, channel_id, application_id, interaction_id,"
@@ -64,18 +69,23 @@ async def test_a_version_3_journal_is_migrated_and_keeps_its_jobs(tmp_path: Path
             " 'tok', 2e9, 1024, '{\"seed\": 5}', 5, 1, 'queued', 1.0, 1.0, ?, ?)",
             (CHILD, PARENT, '{"kind": "stronger", "parent_seed": 5}'),
         )
-        db.execute("PRAGMA user_version=3")
+        if version >= 4:
+            db.execute("UPDATE jobs SET locale = 'ko', guild_locale = 'en-US'")
+        db.execute(f"PRAGMA user_version={version}")
     old = await Journal.open(tmp_path, sync_files=False)
     try:
         [record] = await old.unfinished()
         assert record.id == CHILD and record.derivation == Derivation(PARENT, "stronger", 5)
         assert record.origin is None and not record.has_initial
+        locales = ("ko", "en-US") if version >= 4 else ("en-US", None)
+        assert (record.conversation.locale, record.conversation.guild_locale) == locales
         await old.add_pick(Pick(PICK, 42, 7, ORIGIN, 1.0), b"photo")
         assert await old.pick(PICK) == (Pick(PICK, 42, 7, ORIGIN, 1.0), b"photo")
     finally:
         await old.close()
     with sqlite3.connect(tmp_path / "jobs.sqlite3") as db:
-        assert db.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,) == (4,)
+        assert db.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
+    assert version < SCHEMA_VERSION
 
 
 async def test_a_job_keeps_its_origin(journal: Journal) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from bot import buttons, messages
+from bot import buttons, i18n, messages
 from bot.jobs import followups, origins
 from bot.jobs.followups import RULES
 from bot.jobs.settings import MAX_SEED, MAX_STRENGTH, MIN_STRENGTH
@@ -14,6 +14,7 @@ from bot.journal import Derivation, Origin
 
 BASE = {"size": 48, "steps": 4, "strength": 1.0, "preserve_colors": None, "seed": 5}
 JOB_ID = "0123456789abcdef0123456789abcdef"
+EN = i18n.lang("en-US")
 ROOMY = followups.Ceiling(size=512, steps=600)
 
 
@@ -89,7 +90,7 @@ def test_random_seeds_stay_within_what_the_seed_option_accepts() -> None:
 
 
 def test_result_view_is_one_row_of_four_with_short_ids() -> None:
-    view = buttons.result_view(JOB_ID, BASE, ROOMY)
+    view = buttons.result_view(JOB_ID, BASE, ROOMY, EN)
     [row] = view.to_components()
     made = row["components"]
     assert len(made) == 4 <= 5
@@ -127,25 +128,26 @@ def test_a_button_that_would_change_nothing_is_disabled(
     strength: float, size: int, disabled: list[str]
 ) -> None:
     settings = {**BASE, "strength": strength, "size": size}
-    [row] = buttons.result_view(JOB_ID, settings, ROOMY).to_components()
+    [row] = buttons.result_view(JOB_ID, settings, ROOMY, EN).to_components()
     assert [b["label"] for b in row["components"] if b.get("disabled")] == disabled
 
 
 def test_headlines_say_what_the_job_was() -> None:
     def headline(kind: str, strength: float, size: int = 48) -> str:
         settings = {**BASE, "strength": strength, "size": size}
-        return followups.headline(Derivation("ab" * 16, kind, 5), settings)
+        return followups.headline(Derivation("ab" * 16, kind, 5), settings)(EN)
 
     assert headline("reroll", 1.0) == "🎲 Re-roll of the picture with seed 5"
     assert headline("stronger", 2.0).startswith("➕ Stronger, strength 2 ")
     assert headline("weaker", 0.5).startswith("➖ Weaker, strength 0.5 ")
     assert headline("bigger", 1.0, 512) == "⤢ Bigger, 512 px (from the picture with seed 5)"
-    assert messages.reroll_headline(1.0, 5) == headline("reroll", 1.0)
+    assert messages.reroll_headline(EN, 1.0, 5) == headline("reroll", 1.0)
 
 
 def test_a_menu_jobs_headline_says_which_message_it_came_from() -> None:
     def headline(origin: Origin | None, derivation: Derivation | None = None) -> str | None:
-        return origins.headline(derivation=derivation, origin=origin, settings=BASE, user_id=42)
+        text = origins.headline(derivation=derivation, origin=origin, settings=BASE, user_id=42)
+        return None if text is None else text(EN)
 
     link = "https://discord.com/channels/7/8/9"
     assert headline(Origin("photo", 7, 8, 9, "Waves")) == (
@@ -157,4 +159,5 @@ def test_a_menu_jobs_headline_says_which_message_it_came_from() -> None:
     assert headline(None) is None
     # A follow-up of a menu's job says what the follow-up did.
     bigger = Derivation("ab" * 16, "bigger", 5)
-    assert headline(Origin("photo", 7, 8, 9, "Waves"), bigger) == followups.headline(bigger, BASE)
+    expected = followups.headline(bigger, BASE)(EN)
+    assert headline(Origin("photo", 7, 8, 9, "Waves"), bigger) == expected

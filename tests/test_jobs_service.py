@@ -17,7 +17,8 @@ from typing import Any
 
 import pytest
 
-from bot import messages
+from bot import i18n, messages
+from bot.i18n import Words
 from bot.jobs.followups import RULES
 from bot.jobs.frontend import StatusContext
 from bot.jobs.outbox import Retry, Undeliverable
@@ -31,6 +32,7 @@ from engine.settings import StylizeSettings
 
 ROOT = Path(__file__).resolve().parents[1]
 OWNER, OTHER = 42, 43
+EN = i18n.lang("en-US")
 POLICY = JobPolicy(
     per_user=2,
     max_waiting=10,
@@ -122,8 +124,8 @@ class FakeStatus:
     async def settle(self) -> None:
         pass
 
-    async def notice(self, text: str, *, tell: bool) -> None:
-        self.notices.append((text, tell))
+    async def notice(self, text: Words, *, tell: bool) -> None:
+        self.notices.append((text(EN), tell))
 
     async def post_result(self, record: JobRecord, image: bytes) -> None:
         raise AssertionError("the journal keeps results here: the outbox posts them")
@@ -356,7 +358,8 @@ async def test_a_follow_up_of_each_kind(journal: Journal, kind: str) -> None:
         assert world.backend.jobs[job.id].initial == started_from
         assert record.has_initial is (started_from is not None)
         headline = world.frontend.statuses[job.id].context.headline
-        assert headline == RULES[kind].headline(job.settings.to_dict(), 5)
+        assert headline is not None
+        assert headline(EN) == RULES[kind].headline(job.settings.to_dict(), 5)(EN)
 
 
 async def test_a_follow_up_keeps_within_the_limits_of_now_and_says_so(
@@ -371,9 +374,9 @@ async def test_a_follow_up_keeps_within_the_limits_of_now_and_says_so(
         assert job is not None and job.settings.size == 32
         headline = world.frontend.statuses[job.id].context.headline
         assert headline is not None
-        assert headline.splitlines() == [
-            messages.weaker_headline(0.5, 5),
-            messages.follow_up_lowered(32, 4),
+        assert headline(EN).splitlines() == [
+            messages.weaker_headline(EN, 0.5, 5),
+            messages.follow_up_lowered(EN, 32, 4),
         ]
 
 
@@ -391,9 +394,8 @@ async def test_bigger_continues_a_256_px_result_at_512_then_stops_at_the_cap(
         assert job is not None
         assert (job.settings.size, job.settings.strength, job.settings.seed) == (512, 3.0, 5)
         assert (job.content, job.styles, job.initial) == (first.content, first.styles, b"picture")
-        assert world.frontend.statuses[job.id].context.headline == (
-            messages.bigger_headline(512, 5)
-        )
+        headline = world.frontend.statuses[job.id].context.headline
+        assert headline is not None and headline(EN) == messages.bigger_headline(EN, 512, 5)
         # The 512 px result is at the cap: no Bigger of it.
         world.backend.done(job.id)
         await settled(world)
@@ -415,14 +417,17 @@ async def test_a_bigger_job_resumes_from_its_kept_start(journal: Journal) -> Non
     # The bot restarted with the Bigger job still queued: it resumes from the same start.
     async with started(make_world(journal)) as again:
         assert again.backend.jobs[job.id].initial == b"picture"
-        assert again.frontend.statuses[job.id].context.headline == (messages.bigger_headline(64, 5))
+        headline = again.frontend.statuses[job.id].context.headline
+        assert headline is not None and headline(EN) == messages.bigger_headline(EN, 64, 5)
         # Without its start (lost from the disk), it is ended with a notice, not painted
         # from the photo.
     await journal.add(NewJob(new_job_id(), conversation(), settings().to_dict(), 5, b"c",
                              (b"s",), Derivation(first.id, "bigger", 5)))  # fmt: skip
     [lost] = [r for r in await journal.unfinished() if not r.has_initial]
     stub = dataclasses.replace(lost, has_initial=True)
-    assert await rebuild_job(journal, stub, preview_interval=0) == messages.inputs_lost()
+    assert await rebuild_job(journal, stub, preview_interval=0) == messages.later(
+        messages.inputs_lost
+    )
 
 
 async def test_bigger_of_a_job_whose_result_was_never_kept_makes_nothing(world: World) -> None:
@@ -473,7 +478,8 @@ async def test_unfinished_jobs_resume_in_their_old_order(journal: Journal) -> No
         world.backend.resize(3)
         assert list(world.backend.jobs) == [b, c, a]
         assert all(world.frontend.statuses[j].resumed for j in (a, b, c))
-        assert world.frontend.statuses[c].context.headline == messages.stronger_headline(1.0, 5)
+        headline = world.frontend.statuses[c].context.headline
+        assert headline is not None and headline(EN) == messages.stronger_headline(EN, 1.0, 5)
 
 
 @pytest.mark.parametrize("why", ["crashed too often", "pictures lost"])
@@ -486,10 +492,10 @@ async def test_a_job_that_cannot_run_again_is_given_up_with_a_notice(
     if why == "crashed too often":
         for _ in range(MAX_RUNS):  # each time the bot died while running it
             await journal.mark_running(lost)
-        words = messages.keeps_crashing()
+        words = messages.later(messages.keeps_crashing).dumps()
     else:
         shutil.rmtree(journal.job_dir(lost))
-        words = messages.inputs_lost()
+        words = messages.later(messages.inputs_lost).dumps()
     async with started(make_world(journal)) as world:
         assert await world.service.outbox.wait_idle(5)
         assert list(world.backend.jobs) == [kept]
@@ -566,9 +572,9 @@ async def test_a_shutdown_keeps_running_jobs_but_a_cancel_asked_for_wins(
 
     states = [await state_of(journal, j.id) for j in (cancelled, kept, waiting)]
     assert states == ["cancelled", "queued", "queued"]
-    by_moderator = messages.cancelled(messages.mention(OTHER), own=False)
+    by_moderator = messages.later(messages.cancelled, messages.mention(OTHER), own=False).dumps()
     assert outbox_rows(journal) == [(cancelled.id, "status", by_moderator, "delivered", 1001, None)]
-    restarting = (messages.restarting(engine_broken=False), False)
+    restarting = (messages.restarting(EN, engine_broken=False), False)
     assert world.frontend.statuses[kept.id].notices == [restarting]
     assert world.frontend.statuses[waiting.id].notices == [restarting]
     assert world.frontend.statuses[cancelled.id].notices == []

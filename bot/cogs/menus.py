@@ -22,7 +22,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot import errors, gallery, intake, messages, permissions, sources
+from bot import errors, gallery, i18n, intake, messages, permissions, sources
 from bot.cogs.stylize import queue_job
 from bot.jobs.runner import ShuttingDown
 from bot.journal import Origin, Pick
@@ -71,8 +71,12 @@ class Menus(commands.Cog):
             await self.paint_avatar(interaction, message)
 
         return (
-            app_commands.ContextMenu(name=messages.PHOTO_MENU, callback=stylize_photo),
-            app_commands.ContextMenu(name=messages.AVATAR_MENU, callback=paint_avatar),
+            app_commands.ContextMenu(
+                name=app_commands.locale_str(messages.PHOTO_MENU), callback=stylize_photo
+            ),
+            app_commands.ContextMenu(
+                name=app_commands.locale_str(messages.AVATAR_MENU), callback=paint_avatar
+            ),
         )
 
     async def stylize_photo(
@@ -84,13 +88,14 @@ class Menus(commands.Cog):
             raise ShuttingDown("not accepting jobs")
         permissions.require(interaction)
         config = self.bot.settings
-        picture = sources.message_picture(message, messages.PHOTO_LABEL, self.storage)
+        picture = sources.message_picture(message, "photo", self.storage)
         intake.check_declared(picture, config.max_input_bytes)  # refused privately, at once
         guild_id = interaction.guild_id
         assert guild_id is not None  # the menu is guild-only
         styles = await self.bot.journal.styles(guild_id)
         if not styles:
-            await interaction.response.send_message(messages.menu_gallery_empty(), ephemeral=True)
+            text = messages.menu_gallery_empty(i18n.lang(interaction.locale))
+            await interaction.response.send_message(text, ephemeral=True)
             return
         # As /stylize: the member's place is held before the download.
         with jobs.place(interaction.user.id):
@@ -106,10 +111,11 @@ class Menus(commands.Cog):
         pick = Pick(new_job_id(), interaction.user.id, guild_id, origin, time.time())
         await self.bot.journal.add_pick(pick, photo.data)
         names = [style.name for style in styles][:MAX_OPTIONS]
+        lang = i18n.lang(interaction.locale)
         view = discord.ui.View(timeout=None)
-        view.add_item(PickStyleSelect(pick.id, names))
+        view.add_item(PickStyleSelect(pick.id, names, lang))
         await interaction.edit_original_response(
-            content=messages.pick_a_style(len(names)), view=view
+            content=messages.pick_a_style(lang, len(names)), view=view
         )
         log.info("pick %s: a photo (%d×%d) from message %s waits for user %s", pick.id,
                  photo.width, photo.height, message.id, interaction.user.id)  # fmt: skip
@@ -121,7 +127,7 @@ class Menus(commands.Cog):
         if not self.bot.jobs.accepting:
             raise ShuttingDown("not accepting jobs")
         permissions.require(interaction)
-        style = sources.message_picture(message, messages.MESSAGE_STYLE_LABEL, self.storage)
+        style = sources.message_picture(message, "style", self.storage)
         intake.check_declared(style, self.bot.settings.max_input_bytes)  # refused privately
         asset = interaction.user.display_avatar.replace(size=sources.AVATAR_SIZE, format="png")
         avatar = sources.avatar_picture(asset.url, self.storage)
@@ -138,11 +144,13 @@ class PickStyleSelect(
 ):
     """The saved styles offered for a picked photo: a choice queues the job."""
 
-    def __init__(self, pick_id: str, names: list[str] | None = None) -> None:
+    def __init__(
+        self, pick_id: str, names: list[str] | None = None, lang: i18n.Lang | None = None
+    ) -> None:
         super().__init__(
             discord.ui.Select(
                 custom_id=f"{PICK_PREFIX}{pick_id}",
-                placeholder=messages.PICK_PLACEHOLDER,
+                placeholder=messages.pick_placeholder(lang or i18n.english()),
                 options=[discord.SelectOption(label=name, value=name) for name in names or ()],
             )
         )
@@ -170,14 +178,15 @@ class PickStyleSelect(
         if not jobs.accepting:
             raise ShuttingDown("not accepting jobs")
         permissions.require(interaction)
+        lang = i18n.lang(interaction.locale)
         found = await bot.journal.pick(self.pick_id)
         if found is None:
-            text = messages.pick_expired(bot.settings.stylize_keep_days)
+            text = messages.pick_expired(lang, bot.settings.stylize_keep_days)
             await interaction.response.send_message(text, ephemeral=True)
             return
         pick, photo = found
         if pick.user_id != interaction.user.id:
-            await interaction.response.send_message(messages.pick_not_yours(), ephemeral=True)
+            await interaction.response.send_message(messages.pick_not_yours(lang), ephemeral=True)
             return
         [name] = self.item.values
         assert pick.guild_id is not None  # the menu is guild-only
@@ -185,7 +194,7 @@ class PickStyleSelect(
         with jobs.place(interaction.user.id):
             # "Thinking" in the channel: that message becomes the job's status, as /stylize's.
             await interaction.response.defer(thinking=True)
-            kept = [(messages.PHOTO_LABEL, photo), (messages.SAVED_STYLE_LABEL, style)]
+            kept = [("photo", photo), ("saved_style", style)]
             await queue_job(bot, interaction, [], kept, origin=replace(pick.origin, style=name))
 
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bot import messages
+from bot.i18n import Lang
 from bot.jobs.settings import MAX_SEED, MAX_STRENGTH, MIN_STRENGTH
 from bot.journal import Derivation
 
@@ -35,15 +36,16 @@ class Ceiling:
 
 @dataclass(frozen=True)
 class FollowUpRule:
-    label: str
+    label: Callable[[Lang], str]
     emoji: str | None
     derive: Callable[[dict[str, Any], int], dict[str, Any]]
     """(the earlier job's settings, a new seed) → the settings this kind changes."""
     applies: Callable[[dict[str, Any], Ceiling], bool]
     """Whether the button would change anything for a job of these settings, under the
     server's ceiling now."""
-    headline: Callable[[dict[str, Any], int], str]
-    """(the new job's settings, the earlier job's seed) → what the new job is."""
+    headline: Callable[[dict[str, Any], int], messages.Text]
+    """(the new job's settings, the earlier job's seed) → what the new job is, written out
+    in its reader's language once known (``messages.later``)."""
     continues: bool = False
     """The new job starts from the earlier job's result (its ``initial`` image), not from
     the photo."""
@@ -61,34 +63,42 @@ RULES: dict[str, FollowUpRule] = {
     # Re-roll keeps everything but the seed; Stronger, Weaker and Bigger keep the seed, so
     # that only the strength (or the size) differs from the picture the member is looking at.
     "reroll": FollowUpRule(
-        messages.REROLL_LABEL,
+        messages.reroll_label,
         messages.REROLL_EMOJI,
         derive=lambda settings, seed: {"seed": seed},
         applies=lambda settings, ceiling: True,
-        headline=lambda settings, seed: messages.reroll_headline(strength_of(settings), seed),
+        headline=lambda settings, seed: messages.later(
+            messages.reroll_headline, strength_of(settings), seed
+        ),
     ),
     "stronger": FollowUpRule(
-        messages.STRONGER_LABEL,
+        messages.stronger_label,
         messages.STRONGER_EMOJI,
         derive=lambda settings, seed: {"strength": min(MAX_STRENGTH, strength_of(settings) * 2)},
         applies=lambda settings, ceiling: strength_of(settings) < MAX_STRENGTH,
-        headline=lambda settings, seed: messages.stronger_headline(strength_of(settings), seed),
+        headline=lambda settings, seed: messages.later(
+            messages.stronger_headline, strength_of(settings), seed
+        ),
     ),
     "weaker": FollowUpRule(
-        messages.WEAKER_LABEL,
+        messages.weaker_label,
         messages.WEAKER_EMOJI,
         derive=lambda settings, seed: {"strength": max(MIN_STRENGTH, strength_of(settings) / 2)},
         applies=lambda settings, ceiling: strength_of(settings) > MIN_STRENGTH,
-        headline=lambda settings, seed: messages.weaker_headline(strength_of(settings), seed),
+        headline=lambda settings, seed: messages.later(
+            messages.weaker_headline, strength_of(settings), seed
+        ),
     ),
     # Gatys et al.'s coarse-to-fine, one step at a time: the same job at twice the side (up
     # to STYLIZE_MAX_SIZE), starting from the result upsampled.
     "bigger": FollowUpRule(
-        messages.BIGGER_LABEL,
+        messages.bigger_label,
         messages.BIGGER_EMOJI,
         derive=lambda settings, seed: {"size": size_of(settings) * 2},
         applies=lambda settings, ceiling: size_of(settings) < ceiling.size,
-        headline=lambda settings, seed: messages.bigger_headline(size_of(settings), seed),
+        headline=lambda settings, seed: messages.later(
+            messages.bigger_headline, size_of(settings), seed
+        ),
         continues=True,
     ),
 }
@@ -123,6 +133,6 @@ def new_seed(old: int, source: SeedSource = random_seed) -> int:
             return seed
 
 
-def headline(derivation: Derivation, settings: dict[str, Any]) -> str:
+def headline(derivation: Derivation, settings: dict[str, Any]) -> messages.Text:
     """What a follow-up job (of these settings) is, on its status and its result."""
     return RULES[derivation.kind].headline(settings, derivation.parent_seed)

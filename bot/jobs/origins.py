@@ -15,13 +15,14 @@ def _link(origin: Origin) -> str:
     return messages.message_link(origin.guild_id, origin.channel_id, origin.message_id)
 
 
-ORIGINS: dict[str, Callable[[Origin, int], str]] = {
-    # (where the pictures came from, the member whose job it is) → the headline.
-    "photo": lambda origin, user_id: messages.photo_menu_headline(
-        origin.style or "", _link(origin)
+ORIGINS: dict[str, Callable[[Origin, int], messages.Text]] = {
+    # (where the pictures came from, the member whose job it is) → the headline, written out
+    # in its reader's language once known.
+    "photo": lambda origin, user_id: messages.later(
+        messages.photo_menu_headline, origin.style or "", _link(origin)
     ),
-    "avatar": lambda origin, user_id: messages.avatar_menu_headline(
-        messages.mention(user_id), _link(origin)
+    "avatar": lambda origin, user_id: messages.later(
+        messages.avatar_menu_headline, messages.mention(user_id), _link(origin)
     ),
 }
 
@@ -32,7 +33,7 @@ def headline(
     origin: Origin | None,
     settings: dict[str, Any],
     user_id: int,
-) -> str | None:
+) -> messages.Text | None:
     """The first line of a job's status and result, or None for a plain ``/stylize``."""
     if derivation is not None:
         return followups.headline(derivation, settings)
@@ -41,7 +42,7 @@ def headline(
     return None
 
 
-def headline_of(record: JobRecord) -> str | None:
+def headline_of(record: JobRecord) -> messages.Text | None:
     """The headline of a journaled job."""
     return headline(
         derivation=record.derivation, origin=record.origin, settings=record.settings,
