@@ -101,7 +101,7 @@ class Delivery:
             if record.derivation is not None:
                 headline = followups.headline(record.derivation, info.strength)
                 content = messages.clip(f"{headline}\n{content}")
-            name = messages.result_filename(fitted.format, record.id)
+            name = messages.result_filename(fitted.format, record.id, spoiler=record.spoiler)
             try:
                 message = await post(
                     reply, content, (name, fitted.data), record.id, self._result_view(record)

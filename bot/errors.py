@@ -13,8 +13,10 @@ import discord
 from discord import Forbidden, app_commands
 
 from bot import messages
+from bot.jobs.policy import ChannelNotAllowed, DailyQuotaReached, MemberBlocked, PolicyRefusal
 from bot.jobs.queue import QueueFull, UserLimitReached
 from bot.jobs.runner import ShuttingDown
+from bot.jobs.service import ResultDeleted
 from engine.errors import ImageError, SettingsError
 from engine.jobs import BackendError
 
@@ -34,6 +36,14 @@ def user_message(error: BaseException) -> str:
         return str(error)
     if isinstance(error, ShuttingDown):
         return messages.shutting_down()
+    if isinstance(error, MemberBlocked):
+        return messages.member_blocked()
+    if isinstance(error, ChannelNotAllowed):
+        return messages.channel_not_allowed(list(error.channels))
+    if isinstance(error, DailyQuotaReached):
+        return messages.daily_quota_reached(error.limit, error.resets_at)
+    if isinstance(error, ResultDeleted):
+        return messages.result_was_deleted()
     if isinstance(error, UserLimitReached):
         return messages.user_limit_reached(error.active, error.limit)
     if isinstance(error, QueueFull):
@@ -59,7 +69,8 @@ def is_expected(error: BaseException) -> bool:
     """Whether an error is an ordinary refusal (logged briefly) rather than a bug."""
     if isinstance(error, app_commands.CommandInvokeError):
         error = error.original
-    expected = (Refusal, ImageError, SettingsError, UserLimitReached, QueueFull, ShuttingDown)
+    expected = (Refusal, ImageError, SettingsError, UserLimitReached, QueueFull, ShuttingDown,
+                PolicyRefusal, ResultDeleted)  # fmt: skip
     return isinstance(error, (*expected, app_commands.AppCommandError))
 
 

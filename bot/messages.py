@@ -157,8 +157,10 @@ def result_stem(job_id: str) -> str:
     return f"stylized-{job_id[:12]}"
 
 
-def result_filename(fmt: str, job_id: str) -> str:
-    return f"{result_stem(job_id)}.{format_extension(fmt)}"
+def result_filename(fmt: str, job_id: str, *, spoiler: bool = False) -> str:
+    """``spoiler``: Discord blurs an attachment whose name starts with ``SPOILER_``."""
+    prefix = SPOILER_PREFIX if spoiler else ""
+    return f"{prefix}{result_stem(job_id)}.{format_extension(fmt)}"
 
 
 def result(mention: str, info: ResultInfo, *, upload_limit: int) -> str:
@@ -460,3 +462,218 @@ def keeps_crashing() -> str:
 
 def result_lost(mention: str) -> str:
     return f"{mention}, your picture was made but I couldn't post it here. Please try again."
+
+
+# Server policy (/stylize-admin), the Delete button, and forgetting a member
+
+DELETE_LABEL = "Delete"
+DELETE_EMOJI = "🗑️"
+FORGET_CONFIRM_LABEL = "Yes, delete everything"
+SPOILER_PREFIX = "SPOILER_"
+"""Discord shows an attachment whose file name starts so as a spoiler."""
+FORMER_MEMBER = "a former member"
+
+
+def channel_mention(channel_id: int) -> str:
+    return f"<#{channel_id}>"
+
+
+def role_mention(role_id: int, guild_id: int) -> str:
+    """@everyone's id is the server's; Discord shows ``<@&guild id>`` oddly, so name it."""
+    return "@everyone" if role_id == guild_id else f"<@&{role_id}>"
+
+
+def timestamp(unix: int, style: str = "R") -> str:
+    """A Discord timestamp: each member sees it in their own time zone (``R``: "in 3 hours")."""
+    return f"<t:{unix}:{style}>"
+
+
+def added_by(user_id: int) -> str:
+    """Who saved a style: a mention, or "a former member" once they asked to be forgotten."""
+    return FORMER_MEMBER if user_id == 0 else mention(user_id)
+
+
+def style_entry(user_id: int, size: int) -> str:
+    return f"Added by {added_by(user_id)}, {file_size(size)}"
+
+
+def channel_not_allowed(channel_ids: list[int]) -> str:
+    where = ", ".join(channel_mention(c) for c in channel_ids)
+    return f"In this server, the bot paints only in {where}. Try it there."
+
+
+def daily_quota_reached(limit: int, resets_at: int) -> str:
+    if limit == 0:
+        return (
+            "Your roles in this server don't include any pictures a day. Ask the server's "
+            "moderators if you think they should."
+        )
+    pictures = "picture" if limit == 1 else "pictures"
+    return (
+        f"You've had your {limit} {pictures} for today in this server. You can ask again "
+        f"{timestamp(resets_at)} (at {timestamp(resets_at, 't')}), or ask the server's "
+        "moderators for a role with a higher limit."
+    )
+
+
+def member_blocked() -> str:
+    return (
+        "The moderators of this server have stopped you from using the bot here. Ask them "
+        "if you think that's a mistake."
+    )
+
+
+def size_lowered(max_size: int) -> str:
+    return f"📏 Your roles here allow pictures up to {max_size} px: this one is that size."
+
+
+def admin_needs_manage_server() -> str:
+    return "Only members with the **Manage Server** permission can change the bot's settings here."
+
+
+def channels_everywhere() -> str:
+    return "📍 The bot now works in every channel of this server."
+
+
+def channels_set(channel_ids: list[int]) -> str:
+    where = ", ".join(channel_mention(c) for c in channel_ids)
+    return (
+        f"📍 The bot now works only in {where}. Add more with `/stylize-admin channels add:`, "
+        "or allow every channel again with `everywhere:True`."
+    )
+
+
+def channels_usage() -> str:
+    return "Name a channel to `add` or `remove`, or set `everywhere:True` to allow every channel."
+
+
+def limit_text(daily: int | None, max_size: int | None) -> str:
+    per_day = "no daily limit" if daily is None else f"{daily} a day"
+    size = "any size" if max_size is None else f"up to {max_size} px"
+    return f"{per_day}, {size}"
+
+
+def limits_set(
+    role: str, daily: int | None, max_size: int | None, *, everyone_limited: bool
+) -> str:
+    text = f"📏 {role}: {limit_text(daily, max_size)}."
+    if not everyone_limited:
+        text += (
+            " Note: @everyone has no limits, and a member gets the most generous of their "
+            "roles, so this binds only once @everyone has limits too "
+            "(`/stylize-admin limits role:@everyone`)."
+        )
+    return text
+
+
+def limits_removed(role: str) -> str:
+    return f"📏 {role} no longer has limits of its own."
+
+
+def member_blocked_now(member: str) -> str:
+    return f"⛔ {member} can no longer use the bot in this server (commands and buttons)."
+
+
+def member_unblocked(member: str) -> str:
+    return f"✅ {member} can use the bot in this server again."
+
+
+SPOILER_WORDS = {
+    "off": "never posted as spoilers",
+    "always": "always posted as spoilers",
+    "outside_nsfw": "posted as spoilers outside age-restricted channels",
+}
+
+
+def spoiler_set(mode: str) -> str:
+    return f"🙈 From now on, results are {SPOILER_WORDS.get(mode, mode)}."
+
+
+def server_policy(
+    guild_id: int,
+    channel_ids: list[int],
+    limits: list[tuple[int, int | None, int | None]],
+    blocked: list[int],
+    spoiler: str,
+) -> str:
+    """``/stylize-admin show``; ``limits``: (role id, daily, max size)."""
+    where = (
+        "every channel" if not channel_ids else ", ".join(channel_mention(c) for c in channel_ids)
+    )
+    lines = ["⚙️ **The bot in this server**", f"Channels: {where}"]
+    if limits:
+        lines.append("Limits per role (a member gets the most generous of theirs):")
+        lines += [f"• {role_mention(r, guild_id)}: {limit_text(d, s)}" for r, d, s in limits]
+    else:
+        lines.append("Limits: none (anyone may paint as often as the queue allows)")
+    lines.append("Blocked: " + (", ".join(mention(u) for u in blocked) if blocked else "nobody"))
+    lines.append(f"Spoilers: results are {SPOILER_WORDS.get(spoiler, spoiler)}")
+    return clip("\n".join(lines))
+
+
+def service_status(
+    *,
+    waiting: int,
+    running: int,
+    capacity: int,
+    devices: list[str],
+    outbox_backlog: int,
+    jobs_today: int,
+    failures_today: int,
+) -> str:
+    painters = ", ".join(devices) if devices else "none up"
+    return "\n".join(
+        [
+            "📊 **The bot now**",
+            f"Waiting: {waiting} · Running: {running}",
+            f"Engine capacity: {capacity} at once ({painters})",
+            f"Results and notices still to deliver: {outbox_backlog}",
+            f"This server today (UTC): {jobs_today} pictures asked for, {failures_today} failed",
+        ]
+    )
+
+
+def forgotten(jobs: int, files: int, size: int, styles: int, *, who: str | None) -> str:
+    """What forgetting a member deleted; ``who``: the member (an admin's request), None for
+    the member themselves."""
+    subject = "your" if who is None else f"{who}'s"
+    pictures = "picture" if files == 1 else "pictures"
+    records = "record" if jobs == 1 else "records"
+    text = (
+        f"🧹 Deleted {subject} {jobs} job {records} (with their interaction tokens) and "
+        f"{files} {pictures} ({file_size(size)})."
+    )
+    if styles:
+        saved = "style stays" if styles == 1 else "styles stay"
+        text += f" {styles} saved {saved} in the gallery, now credited to {FORMER_MEMBER}."
+    return text
+
+
+def forget_confirm() -> str:
+    return (
+        "This deletes what the bot keeps about you in every server: your pictures, results "
+        "and job records, and cancels your pictures still waiting. Styles you saved stay in "
+        f"their server's gallery, credited to {FORMER_MEMBER}. This can't be undone."
+    )
+
+
+def forget_not_yours() -> str:
+    return "Only the member who asked can confirm this. Use `/stylize-data forget` yourself."
+
+
+def result_deleted_now() -> str:
+    return "🗑️ Deleted the picture, and the photos the bot kept for it."
+
+
+def not_yours_to_delete() -> str:
+    return (
+        "Only the person who asked for this picture, or a moderator (Manage Messages), can "
+        "delete it."
+    )
+
+
+def result_was_deleted() -> str:
+    return (
+        "This picture was deleted, with the photos it was made from, so this button can't "
+        "make another version. Run `/stylize` again with them."
+    )

@@ -105,7 +105,7 @@ class Styles(commands.GroupCog, group_name="styles", group_description="Saved st
             )
             embed = discord.Embed(
                 title=style.name,
-                description=f"Added by <@{style.added_by}>, {messages.file_size(style.size)}",
+                description=messages.style_entry(style.added_by, style.size),
             )
             if thumbnail is not None:
                 filename = f"style-{index}.jpg"
