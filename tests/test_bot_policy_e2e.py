@@ -50,6 +50,8 @@ class Harness:
         self.fake = fake
         self.data_dir = data_dir
         self.run: Running | None = None
+        self.last: FakeInteraction | None = None
+        """The last /stylize whose result came."""
 
     @property
     def bot(self) -> StylizeBot:
@@ -94,13 +96,14 @@ class Harness:
         assert await self.bot.jobs.runner.wait_idle(60), "jobs still running after the test"
         assert await self.bot.jobs.outbox.wait_idle(60), "results still undelivered"
 
-    async def stylize(self, user: FakeUser) -> FakeInteraction:
+    async def stylize(self, user: FakeUser, **options: object) -> FakeInteraction:
         """Run /stylize; returns once the bot has answered (deferred, or refused)."""
         interaction = await self.fake.invoke(
             "stylize",
             {
                 "content": self.fake.add_attachment(png(48, 36), "photo.png"),
                 "style": self.fake.add_attachment(png(32, 32, noise=True), "painting.png"),
+                **options,
             },
             user=user,
         )
@@ -108,12 +111,13 @@ class Harness:
         assert interaction.ack_latency is not None and interaction.ack_latency < 3.0
         return interaction
 
-    async def result(self, user: FakeUser) -> FakeMessage:
+    async def result(self, user: FakeUser, **options: object) -> FakeMessage:
         """Run /stylize and return its posted result."""
-        interaction = await self.stylize(user)
+        interaction = await self.stylize(user, **options)
         assert interaction.callbacks[0]["type"] == 5, interaction.callbacks[0]
         await self.fake.wait_for(lambda: bool(interaction.followups), RESULT_TIMEOUT)
         await self.idle()
+        self.last = interaction
         [result] = interaction.followups
         return result
 
@@ -285,9 +289,13 @@ async def test_a_role_with_a_higher_quota_gets_the_more_generous_limit(h: Harnes
     try:
         refused = await h.stylize(fake.requester)
         assert "<t:" in private(refused.callbacks[0])
-        result = await h.result(fake.artist)  # @everyone's limit is lower: theirs counts
-        # The artist role's size cap applies to them (the bot's own is 64 px).
+        # @everyone's limit is lower: theirs counts.
+        result = await h.result(fake.artist, size=64)
+        # The artist role's size cap applies to them (the bot's own is 64 px), and says so.
         assert "48×36 px" in result.content, result.content
+        assert h.last is not None and h.last.original is not None
+        shown = [edit.get("content") or "" for edit in h.last.original.edits]
+        assert any("allow pictures up to 48 px" in text for text in shown), shown
         show = await h.admin("show")
         assert f"<@&{fake.artist_role_id}>: {artist_base + 1} a day, up to 48 px" in show
         assert f"@everyone: {base} a day, up to 32 px" in show

@@ -540,8 +540,9 @@ async def test_accepted_jobs_count_against_the_days_quota(world: World) -> None:
     admission = world.service.admit(member)
     with world.service.place(OWNER, member=member, admission=admission):
         # While this one is prepared, another command of theirs can't take the same place.
-        with pytest.raises(DailyQuotaReached), world.service.place(
-            OWNER, member=member, admission=admission
+        with (
+            pytest.raises(DailyQuotaReached),
+            world.service.place(OWNER, member=member, admission=admission),
         ):
             pass
         await accept(world)
