@@ -7,7 +7,7 @@ TORCH ?= torch torchvision
 WEIGHTS ?= imagenet
 PY := $(VENV)/bin/python
 
-.PHONY: run test test-fast demo bench lint clean
+.PHONY: run test test-fast demo bench lint clean messages
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,17 @@ bench: $(VENV)/.installed  ## engine benchmark on this machine's best device
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 
 clean:
 	rm -rf $(VENV) out
+
+# The catalogues (README, "Languages"): the texts of bot/messages.py and the commands' strings
+# into bot/locales/messages.pot, then every language's .po brought in line with it.
+POT := bot/locales/messages.pot
+messages: $(VENV)/.installed  ## extract the texts to translate and update each language's catalogue
+	$(VENV)/bin/pybabel extract -F babel.cfg --add-location=file --sort-output --no-wrap \
+		--project=stylize-bot --copyright-holder="stylize-bot contributors" -o $(POT) .
+	$(PY) -m bot.translator $(POT)
+	$(VENV)/bin/pybabel update -i $(POT) -d bot/locales -D messages --no-wrap \
+		--no-fuzzy-matching --ignore-obsolete

@@ -12,7 +12,8 @@ borrow them:
   on Discord (status edits, results, routes and retries, Discord's limits);
 * ``intake`` and ``permissions``: downloads and checks before a job is accepted;
 * ``config``, ``journal`` and ``datadir``: settings, the durable job records, the data folder;
-* ``messages`` (every text a user reads) and ``errors`` (which text an error gets).
+* ``messages`` (every text a user reads), ``errors`` (which text an error gets), ``i18n`` (the
+  languages: catalogues in ``locales/``) and ``translator`` (the commands in every language).
 
 This package imports no torch: only the engine's worker processes do.
 """

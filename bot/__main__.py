@@ -22,6 +22,7 @@ from bot.client import EXIT_ENGINE_BROKEN, StartupError, StylizeBot
 from bot.config import BotSettings, ConfigError, load_settings
 from bot.datadir import DataDirError, prepare_data_dir
 from bot.journal import JournalError
+from bot.ops_server import OpsServerError
 from engine.errors import EngineError
 
 log = logging.getLogger("bot")
@@ -43,7 +44,7 @@ def main() -> None:
         _fail(str(error), code=2)
     try:
         code = asyncio.run(run(settings))
-    except JournalError as error:
+    except (JournalError, OpsServerError) as error:
         _fail(str(error), code=2)
     except discord.LoginFailure:
         _fail("DISCORD_TOKEN was refused by Discord: copy the bot's token again from the "

@@ -18,8 +18,9 @@ from typing import TYPE_CHECKING, Any, cast
 
 import discord
 
-from bot import errors, messages, permissions
+from bot import errors, i18n, messages, permissions
 from bot.errors import Refusal
+from bot.i18n import Lang
 from bot.jobs.followups import RULES
 from bot.jobs.runner import ShuttingDown
 from bot.reply import conversation_of
@@ -48,10 +49,12 @@ class CancelButton(
 ):
     """The Cancel button: its requester, or a moderator (Manage Messages), stops the job."""
 
-    def __init__(self, job_id: str) -> None:
+    def __init__(self, job_id: str, lang: Lang | None = None) -> None:
+        """``lang``: the language of the label (a click needs none: its item is rebuilt from
+        the ``custom_id`` only to route it)."""
         super().__init__(
             discord.ui.Button(
-                label=messages.CANCEL_LABEL,
+                label=messages.cancel_label(lang or i18n.english()),
                 style=discord.ButtonStyle.danger,
                 custom_id=f"{CANCEL_PREFIX}{job_id}",
             )
@@ -71,12 +74,13 @@ class CancelButton(
     async def callback(self, interaction: discord.Interaction) -> None:
         jobs = _bot(interaction).jobs
         owner = jobs.owner(self.job_id)
+        lang = i18n.lang(interaction.locale)
         if owner is None:
-            await interaction.response.send_message(messages.stale_button(), ephemeral=True)
+            await interaction.response.send_message(messages.stale_button(lang), ephemeral=True)
             return
         is_moderator = interaction.permissions.manage_messages
         if interaction.user.id != owner and not is_moderator:
-            await interaction.response.send_message(messages.not_yours(), ephemeral=True)
+            await interaction.response.send_message(messages.not_yours(lang), ephemeral=True)
             return
         # Cancel first: an acknowledgement that fails (a slow or lost callback) must not
         # leave the job running.
@@ -86,9 +90,9 @@ class CancelButton(
         await interaction.response.defer()
 
 
-def cancel_view(job_id: str) -> discord.ui.View:
+def cancel_view(job_id: str, lang: Lang) -> discord.ui.View:
     view = discord.ui.View(timeout=None)
-    view.add_item(CancelButton(job_id))
+    view.add_item(CancelButton(job_id, lang))
     return view
 
 
@@ -99,11 +103,13 @@ class FollowUpButton(
     """One follow-up button: a click queues the derived job for whoever clicked, under their
     own limit."""
 
-    def __init__(self, kind: str, job_id: str, *, disabled: bool = False) -> None:
+    def __init__(
+        self, kind: str, job_id: str, *, disabled: bool = False, lang: Lang | None = None
+    ) -> None:
         rule = RULES[kind]
         super().__init__(
             discord.ui.Button(
-                label=rule.label,
+                label=rule.label(lang or i18n.english()),
                 emoji=rule.emoji,
                 style=discord.ButtonStyle.secondary,
                 custom_id=f"{FOLLOW_UP_PREFIX}{kind}:{job_id}",
@@ -142,7 +148,9 @@ class FollowUpButton(
         # The server's policy, for the clicker: before anything else, and privately.
         member = permissions.member_of(interaction)
         admission = jobs.admit(member)
-        expired = messages.follow_up_expired(bot.settings.stylize_keep_days)
+        expired = messages.follow_up_expired(
+            i18n.lang(interaction.locale), bot.settings.stylize_keep_days
+        )
         parent = await jobs.parent(self.job_id)
         if parent is None:
             await interaction.response.send_message(expired, ephemeral=True)
@@ -165,10 +173,10 @@ class DeleteButton(
     """Delete: its requester, or a moderator (Manage Messages), removes the result message
     and the pictures the bot keeps for the job."""
 
-    def __init__(self, job_id: str) -> None:
+    def __init__(self, job_id: str, lang: Lang | None = None) -> None:
         super().__init__(
             discord.ui.Button(
-                label=messages.DELETE_LABEL,
+                label=messages.delete_label(lang or i18n.english()),
                 emoji=messages.DELETE_EMOJI,
                 style=discord.ButtonStyle.secondary,
                 custom_id=f"{DELETE_PREFIX}{job_id}",
@@ -198,14 +206,16 @@ class DeleteButton(
         # A job the journal no longer holds (expired, forgotten) is a moderator's to remove.
         owner = record.conversation.user_id if record is not None else None
         if interaction.user.id != owner and not interaction.permissions.manage_messages:
-            raise Refusal(messages.not_yours_to_delete())
+            raise Refusal(messages.later(messages.not_yours_to_delete))
         # The pictures first: a message that is already gone must not keep them.
         await jobs.delete_result(self.job_id)
         await interaction.response.defer()
         # After a component's deferral, the "original response" is the message it is on.
         with contextlib.suppress(discord.NotFound):  # someone deleted it meanwhile
             await interaction.delete_original_response()
-        await interaction.followup.send(messages.result_deleted_now(), ephemeral=True)
+        await interaction.followup.send(
+            messages.result_deleted_now(i18n.lang(interaction.locale)), ephemeral=True
+        )
         log.info("job %s: result deleted by user %s", self.job_id, interaction.user.id)
 
 
@@ -215,10 +225,10 @@ class ForgetButton(
 ):
     """The confirmation of ``/stylize-data forget``: only the member it names may press it."""
 
-    def __init__(self, user_id: int) -> None:
+    def __init__(self, user_id: int, lang: Lang | None = None) -> None:
         super().__init__(
             discord.ui.Button(
-                label=messages.FORGET_CONFIRM_LABEL,
+                label=messages.forget_confirm_label(lang or i18n.english()),
                 style=discord.ButtonStyle.danger,
                 custom_id=f"{FORGET_PREFIX}{user_id}",
             )
@@ -243,30 +253,36 @@ class ForgetButton(
 
     async def _forget(self, interaction: discord.Interaction) -> None:
         if interaction.user.id != self.user_id:
-            raise Refusal(messages.forget_not_yours())
+            raise Refusal(messages.later(messages.forget_not_yours))
         # An update of the confirmation itself: the button goes, the answer takes its place.
         await interaction.response.defer()
         jobs = _bot(interaction).jobs
         forgotten = await jobs.forget(self.user_id, None, by_member=True)
         text = messages.forgotten(
-            forgotten.jobs, forgotten.files, forgotten.bytes, forgotten.styles, who=None
+            i18n.lang(interaction.locale),
+            forgotten.jobs,
+            forgotten.files,
+            forgotten.bytes,
+            forgotten.styles,
+            who=None,
         )
         await interaction.edit_original_response(content=text, view=None)
 
 
-def forget_view(user_id: int) -> discord.ui.View:
+def forget_view(user_id: int, lang: Lang) -> discord.ui.View:
     view = discord.ui.View(timeout=None)
-    view.add_item(ForgetButton(user_id))
+    view.add_item(ForgetButton(user_id, lang))
     return view
 
 
-def result_view(job_id: str, strength: float) -> discord.ui.View:
+def result_view(job_id: str, strength: float, lang: Lang) -> discord.ui.View:
     """The buttons under a result: one row, one per follow-up kind (Discord allows five to a
-    row), those that would change nothing disabled, then Delete."""
+    row), those that would change nothing disabled, then Delete; labelled in ``lang``."""
     view = discord.ui.View(timeout=None)
     for kind, rule in RULES.items():
-        view.add_item(FollowUpButton(kind, job_id, disabled=not rule.applies(strength)))
-    view.add_item(DeleteButton(job_id))
+        disabled = not rule.applies(strength)
+        view.add_item(FollowUpButton(kind, job_id, disabled=disabled, lang=lang))
+    view.add_item(DeleteButton(job_id, lang))
     return view
 
 

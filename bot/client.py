@@ -24,7 +24,10 @@ from bot import errors, intake
 from bot.config import DEFAULT_GATEWAY_URL, BotSettings
 from bot.jobs.service import JobPolicy, JobService
 from bot.journal import Journal
+from bot.metrics import BotMetrics
+from bot.ops_server import OpsServer
 from bot.reporter import DiscordFrontend
+from bot.translator import CatalogueTranslator
 from engine.backend import Backend
 from engine.backends import BackendOptions, create_backend
 
@@ -103,12 +106,14 @@ class StylizeBot(commands.Bot):
     ) -> None:
         intents = discord.Intents.none()
         intents.guilds = True  # channels and our own permissions arrive with GUILD_CREATE
+        self.metrics = BotMetrics()
         super().__init__(
             command_prefix=commands.when_mentioned,  # slash commands only; no message intent
             intents=intents,
             help_command=None,
             allowed_mentions=discord.AllowedMentions.none(),
             max_messages=None,
+            http_trace=self.metrics.discord_http_trace(),
         )
         self.settings = settings
         self._backend_factory = backend_factory
@@ -119,6 +124,8 @@ class StylizeBot(commands.Bot):
         self._intake_gate: intake.Gate | None = None
         self._frontend: DiscordFrontend | None = None
         self._jobs: JobService | None = None
+        self.ops_server: OpsServer | None = None
+        """Serving /metrics, /healthz and /readyz, when STYLIZE_METRICS_PORT is set."""
         self.exit_code = 0
         """Non-zero when the bot stopped because it cannot go on (``request_exit``)."""
         self._custom_gateway = settings.discord_gateway_url != DEFAULT_GATEWAY_URL
@@ -163,7 +170,15 @@ class StylizeBot(commands.Bot):
     async def setup_hook(self) -> None:
         config = self.settings
         self._http_session = aiohttp.ClientSession(headers={"User-Agent": "stylize-bot"})
-        self.tree.error(errors.on_app_command_error)
+        self.tree.error(self._command_failed)
+        if config.stylize_metrics_port is not None:
+            # First, so that a port in use stops us at once, and /healthz answers while the
+            # engine loads (/readyz says what is missing).
+            ops_server = OpsServer(self.metrics.exposition, self.not_ready)
+            await ops_server.start(config.stylize_metrics_host, config.stylize_metrics_port)
+            self.ops_server = ops_server
+        # Before any sync: the commands go to Discord with their names in every language.
+        await self.tree.set_translator(CatalogueTranslator())
         # The journal first: one that cannot be opened stops us before the engine starts.
         journal = self._journal = await Journal.open(config.stylize_data_dir)
         backend = self._backend = self._backend_factory(config)
@@ -177,7 +192,9 @@ class StylizeBot(commands.Bot):
             frontend,
             job_policy(config),
             on_engine_broken=lambda: self.request_exit(EXIT_ENGINE_BROKEN),
+            observer=self.metrics,
         )
+        self.metrics.follow(self._jobs, backend)
         for extension in EXTENSIONS:
             try:
                 await self.load_extension(extension)
@@ -230,6 +247,33 @@ class StylizeBot(commands.Bot):
     async def on_ready(self) -> None:
         assert self.user is not None
         log.info("ready as %s (id %s) in %d guild(s)", self.user, self.user.id, len(self.guilds))
+
+    def not_ready(self) -> str | None:
+        """Why the bot can't take jobs now (``/readyz``), or None when it can."""
+        if self.shutting_down:
+            return "shutting down"
+        if not self.is_ready() or self.is_closed() or self.ws is None or not self.ws.open:
+            return "not connected to Discord"
+        if self._backend is None or self._backend.capacity <= 0:
+            return "the engine has no worker up (capacity 0)"
+        return None
+
+    # Commands: counted, then errors worded (bot.errors)
+
+    async def on_app_command_completion(
+        self,
+        interaction: discord.Interaction,
+        command: discord.app_commands.Command[Any, ..., Any] | discord.app_commands.ContextMenu,
+    ) -> None:
+        self.metrics.command_ran(command.qualified_name, "ok")
+
+    async def _command_failed(
+        self, interaction: discord.Interaction, error: discord.app_commands.AppCommandError
+    ) -> None:
+        command = interaction.command
+        name = command.qualified_name if command is not None else "unknown"
+        self.metrics.command_ran(name, "refused" if errors.is_expected(error) else "error")
+        await errors.on_app_command_error(interaction, error)
 
     def dispatch(self, event_name: str, /, *args: Any, **kwargs: Any) -> None:
         # READY has just stored Discord's resume_gateway_url in ws.gateway, and a resume
@@ -285,6 +329,8 @@ class StylizeBot(commands.Bot):
             if self._http_session is not None:
                 await self._http_session.close()
             await super().close()
+            if self.ops_server is not None:  # last: /healthz answers while we stop
+                await self.ops_server.close()
             if self._previous_endpoints is not None:
                 Route.BASE, DiscordWebSocket.DEFAULT_GATEWAY = self._previous_endpoints
                 self._previous_endpoints = None

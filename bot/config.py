@@ -75,6 +75,10 @@ class BotSettings(BaseSettings):
     stylize_gallery_max_mb: float = Field(default=50.0, gt=0, le=10_000)
     stylize_backend: Literal["local", "ray"] = "local"
     stylize_ray_address: str | None = None
+    # /metrics, /healthz and /readyz (bot/ops_server.py); unset: nothing listens. 0 takes any
+    # free port (it is logged).
+    stylize_metrics_port: int | None = Field(default=None, ge=0, le=65535)
+    stylize_metrics_host: str = Field(default="127.0.0.1", min_length=1)
 
     @field_validator("discord_token")
     @classmethod

@@ -20,10 +20,11 @@ from collections.abc import Callable
 import discord
 
 from bot import messages, uploads
+from bot.i18n import Lang, Words
 from bot.jobs import followups
 from bot.jobs.outbox import Retry, Undeliverable
 from bot.journal import JobRecord, Journal, OutboxItem
-from bot.reply import SEND_ERRORS, Reply, describe, token_dead, too_large, transient
+from bot.reply import SEND_ERRORS, Reply, ViewFactory, describe, token_dead, too_large, transient
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +48,7 @@ class Delivery:
         journal: Journal,
         make_reply: Callable[[JobRecord], Reply],
         *,
-        result_view: Callable[[JobRecord], discord.ui.View | None] = lambda record: None,
+        result_view: Callable[[JobRecord], ViewFactory | None] = lambda record: None,
     ) -> None:
         """``result_view``: the buttons the result is posted with (the follow-ups)."""
         self._journal = journal
@@ -67,7 +68,7 @@ class Delivery:
         reply = self._make_reply(record)
         if item.kind == "result":
             return await self._result(record, reply, item)
-        await self.notice(reply, item.text, tell=item.kind == "notice")
+        await self.notice(reply, messages.Text.loads(item.text), tell=item.kind == "notice")
         return None
 
     async def _result(self, record: JobRecord, reply: Reply, item: OutboxItem) -> int | None:
@@ -97,10 +98,7 @@ class Delivery:
             info = messages.ResultInfo.from_dict(
                 record.result_stats, fitted.format, len(fitted.data), refit=fitted.reencoded
             )
-            content = messages.result(reply.mention, info, upload_limit=limit)
-            if record.derivation is not None:
-                headline = followups.headline(record.derivation, info.strength)
-                content = messages.clip(f"{headline}\n{content}")
+            content = _result_words(record, reply.mention, info, limit)
             name = messages.result_filename(fitted.format, record.id, spoiler=record.spoiler)
             try:
                 message = await post(
@@ -114,19 +112,20 @@ class Delivery:
                 continue
             await self._done_status(reply, record, message.jump_url)
             return message.id
-        await self.notice(reply, messages.result_lost(reply.mention), tell=True)
+        await self.notice(reply, messages.later(messages.result_lost, reply.mention), tell=True)
         raise Undeliverable("the result is larger than Discord accepts, even re-encoded")
 
     async def _done_status(self, reply: Reply, record: JobRecord, url: str | None) -> None:
         seconds = float((record.result_stats or {}).get("seconds", 0.0))
         try:
             await reply.edit_status(
-                messages.done_status(seconds, url), view=None, clear_preview=True, create=False
-            )
+                messages.later(messages.done_status, seconds, url),
+                view=None, clear_preview=True, create=False,
+            )  # fmt: skip
         except SEND_ERRORS as error:
             log.info("job %s: 'done' status edit failed (%s)", record.id, describe(error))
 
-    async def notice(self, reply: Reply, text: str, *, tell: bool) -> None:
+    async def notice(self, reply: Reply, text: Words, *, tell: bool) -> None:
         """Show a final state on the status message; if it is gone and ``tell``, post it."""
         try:
             shown = await reply.edit_status(text, view=None, clear_preview=True, create=False)
@@ -135,15 +134,28 @@ class Delivery:
                 raise
             shown = False
         if not shown and tell:
-            await post(reply, f"{reply.mention} {text}", None, None)
+            await post(reply, lambda lang: f"{reply.mention} {text(lang)}", None, None)
+
+
+def _result_words(record: JobRecord, mention: str, info: messages.ResultInfo, limit: int) -> Words:
+    """The result's text (under a follow-up's headline), in the language of its route."""
+
+    def words(lang: Lang) -> str:
+        content = messages.result(lang, mention, info, upload_limit=limit)
+        if record.derivation is None:
+            return content
+        headline = followups.headline(record.derivation, info.strength)(lang)
+        return messages.clip(f"{headline}\n{content}")
+
+    return words
 
 
 async def post(
     reply: Reply,
-    content: str,
+    content: Words,
     attachment: tuple[str, bytes] | None,
     job_id: str | None,
-    view: discord.ui.View | None = None,
+    view: ViewFactory | None = None,
 ) -> discord.Message:
     """Post by the best route left; raises a transient error to be retried, a too-large
     refusal for the caller to shrink, or ``Undeliverable`` when every route refused."""
@@ -177,7 +189,7 @@ async def post(
         log.warning("job %s: cannot DM user %s (%s)", job_id, reply.user_id, describe(error))
     if reply.token_usable:
         try:
-            await reply.send_interaction(messages.cannot_post(), ephemeral=True)
+            await reply.send_interaction(messages.cannot_post, ephemeral=True)
         except discord.HTTPException as error:
             log.warning("job %s: the ephemeral notice failed too (%s)", job_id, describe(error))
     raise Undeliverable("the channel, a DM and the interaction all refused")

@@ -12,7 +12,8 @@ import logging
 import discord
 from discord import Forbidden, app_commands
 
-from bot import messages
+from bot import i18n, messages
+from bot.i18n import Lang, Words
 from bot.jobs.policy import ChannelNotAllowed, DailyQuotaReached, MemberBlocked, PolicyRefusal
 from bot.jobs.queue import QueueFull, UserLimitReached
 from bot.jobs.runner import ShuttingDown
@@ -24,45 +25,54 @@ log = logging.getLogger(__name__)
 
 
 class Refusal(Exception):
-    """A request turned down for a reason the user can fix; ``str()`` (words from
-    ``bot.messages``) is shown as it is."""
+    """A request turned down for a reason the user can fix. ``words`` (a text of
+    ``bot.messages``, usually ``messages.later(...)``) are written in the language of whoever
+    reads them; ``str()`` is the English, for the logs."""
+
+    def __init__(self, words: Words) -> None:
+        super().__init__(words(i18n.english()))
+        self.words = words
 
 
-def user_message(error: BaseException) -> str:
-    """The text for any error raised while handling an interaction."""
+def user_message(lang: Lang, error: BaseException) -> str:
+    """The text for any error raised while handling an interaction, in ``lang``."""
     if isinstance(error, app_commands.CommandInvokeError):
         error = error.original
-    if isinstance(error, (Refusal, ImageError, SettingsError)):
-        return str(error)
+    if isinstance(error, Refusal):
+        return error.words(lang)
+    if isinstance(error, ImageError):
+        return messages.engine_words(lang, str(error), error.reason, dict(error.details))
+    if isinstance(error, SettingsError):
+        return messages.engine_words(lang, str(error))
     if isinstance(error, ShuttingDown):
-        return messages.shutting_down()
+        return messages.shutting_down(lang)
     if isinstance(error, MemberBlocked):
-        return messages.member_blocked()
+        return messages.member_blocked(lang)
     if isinstance(error, ChannelNotAllowed):
-        return messages.channel_not_allowed(list(error.channels))
+        return messages.channel_not_allowed(lang, list(error.channels))
     if isinstance(error, DailyQuotaReached):
-        return messages.daily_quota_reached(error.limit, error.resets_at)
+        return messages.daily_quota_reached(lang, error.limit, error.resets_at)
     if isinstance(error, ResultDeleted):
-        return messages.result_was_deleted()
+        return messages.result_was_deleted(lang)
     if isinstance(error, UserLimitReached):
-        return messages.user_limit_reached(error.active, error.limit)
+        return messages.user_limit_reached(lang, error.active, error.limit)
     if isinstance(error, QueueFull):
-        return messages.queue_full(error.waiting)
+        return messages.queue_full(lang, error.waiting)
     if isinstance(error, BackendError):
-        return messages.engine_unavailable()
+        return messages.engine_unavailable(lang)
     if isinstance(error, app_commands.CommandOnCooldown):
-        return messages.slow_down(error.retry_after)
+        return messages.slow_down(lang, error.retry_after)
     if isinstance(error, app_commands.NoPrivateMessage):
-        return messages.servers_only()
+        return messages.servers_only(lang)
     if isinstance(error, app_commands.BotMissingPermissions):
-        return messages.bot_missing_permissions(error.missing_permissions)
+        return messages.bot_missing_permissions(lang, error.missing_permissions)
     if isinstance(error, app_commands.MissingPermissions):
-        return messages.member_missing_permissions(error.missing_permissions)
+        return messages.member_missing_permissions(lang, error.missing_permissions)
     if isinstance(error, app_commands.TransformerError):
-        return messages.bad_option()
+        return messages.bad_option(lang)
     if isinstance(error, Forbidden):
-        return messages.may_not_post()
-    return messages.GENERIC
+        return messages.may_not_post(lang)
+    return messages.generic(lang)
 
 
 def is_expected(error: BaseException) -> bool:
@@ -85,7 +95,8 @@ async def on_app_command_error(
     else:
         log.error("/%s failed for user %s", name, interaction.user.id, exc_info=original)
     # Clipped: a refusal that repeats what the member typed must still fit in a message.
-    text = messages.refused(user_message(error))
+    lang = i18n.lang(interaction.locale)
+    text = messages.refused(lang, user_message(lang, error))
     try:
         if interaction.response.is_done():
             await interaction.edit_original_response(content=text, view=None, attachments=[])
@@ -96,6 +107,9 @@ async def on_app_command_error(
         log.info("cannot answer in the interaction (%s); using the channel", http_error.code)
     channel = interaction.channel
     if isinstance(channel, discord.abc.Messageable):
+        # Posted in the channel, for the whole server: in the server's language.
+        lang = i18n.lang(interaction.guild_locale or interaction.locale)
+        text = messages.refused(lang, user_message(lang, error))
         try:
             await channel.send(
                 messages.clip(f"{interaction.user.mention} {text}"),
@@ -111,7 +125,8 @@ async def on_click_error(interaction: discord.Interaction, error: Exception, *, 
         log.info("%s refused for user %s: %s", what, interaction.user.id, error)
     else:
         log.error("%s failed for user %s", what, interaction.user.id, exc_info=error)
-    text = messages.refused(user_message(error))
+    lang = i18n.lang(interaction.locale)
+    text = messages.refused(lang, user_message(lang, error))
     try:
         if interaction.response.is_done():
             await interaction.edit_original_response(content=text, view=None, attachments=[])

@@ -36,9 +36,9 @@ def clean_name(name: str) -> str:
     over-long names."""
     cleaned = " ".join(name.split())
     if not cleaned:
-        raise errors.Refusal(messages.gallery_bad_name(MAX_NAME))
+        raise errors.Refusal(messages.later(messages.gallery_bad_name, MAX_NAME))
     if len(cleaned) > MAX_NAME:
-        raise errors.Refusal(messages.gallery_bad_name(MAX_NAME))
+        raise errors.Refusal(messages.later(messages.gallery_bad_name, MAX_NAME))
     return cleaned
 
 
@@ -71,11 +71,11 @@ async def add(
         max_bytes=limits.max_bytes,
     )
     if outcome is StyleAdded.NAME_TAKEN:
-        raise errors.Refusal(messages.gallery_name_taken(cleaned))
+        raise errors.Refusal(messages.later(messages.gallery_name_taken, cleaned))
     if outcome is StyleAdded.TOO_MANY:
-        raise errors.Refusal(messages.gallery_full(limits.max_styles))
+        raise errors.Refusal(messages.later(messages.gallery_full, limits.max_styles))
     if outcome is StyleAdded.TOO_LARGE:
-        raise errors.Refusal(messages.gallery_too_large(limits.max_bytes))
+        raise errors.Refusal(messages.later(messages.gallery_too_large, limits.max_bytes))
     return cleaned
 
 
@@ -83,7 +83,7 @@ async def image_for(journal: Journal, guild_id: int, name: str) -> bytes:
     """The saved style's image, or a ``Refusal`` naming the missing style."""
     data = await journal.style_image(guild_id, name)
     if data is None:
-        raise errors.Refusal(messages.gallery_no_such_style(name))
+        raise errors.Refusal(messages.later(messages.gallery_no_such_style, name))
     return data
 
 

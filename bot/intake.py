@@ -41,7 +41,8 @@ class AttachmentRef:
     """What the bot knows of one attachment before downloading it."""
 
     label: str
-    """How messages name it: ``"photo (content)"``, ``"style image"``."""
+    """Which picture it is: ``"content"``, ``"style"`` (or ``"saved_style"`` for a kept one);
+    ``bot.messages.input_label`` names it in the reader's language."""
     url: str
     size: int
     content_type: str | None = None
@@ -103,12 +104,12 @@ class TooLarge(Exception):
 def check_declared(upload: AttachmentRef, max_bytes: int) -> None:
     """Refuse by what Discord declares, before spending bandwidth."""
     if upload.size > max_bytes:
-        raise Refusal(messages.file_too_large(upload.label, upload.size, max_bytes))
+        raise Refusal(messages.later(messages.file_too_large, upload.label, upload.size, max_bytes))
     content_type = (upload.content_type or "").split(";")[0].strip().lower()
     # No content type is not a refusal (Discord leaves it out for odd extensions): the
     # decoder decides. A declared non-image one is.
     if content_type and not content_type.startswith("image/"):
-        raise Refusal(messages.not_an_image(upload.label))
+        raise Refusal(messages.later(messages.not_an_image, upload.label))
 
 
 async def download(session: aiohttp.ClientSession, url: str, max_bytes: int) -> bytes:
@@ -131,11 +132,13 @@ async def fetch(session: aiohttp.ClientSession, upload: AttachmentRef, max_bytes
     try:
         data = await download(session, upload.url, max_bytes)
     except TooLarge as error:
-        raise Refusal(messages.file_too_large(upload.label, error.size, max_bytes)) from None
+        raise Refusal(
+            messages.later(messages.file_too_large, upload.label, error.size, max_bytes)
+        ) from None
     except (aiohttp.ClientError, asyncio.TimeoutError):
-        raise Refusal(messages.download_failed(upload.label)) from None
+        raise Refusal(messages.later(messages.download_failed, upload.label)) from None
     if not data:
-        raise Refusal(messages.bad_image(upload.label, messages.empty_file()))
+        raise Refusal(messages.later(messages.empty_file, upload.label))
     return data
 
 
@@ -148,9 +151,12 @@ async def inspect(label: str, data: bytes, max_pixels: int, gate: Gate | None = 
         else:
             width, height = await asyncio.to_thread(_decoded_size, data, max_pixels)
     except engine.ImageError as error:
-        raise Refusal(messages.bad_image(label, str(error))) from None
+        refused = messages.later(
+            messages.bad_image, label, str(error), error.reason, dict(error.details)
+        )
+        raise Refusal(refused) from None
     if max(width, height) > MAX_ASPECT_RATIO * min(width, height):
-        raise Refusal(messages.too_thin(label, width, height, MAX_ASPECT_RATIO))
+        raise Refusal(messages.later(messages.too_thin, label, width, height, MAX_ASPECT_RATIO))
     return Picture(label, data, width, height)
 
 

@@ -132,7 +132,17 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (guild_id, name_key)
     );
     """,
-    # 4: each server's policy (where the bot works, per-role daily quotas and size caps,
+    # 4: the languages a job speaks: its member's (replies to them) and its server's (posts in
+    # the channel once the interaction expired). The outbox keeps a text as its message and
+    # arguments (bot.messages.Text, JSON), written out in the language of the route it takes;
+    # a text kept before is wrapped as already written.
+    """
+    ALTER TABLE jobs ADD COLUMN locale TEXT NOT NULL DEFAULT 'en-US';
+    ALTER TABLE jobs ADD COLUMN guild_locale TEXT;
+    UPDATE outbox SET text = json_object('text', 'verbatim', 'args', json_object('text', text))
+        WHERE text != '';
+    """,
+    # 5: each server's policy (where the bot works, per-role daily quotas and size caps,
     # blocked members, spoilers), the jobs each member started per UTC day (the quota's count,
     # kept across restarts), and per job: whether its result is a spoiler, and whether it was
     # deleted (its files gone, its row kept so that a later follow-up click can say so).
@@ -196,6 +206,10 @@ class Conversation:
     token_expires_at: float
     """Wall-clock time (``time.time()``) after which the token is no longer used."""
     upload_limit: int
+    locale: str = "en-US"
+    """The member's language (Discord's code): replies to them use it."""
+    guild_locale: str | None = None
+    """The server's language: posts in its channel after the interaction expired use it."""
 
     def __repr__(self) -> str:
         # The token is a credential for 15 minutes: keep it out of every log line.
@@ -344,6 +358,7 @@ class OutboxItem:
     job_id: str
     kind: OutboxKind
     text: str
+    """A notice's text as ``bot.messages.Text.dumps()`` writes it (empty for a result)."""
     attempts: int
     """Delivery attempts begun; above 0, an earlier attempt may have posted already."""
     next_at: float
@@ -778,8 +793,8 @@ class Journal:
                 """INSERT INTO jobs (id, user_id, guild_id, channel_id, application_id,
                    interaction_id, interaction_token, token_expires_at, upload_limit, settings,
                    seed, style_count, state, created_at, updated_at, parent_id, derivation,
-                   spoiler)
-                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?)""",
+                   locale, guild_locale, spoiler)
+                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?)""",
                 (
                     job.id, c.user_id, c.guild_id, c.channel_id, c.application_id,
                     c.interaction_id, c.interaction_token, c.token_expires_at, c.upload_limit,
@@ -787,7 +802,7 @@ class Journal:
                     None if d is None else d.parent_id,
                     None if d is None else json.dumps({"kind": d.kind,
                                                        "parent_seed": d.parent_seed}),
-                    int(job.spoiler),
+                    c.locale, c.guild_locale, int(job.spoiler),
                 ),
             )  # fmt: skip
 
@@ -1212,6 +1227,8 @@ def _record(cursor: sqlite3.Cursor, row: Sequence[Any]) -> JobRecord:
         interaction_token=r["interaction_token"],
         token_expires_at=r["token_expires_at"],
         upload_limit=r["upload_limit"],
+        locale=r["locale"],
+        guild_locale=r["guild_locale"],
     )
     return JobRecord(
         seq=r["seq"],

@@ -13,15 +13,13 @@ from bot import messages
 from bot.errors import Refusal
 from bot.jobs.policy import MemberContext
 
-NEEDED: tuple[tuple[str, str], ...] = (
-    ("send_messages", "Send Messages"),
-    ("attach_files", "Attach Files"),
-)
-"""(flag, name in Discord's settings). The result and the previews are attachments; the bot
-sends no embeds, so Embed Links is not asked for. Past the interaction token's 15 minutes,
-everything goes through the channel with the bot's own permissions."""
+NEEDED: tuple[str, ...] = ("send_messages", "attach_files")
+"""Permission flags (``bot.messages.permission_name`` names them as Discord's settings do).
+The result and the previews are attachments; the bot sends no embeds, so Embed Links is not
+asked for. Past the interaction token's 15 minutes, everything goes through the channel with
+the bot's own permissions."""
 
-IN_THREADS = ("send_messages_in_threads", "Send Messages in Threads")
+IN_THREADS = "send_messages_in_threads"
 """In a thread, Discord checks this one instead of Send Messages."""
 
 THREAD_TYPES = frozenset(
@@ -34,10 +32,9 @@ THREAD_TYPES = frozenset(
 
 
 def missing(permissions: discord.Permissions, *, in_thread: bool) -> list[str]:
-    """The names (as Discord's settings show them) of the permissions the bot lacks."""
-    needed = [IN_THREADS if in_thread and flag == "send_messages" else (flag, name)
-              for flag, name in NEEDED]  # fmt: skip
-    return [name for flag, name in needed if not getattr(permissions, flag)]
+    """The flags of the permissions the bot lacks."""
+    needed = [IN_THREADS if in_thread and flag == "send_messages" else flag for flag in NEEDED]
+    return [flag for flag in needed if not getattr(permissions, flag)]
 
 
 def in_thread(channel: object) -> bool:
@@ -49,7 +46,7 @@ def require(interaction: discord.Interaction) -> None:
     else, and in the interaction's answer, which needs no channel permission."""
     lacking = missing(interaction.app_permissions, in_thread=in_thread(interaction.channel))
     if lacking:
-        raise Refusal(messages.missing_permissions(lacking))
+        raise Refusal(messages.later(messages.missing_permissions, lacking))
 
 
 def member_of(interaction: discord.Interaction) -> MemberContext:

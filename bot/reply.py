@@ -7,6 +7,10 @@ message is edited and results are posted through the interaction's webhook. Afte
 soon as Discord says the token is dead (401 / 50027), the same things go through the channel
 with the bot token. A status message deleted by someone (10008) is not recreated, and once
 Discord refuses an edit for good (403, 404) the status message is left alone.
+
+Texts arrive unwritten (``bot.i18n.Words``) and are written out once the route is chosen: in
+the member's language through the interaction and in a DM, in the server's language through
+the channel with the bot token (everyone there reads it, and the member's interaction is over).
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ import aiohttp
 import discord
 from discord.utils import MISSING
 
+from bot import i18n
+from bot.i18n import Lang, Words
 from bot.journal import Conversation, StatusMessage
 from bot.messages import SPOILER_PREFIX
 
@@ -88,6 +94,10 @@ def transient(error: BaseException) -> bool:
     return isinstance(error, SEND_ERRORS)
 
 
+ViewFactory = Callable[[Lang], discord.ui.View]
+"""A message's buttons, whose labels are in the language of the route it takes."""
+
+
 class Reply:
     """The status message and the posts for one job."""
 
@@ -118,7 +128,11 @@ class Reply:
         self._message_id = status_message.id if status_message else None
         self._message_via_channel = status_message.in_channel if status_message else False
         self._status_gone = False
-        self._view: discord.ui.View | None = None
+        self._view: ViewFactory | None = None
+        self.member_lang = i18n.lang(conversation.locale)
+        """For replies to the member: through the interaction, or in a DM."""
+        self.channel_lang = i18n.lang(conversation.guild_locale or conversation.locale)
+        """For posts in the channel with the bot token, which the whole server reads."""
 
     # Where to send
 
@@ -160,9 +174,9 @@ class Reply:
 
     async def edit_status(
         self,
-        content: str,
+        content: Words,
         *,
-        view: discord.ui.View | None = MISSING,
+        view: ViewFactory | None = MISSING,
         preview: bytes | None = None,
         clear_preview: bool = False,
         create: bool = True,
@@ -177,18 +191,28 @@ class Reply:
             return False
         if view is not MISSING:
             self._view = view
-        kwargs: dict[str, Any] = {"content": content, "view": view}
-        if preview is not None:
-            kwargs["attachments"] = [discord.File(io.BytesIO(preview), "preview.jpg")]
-        elif clear_preview:
-            kwargs["attachments"] = []
+
+        def edit(lang: Lang) -> dict[str, Any]:
+            # Made for each route: its language, and a fresh file (one request consumes it).
+            kwargs: dict[str, Any] = {"content": content(lang)}
+            kwargs["view"] = view(lang) if view else view
+            if preview is not None:
+                kwargs["attachments"] = [discord.File(io.BytesIO(preview), "preview.jpg")]
+            elif clear_preview:
+                kwargs["attachments"] = []
+            return kwargs
+
         if self.token_usable and not self._message_via_channel:
             message: discord.Message | None
             try:
                 if self._message_id is not None:
-                    message = await self.webhook.edit_message(self._message_id, **kwargs)
+                    message = await self.webhook.edit_message(
+                        self._message_id, **edit(self.member_lang)
+                    )
                 elif self._interaction is not None:
-                    message = await self._interaction.edit_original_response(**kwargs)
+                    message = await self._interaction.edit_original_response(
+                        **edit(self.member_lang)
+                    )
                 else:
                     message = None
             except discord.HTTPException as error:
@@ -202,7 +226,7 @@ class Reply:
                 if message is not None:
                     self._remember(message.id, via_channel=False)
                     return True
-        return await self._edit_with_bot_token(kwargs, create=create)
+        return await self._edit_with_bot_token(edit(self.channel_lang), create=create)
 
     async def _edit_with_bot_token(self, kwargs: dict[str, Any], *, create: bool) -> bool:
         if self._message_id is not None:
@@ -223,7 +247,7 @@ class Reply:
         try:
             message = await self.channel.send(
                 kwargs["content"],
-                view=self._view or MISSING,
+                view=self._view(self.channel_lang) if self._view else MISSING,
                 allowed_mentions=discord.AllowedMentions.none(),
             )
         except discord.HTTPException as error:
@@ -239,20 +263,22 @@ class Reply:
 
     async def send_interaction(
         self,
-        content: str,
+        content: Words,
         file: discord.File | None = None,
         *,
         ephemeral: bool = False,
-        view: discord.ui.View | None = None,
+        view: ViewFactory | None = None,
     ) -> discord.Message:
-        """A follow-up through the interaction's webhook; raises what Discord refused."""
+        """A follow-up through the interaction's webhook, in the member's language; raises
+        what Discord refused."""
+        lang = self.member_lang
         try:
             return await self.webhook.send(
-                content,
+                content(lang),
                 file=file or MISSING,
                 allowed_mentions=self.mentions,
                 ephemeral=ephemeral,
-                view=view or MISSING,
+                view=view(lang) if view else MISSING,
                 wait=True,
             )
         except discord.HTTPException as error:
@@ -261,18 +287,24 @@ class Reply:
 
     async def send_channel(
         self,
-        content: str,
+        content: Words,
         file: discord.File | None = None,
         *,
-        view: discord.ui.View | None = None,
+        view: ViewFactory | None = None,
     ) -> discord.Message:
+        """A post in the channel with the bot token, in the server's language."""
+        lang = self.channel_lang
         return await self.channel.send(
-            content, file=file or MISSING, allowed_mentions=self.mentions, view=view or MISSING
+            content(lang),
+            file=file or MISSING,
+            allowed_mentions=self.mentions,
+            view=view(lang) if view else MISSING,
         )
 
-    async def send_dm(self, content: str, file: discord.File | None = None) -> discord.Message:
+    async def send_dm(self, content: Words, file: discord.File | None = None) -> discord.Message:
+        """A direct message, in the member's language."""
         dm = await self._client.create_dm(discord.Object(self.user_id))
-        return await dm.send(content, file=file or MISSING)
+        return await dm.send(content(self.member_lang), file=file or MISSING)
 
     async def find_posted(self, filename_prefix: str) -> discord.Message | None:
         """A message by the bot in the channel, posted since the command, with an attachment
@@ -315,4 +347,6 @@ def conversation_of(interaction: discord.Interaction) -> Conversation:
         interaction_token=interaction.token,
         token_expires_at=time.time() + TOKEN_LIFETIME,
         upload_limit=interaction.filesize_limit,
+        locale=str(interaction.locale),
+        guild_locale=None if interaction.guild_locale is None else str(interaction.guild_locale),
     )

@@ -12,7 +12,6 @@ outbox's items through ``bot.delivery``.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import discord
@@ -21,9 +20,10 @@ from discord.utils import MISSING
 from bot import messages
 from bot.buttons import cancel_view, result_view
 from bot.delivery import Delivery, classify
+from bot.i18n import Lang, Words
 from bot.jobs.frontend import StatusContext, StatusFactory
 from bot.journal import Conversation, JobRecord, Journal, OutboxItem
-from bot.reply import SEND_ERRORS, Reply
+from bot.reply import SEND_ERRORS, Reply, ViewFactory
 from bot.throttle import Throttle
 from engine.jobs import JobProgress, Started
 
@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class StatusUpdate:
-    text: str
+    text: Words
     preview: bytes | None = None
 
     @staticmethod
@@ -49,9 +49,9 @@ class DiscordReporter:
         *,
         job_id: str,
         interval: float,
-        make_view: Callable[[], discord.ui.View],
+        make_view: ViewFactory,
         resumed: bool = False,
-        headline: str | None = None,
+        headline: Words | None = None,
     ) -> None:
         """``headline``: a first line kept on every status (what a follow-up job derives
         from)."""
@@ -71,29 +71,33 @@ class DiscordReporter:
 
     def queued(self, position: int) -> None:
         if not self._cancelling:
-            self._throttle.push(StatusUpdate(messages.queued(position)))
+            self._throttle.push(StatusUpdate(messages.later(messages.queued, position)))
 
     def progress(self, event: Started | JobProgress) -> None:
         if self._cancelling:
             return
         if isinstance(event, Started):
-            self._throttle.push(StatusUpdate(messages.starting()))
+            self._throttle.push(StatusUpdate(messages.starting))
         else:
-            text = messages.progress(event.step, event.total, event.eta)
+            text = messages.later(messages.progress, event.step, event.total, event.eta)
             self._throttle.push(StatusUpdate(text, event.preview))
 
     def cancel_requested(self, by_user_id: int) -> None:
         self._cancelling = True
-        self._throttle.push(StatusUpdate(messages.cancelling()))
+        self._throttle.push(StatusUpdate(messages.cancelling))
 
     async def _show(self, update: StatusUpdate) -> None:
         # The Cancel button goes on with the first edit; later edits leave it in place.
-        view = MISSING if self._view_shown else self._make_view()
-        text = update.text
-        if self._resumed and not self._view_shown:
-            text = messages.resumed(text)
-        if self._headline:
-            text = f"{self._headline}\n{text}"
+        view = MISSING if self._view_shown else self._make_view
+        resumed = self._resumed and not self._view_shown
+        headline = self._headline
+
+        def text(lang: Lang) -> str:
+            words = update.text(lang)
+            if resumed:
+                words = messages.resumed(lang, words)
+            return words if headline is None else f"{headline(lang)}\n{words}"
+
         if await self.reply.edit_status(text, view=view, preview=update.preview):
             self._view_shown = True
 
@@ -102,7 +106,7 @@ class DiscordReporter:
     async def settle(self) -> None:
         await self._throttle.close()
 
-    async def notice(self, text: str, *, tell: bool) -> None:
+    async def notice(self, text: Words, *, tell: bool) -> None:
         try:
             await self._delivery.notice(self.reply, text, tell=tell)
         except SEND_ERRORS as error:
@@ -125,8 +129,10 @@ class DiscordFrontend:
         self.delivery = Delivery(
             journal,
             lambda record: Reply(client, record.conversation, status_message=record.status_message),
-            result_view=lambda record: result_view(
-                record.id, float(record.settings.get("strength", 1.0))
+            result_view=lambda record: (
+                lambda lang: result_view(
+                    record.id, float(record.settings.get("strength", 1.0)), lang
+                )
             ),
         )
 
@@ -155,7 +161,7 @@ class DiscordFrontend:
             self.delivery,
             job_id=context.job_id,
             interval=self._interval,
-            make_view=lambda: cancel_view(context.job_id),
+            make_view=lambda lang: cancel_view(context.job_id, lang),
             resumed=resumed,
             headline=context.headline,
         )

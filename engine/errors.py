@@ -12,7 +12,17 @@ class EngineError(Exception):
 
 
 class ImageError(EngineError, ValueError):
-    """An input image was refused: not an image, corrupt, too large, or of an unsupported kind."""
+    """An input image was refused: not an image, corrupt, too large, or of an unsupported kind.
+
+    The refusals whose words carry values also name themselves in ``reason`` (``too_big``,
+    ``no_pixels``, ``vector``) and keep the values, as plain numbers and keys, in ``details``:
+    a caller that speaks another language can say the same from them. The others have neither.
+    """
+
+    def __init__(self, message: str, *, reason: str = "", **details: int | str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.details = details
 
 
 class SettingsError(EngineError, ValueError):

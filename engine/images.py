@@ -64,10 +64,10 @@ _READABLE_LABELS = f"{', '.join(_LABELS[:-1])} or {_LABELS[-1]}"
 _SVG = re.compile(
     rb"(?:<\?xml[^>]*>\s*)?(?:<!--.*?-->\s*)*(?:<!DOCTYPE svg[^>]*>\s*)?<svg", re.S | re.I
 )
-_NOT_RASTER: tuple[tuple[re.Pattern[bytes], str], ...] = (
-    (re.compile(rb"%!PS|\xc5\xd0\xd3\xc6"), "a PostScript/vector file (EPS or PS)"),
-    (re.compile(rb"%PDF-"), "a PDF document"),
-    (_SVG, "an SVG vector drawing"),
+_NOT_RASTER: tuple[tuple[re.Pattern[bytes], str, str], ...] = (
+    (re.compile(rb"%!PS|\xc5\xd0\xd3\xc6"), "postscript", "a PostScript/vector file (EPS or PS)"),
+    (re.compile(rb"%PDF-"), "pdf", "a PDF document"),
+    (_SVG, "svg", "an SVG vector drawing"),
 )
 _ISO_MEDIA = re.compile(rb".{4}ftyp(?:hei[cxms]|hev[cxms]|mif1|msf1|avif|avis)", re.S)
 
@@ -126,9 +126,11 @@ def load_image(
         # Pillow refuses past twice its limit before we see the size; its message has the count.
         found = re.search(r"\((\d+) pixels\)", str(error))
         size = _pixels_in_words(int(found[1])) if found else "too large"
-        raise ImageError(_MSG_TOO_BIG.format(size=size, limit=_pixels_in_words(limit))) from error
+        message = _MSG_TOO_BIG.format(size=size, limit=_pixels_in_words(limit))
+        pixels = int(found[1]) if found else 0
+        raise ImageError(message, reason="too_big", pixels=pixels, limit=limit) from error
     except UnidentifiedImageError as error:
-        raise ImageError(_unidentified_message(data)) from error
+        raise _unidentified(data) from error
     except MemoryError as error:
         raise ImageError(_MSG_OUT_OF_MEMORY) from error
     except (OSError, EOFError, SyntaxError, struct.error, zlib.error) as error:
@@ -153,12 +155,15 @@ def _pixel_limit(max_pixels: int) -> int:
 def _check_size(size: tuple[int, int], limit: int) -> None:
     width, height = size
     if width < 1 or height < 1:
-        raise ImageError(_MSG_NO_PIXELS.format(width=width, height=height))
+        message = _MSG_NO_PIXELS.format(width=width, height=height)
+        raise ImageError(message, reason="no_pixels", width=width, height=height)
     if width * height > limit:
         words = f"{width}×{height} pixels"
         if width * height >= 1_000_000:
             words += f" ({_pixels_in_words(width * height)})"
-        raise ImageError(_MSG_TOO_BIG.format(size=words, limit=_pixels_in_words(limit)))
+        message = _MSG_TOO_BIG.format(size=words, limit=_pixels_in_words(limit))
+        raise ImageError(message, reason="too_big", width=width, height=height,
+                         pixels=width * height, limit=limit)  # fmt: skip
 
 
 def _pixels_in_words(pixels: int) -> str:
@@ -167,18 +172,18 @@ def _pixels_in_words(pixels: int) -> str:
     return f"{pixels:,} pixels"
 
 
-def _unidentified_message(data: bytes) -> str:
+def _unidentified(data: bytes) -> ImageError:
     head = data[:1024].lstrip(b"\xef\xbb\xbf \t\r\n")  # a BOM or blank lines before a text format
-    for pattern, kind in _NOT_RASTER:
+    for pattern, kind, words in _NOT_RASTER:
         if pattern.match(head):
-            return _MSG_VECTOR.format(kind=kind)
+            return ImageError(_MSG_VECTOR.format(kind=words), reason="vector", kind=kind)
     if _ISO_MEDIA.match(data):
-        return _MSG_HEIF
+        return ImageError(_MSG_HEIF)
     if any(f.signature.match(data) for f in _FORMATS.values()):
         # Pillow gives up on a header it can't parse (cut short, or zero-sized) without saying
         # why, but the magic bytes say it was meant to be one of ours.
-        return _MSG_DAMAGED
-    return _MSG_NOT_IMAGE
+        return ImageError(_MSG_DAMAGED)
+    return ImageError(_MSG_NOT_IMAGE)
 
 
 def _to_srgb(image: Image.Image) -> Image.Image:

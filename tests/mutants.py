@@ -346,13 +346,78 @@ FOLLOWUP_MUTANTS = tuple(
         ("a re-roll may repeat the seed", "        if seed != old:", "        if True:"),
         (
             "the headline of another kind",
-            "return RULES[derivation.kind].headline(strength, derivation.parent_seed)",
-            'return RULES["reroll"].headline(strength, derivation.parent_seed)',
+            "rule = RULES[derivation.kind]",
+            'rule = RULES["reroll"]',
         ),
     )
 )
 
-MUTANTS = ENGINE_MUTANTS + JOURNAL_MUTANTS + FOLLOWUP_MUTANTS
+I18N_TESTS = ("tests/test_bot_i18n.py",)
+KOREAN = "bot/locales/ko/LC_MESSAGES/messages.po"
+I18N_MUTANTS = tuple(
+    Mutant(name, path, before, after, I18N_TESTS)
+    for name, path, before, after in (
+        ("a text left untranslated", KOREAN, 'msgstr "🛑 취소했어요."', 'msgstr ""'),
+        (
+            "a translation renames a placeholder",
+            KOREAN,
+            'msgstr "🛑 {mention} 님이 취소했어요."',
+            'msgstr "🛑 {user} 님이 취소했어요."',
+        ),
+        (
+            "a translation drops the emoji",
+            KOREAN,
+            'msgstr "🛑 취소하는 중…"',
+            'msgstr "취소하는 중…"',
+        ),
+        ("a command name with a space", KOREAN, 'msgstr "화풍변환"', 'msgstr "화풍 변환"'),
+        ("an option name in capitals", KOREAN, 'msgstr "시드"', 'msgstr "Seed"'),
+        (
+            "a text bypasses the catalogue",
+            "bot/messages.py",
+            'return lang.gettext("🛑 Cancelled.")',
+            'return "🛑 Cancelled."',
+        ),
+        (
+            "a time in English words",
+            "bot/messages.py",
+            "eta=lang.duration(eta),",
+            'eta=f"{eta:.0f} seconds",',
+        ),
+        (
+            "a reply written in the code",
+            "bot/cogs/stylize.py",
+            "text = messages.unknown_button(i18n.lang(interaction.locale))",
+            'text = "This button no longer works."',
+        ),
+        (
+            "a refusal written in the code",
+            "bot/cogs/styles.py",
+            "raise Refusal(messages.gallery_needs_manage_server)",
+            'raise Refusal(lambda lang: "Only admins.")',
+        ),
+        (
+            "a template's value not filled in",
+            "bot/translator.py",
+            "return translated.format(**extras) if extras else translated",
+            "return translated",
+        ),
+        (
+            "old notices not carried over",
+            "bot/journal.py",
+            "WHERE text != '';",
+            "WHERE 0;",
+        ),
+        (
+            "a job forgets its member's language",
+            "bot/journal.py",
+            "c.locale, c.guild_locale,",
+            "'en-US', c.guild_locale,",
+        ),
+    )
+)
+
+MUTANTS = ENGINE_MUTANTS + JOURNAL_MUTANTS + FOLLOWUP_MUTANTS + I18N_MUTANTS
 
 
 def run_tests(tree: Path, files: tuple[str, ...], timeout: float) -> tuple[str | None, float]:
@@ -375,7 +440,7 @@ def run_tests(tree: Path, files: tuple[str, ...], timeout: float) -> tuple[str |
 
 
 def copy_tree(destination: Path) -> None:
-    for name in ("engine", "bot", "tests", "benchmarks", "pyproject.toml"):
+    for name in ("engine", "bot", "tests", "benchmarks", "pyproject.toml", "babel.cfg"):
         source = ROOT / name
         if source.is_dir():
             shutil.copytree(

@@ -76,13 +76,15 @@ class Harness:
         user: FakeUser | None = None,
         content: dict[str, Any] | None = None,
         style: dict[str, Any] | None = None,
+        locale: str = "en-US",
         **options: object,
     ) -> FakeInteraction:
-        """Run /stylize; returns once the bot has acknowledged it (checked within 3 s)."""
+        """Run /stylize (in the member's ``locale``); returns once the bot has acknowledged it
+        (checked within 3 s)."""
         content = content or self.fake.add_attachment(png(64, 48), "photo.png")
         style = style or self.fake.add_attachment(png(48, 48, noise=True), "painting.png")
         interaction = await self.fake.invoke(
-            "stylize", {"content": content, "style": style, **options}, user=user
+            "stylize", {"content": content, "style": style, **options}, user=user, locale=locale
         )
         callback = await interaction.wait_callback(timeout=5)
         assert callback["type"] == 5, callback  # deferred "thinking"
@@ -742,6 +744,117 @@ async def test_a_result_with_nowhere_to_go_in_the_channel_goes_by_dm(h: Harness)
 
 
 # --- the token and the acknowledgement latency ----------------------------------------------
+
+
+# --- languages: a Korean and an English member side by side ---------------------------------
+
+
+async def test_the_commands_reach_discord_in_korean_too(h: Harness) -> None:
+    # The fake refuses a localised name Discord would refuse: these passed its checks.
+    stylize = h.fake.registry.find("stylize", h.fake.guild_id)
+    assert stylize["name_localizations"]["ko"] == "화풍변환"
+    assert stylize["description_localizations"]["ko"] == "사진을 그림의 화풍으로 다시 그려요"
+    options = {o["name"]: o for o in stylize["options"]}
+    assert options["saved_style"]["name_localizations"]["ko"] == "저장된화풍"
+    assert options["size"]["description_localizations"]["ko"] == (
+        "결과 그림의 긴 변, 픽셀 단위 (최대 64)"
+    )
+    quality = {c["value"]: c["name_localizations"]["ko"] for c in options["quality"]["choices"]}
+    assert quality == {"draft": "초안", "standard": "보통", "high": "높음"}
+    styles = h.fake.registry.find("styles", h.fake.guild_id)
+    assert styles["name_localizations"]["ko"] == "화풍"
+    assert {o["name_localizations"]["ko"] for o in styles["options"]} == {"추가", "삭제", "목록"}
+
+
+def _labels(message: FakeMessage) -> list[str]:
+    return [c.get("label", "") for row in message.components for c in row.get("components", [])]
+
+
+async def test_each_member_follows_their_job_in_their_own_language(h: Harness) -> None:
+    fake = h.fake
+    korean, english = fake.other_user, fake.requester
+    h.backend.final.clear()  # both jobs stay unfinished until each status has been seen
+    try:
+        ko = await h.stylize(user=korean, locale="ko", size=32, seed=11)
+        en = await h.stylize(user=english, locale="en-US", size=32, seed=12)
+        ko_status = await h.status(ko, lambda t: t.startswith(("⏳ 대기 중", "🎨 ")), 60)
+        en_status = await h.status(en, lambda t: t.startswith(("⏳ Queued", "🎨 ")), 60)
+        assert _labels(ko_status) == ["취소"] and _labels(en_status) == ["Cancel"]
+    finally:
+        h.backend.final.set()
+    await fake.wait_for(lambda: bool(ko.followups and en.followups), 120)
+    await h.status(ko, lambda t: t.startswith("✅"))
+    await h.status(en, lambda t: t.startswith("✅"))
+    await h.idle()
+    [ko_result], [en_result] = ko.followups, en.followups
+    assert ko_result.content.startswith(f"<@{korean.id}> 님, 그림이 완성됐어요: 32×24 px, ")
+    assert "시드 11" in ko_result.content and "걸림 (PNG, " in ko_result.content
+    assert en_result.content.startswith(f"<@{english.id}>, here is your picture: 32×24 px, ")
+    assert "seed 12" in en_result.content
+    assert _labels(ko_result) == ["다시 그리기", "더 강하게", "더 약하게", "삭제"]
+    assert _labels(en_result) == ["Re-roll", "Stronger", "Weaker", "Delete"]
+    assert ko.original is not None and "만에 완성했어요: http" in ko.original.content
+    assert en.original is not None and en.original.content.startswith("✅ Done in ")
+
+
+async def test_each_member_is_refused_in_their_own_language(h: Harness) -> None:
+    fake = h.fake
+    text_file = fake.add_attachment(b"just words", "notes.txt")
+    ko = await h.stylize(user=fake.other_user, locale="ko", content=text_file)
+    en = await h.stylize(user=fake.requester, locale="en-GB", content=text_file)
+    ko_status = await h.status(ko, lambda t: t.startswith("❌"))
+    en_status = await h.status(en, lambda t: t.startswith("❌"))
+    assert ko_status.content == (
+        "❌ 사진 파일이 이미지가 아니에요. PNG, JPEG, WebP 이미지를 첨부해 주세요."
+    )
+    assert en_status.content == (
+        "❌ The photo (content) isn't an image. Attach a PNG, JPEG or WebP picture."
+    )
+    # A click's private answer, likewise.
+    custom_id = "stylize:cancel:" + "0" * 32
+    for locale, expected in (("ko", "더 이상 진행 중이 아니에요"), ("en-US", "isn't running")):
+        click = await fake.click(_old_message(fake, custom_id), custom_id, locale=locale)
+        callback = await click.wait_callback(timeout=5)
+        assert callback["data"]["flags"] & EPHEMERAL and expected in callback["data"]["content"]
+
+
+@pytest.mark.parametrize(
+    ("member", "server", "expected", "labels"),
+    [
+        ("ko", "en-US", ", here is your picture: ", ["Re-roll", "Stronger", "Weaker", "Delete"]),
+        (
+            "en-US",
+            "ko",
+            " 님, 그림이 완성됐어요: ",
+            ["다시 그리기", "더 강하게", "더 약하게", "삭제"],
+        ),
+    ],
+)
+async def test_a_post_after_the_token_expired_speaks_the_servers_language(
+    h: Harness, member: str, server: str, expected: str, labels: list[str]
+) -> None:
+    fake = h.fake
+    before = {m.id for m in fake.channel_messages()}
+    h.backend.progress.clear()
+    fake.guild_locale = server
+    try:
+        interaction = await h.stylize(locale=member, size=32, seed=21)
+        await h.status(interaction, lambda t: t.startswith("🎨 "))
+        fake.expire_token(interaction)  # the rest goes through the channel, for everyone
+    finally:
+        h.backend.progress.set()
+        fake.guild_locale = "en-US"
+
+    def result() -> FakeMessage | None:
+        new = [m for m in fake.channel_messages() if m.id not in before and m.attachments]
+        return new[0] if new else None
+
+    await fake.wait_for(lambda: result() is not None, 120)
+    await h.idle()
+    message = result()
+    assert message is not None and not interaction.followups
+    assert message.content.startswith(f"<@{fake.requester.id}>{expected}"), message.content
+    assert _labels(message) == labels
 
 
 async def test_token_never_appears_in_the_logs(h: Harness) -> None:

@@ -300,7 +300,9 @@ async def test_a_record_whose_inputs_are_gone_is_not_resumed(journal: Journal) -
     await journal.add(new_job(job_id(1)))
     (journal.job_dir(job_id(1)) / "style-1").unlink()
     [record] = await journal.unfinished()
-    assert await rebuild_job(journal, record, preview_interval=0) == messages.inputs_lost()
+    assert await rebuild_job(journal, record, preview_interval=0) == messages.later(
+        messages.inputs_lost
+    )
 
 
 async def test_a_job_that_keeps_killing_the_bot_is_given_up(journal: Journal) -> None:
@@ -308,7 +310,9 @@ async def test_a_job_that_keeps_killing_the_bot_is_given_up(journal: Journal) ->
     for _ in range(MAX_RUNS):  # running each time the bot died
         await journal.mark_running(job_id(1))
     [record] = await journal.unfinished()
-    assert await rebuild_job(journal, record, preview_interval=0) == messages.keeps_crashing()
+    assert await rebuild_job(journal, record, preview_interval=0) == messages.later(
+        messages.keeps_crashing
+    )
 
 
 # --- the outbox ---------------------------------------------------------------------------

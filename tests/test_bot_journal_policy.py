@@ -1,4 +1,4 @@
-"""The journal's schema 4: server policies, daily counts, deleted results, and forgetting a
+"""The journal's schema 5: server policies, daily counts, deleted results, and forgetting a
 member (rows, files and tokens)."""
 
 from __future__ import annotations
@@ -102,6 +102,48 @@ async def test_a_version_3_journal_is_migrated_and_keeps_its_rows(tmp_path: Path
         await old.close()
     with sqlite3.connect(tmp_path / "jobs.sqlite3") as db:
         assert db.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
+
+
+# A version-4 journal (the languages): a member's job in Korean, in a server in English, with a
+# notice kept as a text that waits for its reader.
+VERSION_4_ROWS = """
+INSERT INTO jobs (seq, id, user_id, guild_id, channel_id, application_id, interaction_id,
+    interaction_token, token_expires_at, status_message_id, status_in_channel, upload_limit,
+    settings, seed, style_count, state, queue_rank, runs, created_at, started_at, finished_at,
+    updated_at, result_format, result_stats, outcome, parent_id, derivation, locale,
+    guild_locale)
+VALUES
+    (1, 'bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb1', 42, 7, 8, 9, 10, 'tok1', 2e9, NULL, 0, 1024,
+     '{"seed": 7}', 7, 1, 'queued', 1, 0, 104.0, NULL, NULL, 104.0, NULL, NULL, NULL, NULL,
+     NULL, 'ko', 'en-US');
+INSERT INTO outbox (id, job_id, kind, text, state, attempts, next_at, message_id, last_error,
+    created_at, updated_at)
+VALUES (1, 'bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb1', 'notice',
+        '{"text": "inputs_lost", "args": {}}', 'pending', 0, 180.0, NULL, NULL, 171.0, 175.0);
+"""
+
+
+async def test_a_version_4_journal_is_migrated_and_keeps_its_languages(tmp_path: Path) -> None:
+    assert SCHEMA_VERSION == 5
+    with sqlite3.connect(tmp_path / "jobs.sqlite3") as db:
+        for script in MIGRATIONS[:4]:
+            db.executescript(script)
+        db.executescript(VERSION_4_ROWS)
+        db.execute("PRAGMA user_version=4")
+    old = await Journal.open(tmp_path, sync_files=False)
+    try:
+        [waiting] = await old.unfinished()
+        assert (waiting.conversation.locale, waiting.conversation.guild_locale) == ("ko", "en-US")
+        assert (waiting.spoiler, waiting.deleted) == (False, False)
+        [item] = await old.outbox_pending()
+        assert (item.job_id, item.text) == (waiting.id, '{"text": "inputs_lost", "args": {}}')
+        assert await old.policies() == []
+        await old.set_spoiler(GUILD, "always")
+        assert await old.policies() == [ServerPolicy(GUILD, spoiler="always")]
+    finally:
+        await old.close()
+    with sqlite3.connect(tmp_path / "jobs.sqlite3") as db:
+        assert db.execute("PRAGMA user_version").fetchone() == (5,)
 
 
 async def test_policies_are_per_server(journal: Journal) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 import discord
 import pytest
 
-from bot import intake, permissions
+from bot import i18n, intake, messages, permissions
 from bot.jobs.queue import Reservations, UserLimitReached
 from bot.journal import Conversation, StatusMessage
 from bot.reply import Reply
@@ -74,7 +74,7 @@ async def test_the_gate_lets_few_in_and_decodes_in_its_own_threads(
     assert most == 2
 
     try:
-        picture = await intake.inspect("photo (content)", png(40, 30), 10**6, gate)
+        picture = await intake.inspect("content", png(40, 30), 10**6, gate)
     finally:
         gate.close()
     assert (picture.width, picture.height) == (40, 30)
@@ -97,7 +97,9 @@ def test_missing_permissions_are_named_as_discord_shows_them(
     granted: list[str], thread: bool, missing: list[str]
 ) -> None:
     perms = discord.Permissions(**dict.fromkeys(granted, True))
-    assert permissions.missing(perms, in_thread=thread) == missing
+    english = i18n.lang("en-US")
+    flags = permissions.missing(perms, in_thread=thread)
+    assert [messages.permission_name(english, flag) for flag in flags] == missing
 
 
 def test_threads_are_told_apart() -> None:
@@ -133,5 +135,5 @@ async def test_no_more_edits_after_a_permanent_refusal(status: int, code: int) -
         webhook=webhook,  # type: ignore[arg-type]
     )
     for step in range(5):
-        assert await reply.edit_status(f"step {step}") is False
+        assert await reply.edit_status(messages.later(messages.verbatim, f"step {step}")) is False
     assert webhook.edits == 1

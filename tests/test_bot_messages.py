@@ -14,7 +14,7 @@ from aiohttp import web
 from discord import app_commands
 from PIL import Image
 
-from bot import errors, intake, messages, uploads
+from bot import errors, i18n, intake, messages, uploads
 from bot.jobs.policy import ChannelNotAllowed, DailyQuotaReached, MemberBlocked
 from bot.jobs.queue import QueueFull, UserLimitReached
 from bot.jobs.runner import ShuttingDown
@@ -29,6 +29,8 @@ from engine.jobs import FailureKind, JobStats
 from tests.pictures import png
 
 MB = 1024 * 1024
+EN = i18n.lang("en-US")
+KO = i18n.lang("ko")
 
 
 # --- texts --------------------------------------------------------------------------------
@@ -38,16 +40,24 @@ MB = 1024 * 1024
     ("seconds", "text"),
     [
         (0.2, "under a second"),
-        (1, "1 s"),
-        (59.4, "59 s"),
-        (60, "1 min 00 s"),
-        (125, "2 min 05 s"),
-        (3600 + 180, "1 h 03 min"),
+        (1, "1 sec"),
+        (59.4, "59 sec"),
+        (60, "1 min"),
+        (125, "2 min 5 sec"),
+        (3600 + 180, "1 hr 3 min"),
         (-5, "under a second"),
     ],
 )
 def test_duration(seconds: float, text: str) -> None:
-    assert messages.duration(seconds) == text
+    assert EN.duration(seconds) == text
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [(0.2, "1초 미만"), (59.4, "59초"), (125, "2분 5초"), (3600 + 180, "1시간 3분")],
+)
+def test_duration_in_korean(seconds: float, text: str) -> None:
+    assert KO.duration(seconds) == text
 
 
 @pytest.mark.parametrize(
@@ -61,25 +71,25 @@ def test_duration(seconds: float, text: str) -> None:
     ],
 )
 def test_file_size(size: int, text: str) -> None:
-    assert messages.file_size(size) == text
+    assert EN.file_size(size) == text
 
 
 @pytest.mark.parametrize(("value", "text"), [(1.0, "1"), (2.5, "2.5"), (1 / 3, "0.333")])
 def test_number(value: float, text: str) -> None:
-    assert messages.number(value) == text
+    assert EN.number(value) == text
 
 
 def test_queued_shows_the_position() -> None:
-    assert "next" in messages.queued(1)
-    assert "position **3**" in messages.queued(3)
-    assert "2 jobs ahead" in messages.queued(3)
-    assert "1 job ahead" in messages.queued(2)
+    assert "next" in messages.queued(EN, 1)
+    assert "position **3**" in messages.queued(EN, 3)
+    assert "2 jobs ahead" in messages.queued(EN, 3)
+    assert "1 job ahead" in messages.queued(EN, 2)
 
 
 @pytest.mark.parametrize(
     ("step", "total", "eta", "expected"),
     [
-        (12, 50, 70.0, "step 12/50 (24%), about 1 min 10 s left"),
+        (12, 50, 70.0, "step 12/50 (24%), about 1 min 10 sec left"),
         (50, 50, 0.0, "step 50/50 (100%)."),
         (1, 3, 0.0, "step 1/3 (33%)."),
     ],
@@ -87,12 +97,12 @@ def test_queued_shows_the_position() -> None:
 def test_progress_shows_step_percent_and_eta(
     step: int, total: int, eta: float, expected: str
 ) -> None:
-    assert expected in messages.progress(step, total, eta)
+    assert expected in messages.progress(EN, step, total, eta)
 
 
 def test_cancelled_names_the_moderator_but_not_the_requester() -> None:
-    assert messages.cancelled("<@9>", own=False) == "🛑 Cancelled by <@9>."
-    assert messages.cancelled("<@1>", own=True) == "🛑 Cancelled."
+    assert messages.cancelled(EN, "<@9>", own=False) == "🛑 Cancelled by <@9>."
+    assert messages.cancelled(EN, "<@1>", own=True) == "🛑 Cancelled."
 
 
 def result_info(fmt: str = "png", *, refit: bool = False) -> messages.ResultInfo:
@@ -108,16 +118,16 @@ def result_info(fmt: str = "png", *, refit: bool = False) -> messages.ResultInfo
 
 
 def test_result_states_size_steps_strength_seed_and_time() -> None:
-    text = messages.result("<@42>", result_info(), upload_limit=10 * MB)
+    text = messages.result(EN, "<@42>", result_info(), upload_limit=10 * MB)
     assert text.startswith("<@42>")
-    for part in ("512×384 px", "300 steps", "strength 2", "seed 1234", "1 min 23 s", "PNG"):
+    for part in ("512×384 px", "300 steps", "strength 2", "seed 1234", "1 min 23 sec", "PNG"):
         assert part in text
     assert "colours kept" in text
     assert "upload limit" not in text
 
 
 def test_result_says_why_it_is_not_png() -> None:
-    text = messages.result("<@42>", result_info("jpeg"), upload_limit=8 * MB)
+    text = messages.result(EN, "<@42>", result_info("jpeg"), upload_limit=8 * MB)
     assert "JPEG" in text and "8 MB upload limit" in text
     job_id = "0123456789ab" + "f" * 20
     assert messages.result_filename("jpeg", job_id) == "stylized-0123456789ab.jpg"
@@ -133,7 +143,7 @@ def test_result_info_reads_the_stats_as_the_journal_keeps_them() -> None:
 
 
 def test_done_status_links_the_result() -> None:
-    assert "https://x/y" in messages.done_status(5, "https://x/y")
+    assert "https://x/y" in messages.done_status(EN, 5, "https://x/y")
 
 
 def test_clip_respects_discords_limit() -> None:
@@ -153,15 +163,15 @@ def test_clip_respects_discords_limit() -> None:
         (ShuttingDown("x"), "restarting"),
         (ImageError("That file isn't an image we can read."), "isn't an image"),
         (
-            errors.Refusal(messages.file_too_large("style image", 12 * MB, 10 * MB)),
-            "12 MB; the limit is 10 MB",
+            errors.Refusal(messages.later(messages.file_too_large, "style", 12 * MB, 10 * MB)),
+            "style image is 12 MB; the limit is 10 MB",
         ),
         (
-            errors.Refusal(messages.not_an_image("photo (content)")),
+            errors.Refusal(messages.later(messages.not_an_image, "content")),
             "photo (content) isn't an image",
         ),
         (MemberBlocked(), "stopped you from using the bot here. Ask them"),
-        (ChannelNotAllowed((5, 6)), "only in <#5>, <#6>. Try it there."),
+        (ChannelNotAllowed((5, 6)), "only in <#5> and <#6>. Try it there."),
         (DailyQuotaReached(3, 1_700_006_400), "your 3 pictures for today"),
         (DailyQuotaReached(3, 1_700_006_400), "again <t:1700006400:R> (at <t:1700006400:t>)"),
         (DailyQuotaReached(1, 1_700_006_400), "your 1 picture for today"),
@@ -171,7 +181,7 @@ def test_clip_respects_discords_limit() -> None:
     ],
 )
 def test_user_message(error: Exception, expected: str) -> None:
-    text = errors.user_message(error)
+    text = errors.user_message(EN, error)
     assert expected in text
     assert "internal detail" not in text
 
@@ -185,16 +195,16 @@ def test_policy_refusals_are_expected_not_bugs() -> None:
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        (messages.forgotten(3, 7, 3 * 1024 * 1024, 0, who=None), "Deleted your 3 job records"),
-        (messages.forgotten(1, 1, 10, 2, who="<@5>"), "<@5>'s 1 job record"),
-        (messages.forgotten(1, 1, 10, 2, who="<@5>"), "2 saved styles stay"),
-        (messages.forgotten(0, 0, 0, 0, who=None), "0 pictures (0 B)"),
-        (messages.style_entry(0, 2048), "Added by a former member, 2 KB"),
-        (messages.style_entry(9, 2048), "Added by <@9>"),
+        (messages.forgotten(EN, 3, 7, 3 * 1024 * 1024, 0, who=None), "Deleted your 3 job records"),
+        (messages.forgotten(EN, 1, 1, 10, 2, who="<@5>"), "<@5>'s 1 job record"),
+        (messages.forgotten(EN, 1, 1, 10, 2, who="<@5>"), "2 saved styles stay"),
+        (messages.forgotten(EN, 0, 0, 0, 0, who=None), "0 pictures (0 B)"),
+        (messages.style_entry(EN, 0, 2048), "Added by a former member, 2 KB"),
+        (messages.style_entry(EN, 9, 2048), "Added by <@9>"),
         (messages.result_filename("png", "ab" * 16, spoiler=True), "SPOILER_stylized-abab"),
-        (messages.server_policy(1, [], [], [], "off"), "Limits: none"),
-        (messages.server_policy(1, [2], [(1, 3, None)], [4], "always"), "• @everyone: 3 a day"),
-        (messages.limits_set("<@&2>", 3, 256, everyone_limited=False), "binds only once"),
+        (messages.server_policy(EN, 1, [], [], [], "off"), "Limits: none"),
+        (messages.server_policy(EN, 1, [2], [(1, 3, None)], [4], "always"), "• @everyone: 3 a day"),
+        (messages.limits_set(EN, "<@&2>", 3, 256, everyone_limited=False), "binds only once"),
     ],
 )
 def test_policy_texts(text: str, expected: str) -> None:
@@ -205,7 +215,7 @@ def test_policy_texts(text: str, expected: str) -> None:
 def test_user_message_unwraps_command_invoke_errors() -> None:
     command = app_commands.Command(name="x", description="x", callback=_noop)
     wrapped = app_commands.CommandInvokeError(command, UserLimitReached(2, 2))
-    assert "You already have 2 jobs" in errors.user_message(wrapped)
+    assert "You already have 2 jobs" in errors.user_message(EN, wrapped)
     assert errors.is_expected(wrapped)
     assert not errors.is_expected(RuntimeError())
 
@@ -217,7 +227,7 @@ async def _noop(interaction) -> None:  # type: ignore[no-untyped-def]
 @pytest.mark.parametrize(
     ("kind", "expected"),
     [
-        (FailureKind.TIMEOUT, "longer than the 10 min 00 s limit"),
+        (FailureKind.TIMEOUT, "longer than the 10 min limit"),
         (FailureKind.OUT_OF_MEMORY, "ran out of memory"),
         (FailureKind.WORKER_CRASHED, "crashed"),
         (FailureKind.INTERNAL, "Something went wrong"),
@@ -232,7 +242,7 @@ def test_failure_messages_are_plain_words(kind: FailureKind, expected: str) -> N
         if kind is FailureKind.BAD_INPUT
         else 'Traceback (most recent call last):\n  File "/srv/stylize/engine/x.py", line 1'
     )
-    text = messages.failure(kind, message, timeout=600)
+    text = messages.failure(EN, kind, message, timeout=600)
     assert expected in text
     assert "Traceback" not in text and "/srv/stylize" not in text
 
@@ -286,6 +296,10 @@ def test_result_over_the_limit_is_reencoded_under_it() -> None:
     assert Image.open(io.BytesIO(result.data)).size[0] > 16
 
 
+def _text(words: str) -> messages.Text:
+    return messages.later(messages.verbatim, words)
+
+
 # --- throttling status edits --------------------------------------------------------------
 
 
@@ -327,13 +341,14 @@ async def test_throttle_merge_keeps_a_waiting_preview() -> None:
     recorder = Recorder()
 
     throttle: Throttle[StatusUpdate] = Throttle(recorder, interval=0.1, merge=StatusUpdate.merge)
-    throttle.push(StatusUpdate("a"))
+    a, b, c = messages.starting, messages.cancelling, messages.stale_button
+    throttle.push(StatusUpdate(a))
     await recorder.wait(1)
-    throttle.push(StatusUpdate("b", b"preview"))
-    throttle.push(StatusUpdate("c"))
+    throttle.push(StatusUpdate(b, b"preview"))
+    throttle.push(StatusUpdate(c))
     await recorder.wait(2)
     await throttle.close()
-    assert recorder.updates == [StatusUpdate("a"), StatusUpdate("c", b"preview")]
+    assert recorder.updates == [StatusUpdate(a), StatusUpdate(c, b"preview")]
 
 
 async def test_throttle_close_drops_what_waits() -> None:
@@ -408,7 +423,7 @@ async def test_download_stops_past_the_cap(cdn: str, kind: str) -> None:
 def test_declared_size_and_type_are_checked_first(
     size: int, content_type: str, expected: str
 ) -> None:
-    ref = intake.AttachmentRef("style image", "http://unused", size, content_type)
+    ref = intake.AttachmentRef("style", "http://unused", size, content_type)
     with pytest.raises(errors.Refusal, match=expected):
         intake.check_declared(ref, 10 * MB)
 
@@ -419,10 +434,10 @@ def test_declared_image_or_unknown_type_passes(content_type: str | None) -> None
 
 
 async def test_inspect_reports_the_picture_and_refuses_a_bomb() -> None:
-    picture = await intake.inspect("photo (content)", png(48, 32), max_pixels=10_000)
+    picture = await intake.inspect("content", png(48, 32), max_pixels=10_000)
     assert (picture.width, picture.height) == (48, 32)
     with pytest.raises(errors.Refusal, match="photo"):
-        await intake.inspect("photo (content)", png(200, 200), max_pixels=10_000)
+        await intake.inspect("content", png(200, 200), max_pixels=10_000)
 
 
 # --- the interaction token's lifetime -----------------------------------------------------
@@ -466,13 +481,13 @@ async def test_after_14_minutes_status_edits_use_the_bot_token() -> None:
         webhook=client,  # type: ignore[arg-type]
         clock=lambda: now[0],
     )
-    assert await reply.edit_status("⏳ Queued")
+    assert await reply.edit_status(_text("⏳ Queued"))
     now[0] += 14 * 60 - 1
     assert reply.token_usable
-    assert await reply.edit_status("🎨 Painting")
+    assert await reply.edit_status(_text("🎨 Painting"))
     now[0] += 2  # Discord's 15 minutes are close: stop using the interaction token
     assert not reply.token_usable
-    assert await reply.edit_status("🎨 Painting more")
+    assert await reply.edit_status(_text("🎨 Painting more"))
     assert client.routes == [
         "interaction",
         "interaction token, message 99",
@@ -491,7 +506,7 @@ async def test_a_reply_rebuilt_after_a_restart_edits_the_same_status_message() -
         webhook=client,  # type: ignore[arg-type]
         clock=lambda: 1000.0,
     )
-    assert await reply.edit_status("🔄 Back")
+    assert await reply.edit_status(_text("🔄 Back"))
     assert client.routes == ["interaction token, message 77"]
     assert saved == []  # the journal already has it
 
@@ -509,7 +524,7 @@ async def test_a_status_message_posted_in_the_channel_is_edited_with_the_bot_tok
         webhook=client,  # type: ignore[arg-type]
         clock=lambda: 1000.0,
     )
-    assert await reply.edit_status("🔄 Back")
+    assert await reply.edit_status(_text("🔄 Back"))
     assert client.routes == ["bot token, message 88"]
     assert saved == []
 
@@ -526,7 +541,7 @@ async def test_the_journal_learns_where_the_status_message_went() -> None:
         webhook=client,  # type: ignore[arg-type]
         clock=lambda: now[0],
     )
-    assert await reply.edit_status("⏳ Queued")
+    assert await reply.edit_status(_text("⏳ Queued"))
     now[0] += TOKEN_LIFETIME
-    assert await reply.edit_status("🎨 Painting")  # the bot token may edit it: same message
+    assert await reply.edit_status(_text("🎨 Painting"))  # the bot token may edit it: same message
     assert saved == [StatusMessage(99), StatusMessage(99, in_channel=True)]

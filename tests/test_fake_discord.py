@@ -614,6 +614,8 @@ async def test_command_registration_is_checked_as_discord_does(fake: FakeDiscord
         message = f"Must be between {low} and {high} in length."
         return {"_errors": [{"code": "BASE_TYPE_BAD_LENGTH", "message": message}]}
 
+    invalid_name = {"_errors": [{"code": "APPLICATION_COMMAND_INVALID_NAME",
+                                 "message": "Command name is invalid"}]}  # fmt: skip
     good = {"name": "paint", "description": "Paint", "options": [option()]}
     cases: list[tuple[dict[str, Any], Any]] = [
         (good, None),
@@ -627,6 +629,29 @@ async def test_command_registration_is_checked_as_discord_does(fake: FakeDiscord
                                    "message": "Must be 25 or fewer in length."}]}}),
         (good | {"options": [option(choices=[{"name": "c" * 101, "value": "v"}])]},
          {"options": {"0": {"choices": {"0": {"name": bad_length(1, 100)}}}}}),
+        # Names in every language follow the rule; a context menu's name is free text.
+        (good | {"name": "Paint"}, {"name": invalid_name}),
+        (good | {"name_localizations": {"ko": "그리기", "fr": "peindre"},
+                 "description_localizations": {"ko": "그려요"}}, None),
+        (good | {"name_localizations": {"ko": "다시 그리기"}},
+         {"name_localizations": {"ko": invalid_name}}),
+        (good | {"name_localizations": {"de": "Malen"}},
+         {"name_localizations": {"de": invalid_name}}),
+        (good | {"name_localizations": {"ko": "그" * 33}},
+         {"name_localizations": {"ko": bad_length(1, 32)}}),
+        (good | {"name_localizations": {"kr": "그리기"}},
+         {"name_localizations": {"kr": {"_errors": [
+             {"code": "ENUM_TYPE_COERCE", "message": 'Value "kr" is not a valid enum value.'}]}}}),
+        (good | {"description_localizations": {"ko": "설" * 101}},
+         {"description_localizations": {"ko": bad_length(1, 100)}}),
+        (good | {"options": [option(name_localizations={"ko": "글 자"})]},
+         {"options": {"0": {"name_localizations": {"ko": invalid_name}}}}),
+        (good | {"options": [option(choices=[
+            {"name": "c", "value": "v", "name_localizations": {"ko": "초" * 101}}])]},
+         {"options": {"0": {"choices": {"0": {
+             "name_localizations": {"ko": bad_length(1, 100)}}}}}}),
+        ({"type": 3, "name": "Paint this photo", "name_localizations": {"ko": "이 사진 그리기"}},
+         None),
     ]  # fmt: skip
     async with aiohttp.ClientSession() as session:
         for command, tree in cases:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from bot import buttons, messages
+from bot import buttons, i18n, messages
 from bot.jobs import followups
 from bot.jobs.followups import RULES
 from bot.jobs.settings import MAX_SEED, MAX_STRENGTH, MIN_STRENGTH
@@ -13,6 +13,7 @@ from bot.journal import Derivation
 
 BASE = {"size": 48, "steps": 4, "strength": 1.0, "preserve_colors": None, "seed": 5}
 JOB_ID = "0123456789abcdef0123456789abcdef"
+EN = i18n.lang("en-US")
 ROOMY = followups.Ceiling(size=512, steps=600)
 
 
@@ -66,7 +67,7 @@ def test_random_seeds_stay_within_what_the_seed_option_accepts() -> None:
 
 
 def test_result_view_is_one_row_of_the_follow_ups_then_delete_with_short_ids() -> None:
-    view = buttons.result_view(JOB_ID, 1.0)
+    view = buttons.result_view(JOB_ID, 1.0, i18n.lang("en-US"))
     [row] = view.to_components()
     made = row["components"]
     assert len(made) == 4 <= 5
@@ -99,15 +100,15 @@ def test_the_buttons_pattern_is_made_from_the_table() -> None:
 def test_a_button_that_would_change_nothing_is_disabled(
     strength: float, disabled: list[str]
 ) -> None:
-    [row] = buttons.result_view(JOB_ID, strength).to_components()
+    [row] = buttons.result_view(JOB_ID, strength, i18n.lang("en-US")).to_components()
     assert [b["label"] for b in row["components"] if b.get("disabled")] == disabled
 
 
 def test_headlines_say_what_the_job_was() -> None:
     def headline(kind: str, strength: float) -> str:
-        return followups.headline(Derivation("ab" * 16, kind, 5), strength)
+        return followups.headline(Derivation("ab" * 16, kind, 5), strength)(EN)
 
     assert headline("reroll", 1.0) == "🎲 Re-roll of the picture with seed 5"
     assert headline("stronger", 2.0).startswith("➕ Stronger, strength 2 ")
     assert headline("weaker", 0.5).startswith("➖ Weaker, strength 0.5 ")
-    assert messages.reroll_headline(1.0, 5) == headline("reroll", 1.0)
+    assert messages.reroll_headline(EN, 1.0, 5) == headline("reroll", 1.0)

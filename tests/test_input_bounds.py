@@ -48,11 +48,11 @@ def test_a_thin_style_makes_no_huge_tensor() -> None:
 @pytest.mark.parametrize(("width", "height"), [(3000, 10), (10, 3000), (1_000_000 // 64, 1)])
 def test_intake_refuses_a_picture_too_thin_to_paint(width: int, height: int) -> None:
     with pytest.raises(errors.Refusal) as refused:
-        asyncio.run(intake.inspect("style image", png(width, height), max_pixels=10_000_000))
+        asyncio.run(intake.inspect("style", png(width, height), max_pixels=10_000_000))
     text = str(refused.value)
     assert "style image" in text and f"{width}×{height}" in text and "Crop" in text
 
 
 def test_intake_takes_a_panorama() -> None:
-    picture = asyncio.run(intake.inspect("photo (content)", png(1600, 200), max_pixels=10**7))
+    picture = asyncio.run(intake.inspect("content", png(1600, 200), max_pixels=10**7))
     assert (picture.width, picture.height) == (1600, 200)

@@ -17,7 +17,8 @@ from typing import Any
 
 import pytest
 
-from bot import messages
+from bot import i18n, messages
+from bot.i18n import Words
 from bot.jobs.followups import RULES
 from bot.jobs.frontend import StatusContext
 from bot.jobs.outbox import Retry, Undeliverable
@@ -31,6 +32,7 @@ from engine.settings import StylizeSettings
 
 ROOT = Path(__file__).resolve().parents[1]
 OWNER, OTHER = 42, 43
+EN = i18n.lang("en-US")
 POLICY = JobPolicy(
     per_user=2,
     max_waiting=10,
@@ -122,8 +124,8 @@ class FakeStatus:
     async def settle(self) -> None:
         pass
 
-    async def notice(self, text: str, *, tell: bool) -> None:
-        self.notices.append((text, tell))
+    async def notice(self, text: Words, *, tell: bool) -> None:
+        self.notices.append((text(EN), tell))
 
     async def post_result(self, record: JobRecord, image: bytes) -> None:
         raise AssertionError("the journal keeps results here: the outbox posts them")
@@ -350,7 +352,8 @@ async def test_a_follow_up_of_each_kind(journal: Journal, kind: str) -> None:
         assert await journal.inputs(job.id, 1) == (parent_job.content, parent_job.styles)
         assert world.backend.jobs[job.id].content == parent_job.content
         headline = world.frontend.statuses[job.id].context.headline
-        assert headline == RULES[kind].headline(job.settings.strength, 5)
+        assert headline is not None
+        assert headline(EN) == RULES[kind].headline(EN, job.settings.strength, 5)
 
 
 async def test_a_follow_up_keeps_within_the_limits_of_now_and_says_so(
@@ -365,9 +368,9 @@ async def test_a_follow_up_keeps_within_the_limits_of_now_and_says_so(
         assert job is not None and job.settings.size == 32
         headline = world.frontend.statuses[job.id].context.headline
         assert headline is not None
-        assert headline.splitlines() == [
-            messages.weaker_headline(0.5, 5),
-            messages.follow_up_lowered(32, 4),
+        assert headline(EN).splitlines() == [
+            messages.weaker_headline(EN, 0.5, 5),
+            messages.follow_up_lowered(EN, 32, 4),
         ]
 
 
@@ -404,7 +407,8 @@ async def test_unfinished_jobs_resume_in_their_old_order(journal: Journal) -> No
         world.backend.resize(3)
         assert list(world.backend.jobs) == [b, c, a]
         assert all(world.frontend.statuses[j].resumed for j in (a, b, c))
-        assert world.frontend.statuses[c].context.headline == messages.stronger_headline(1.0, 5)
+        headline = world.frontend.statuses[c].context.headline
+        assert headline is not None and headline(EN) == messages.stronger_headline(EN, 1.0, 5)
 
 
 @pytest.mark.parametrize("why", ["crashed too often", "pictures lost"])
@@ -417,10 +421,10 @@ async def test_a_job_that_cannot_run_again_is_given_up_with_a_notice(
     if why == "crashed too often":
         for _ in range(MAX_RUNS):  # each time the bot died while running it
             await journal.mark_running(lost)
-        words = messages.keeps_crashing()
+        words = messages.later(messages.keeps_crashing).dumps()
     else:
         shutil.rmtree(journal.job_dir(lost))
-        words = messages.inputs_lost()
+        words = messages.later(messages.inputs_lost).dumps()
     async with started(make_world(journal)) as world:
         assert await world.service.outbox.wait_idle(5)
         assert list(world.backend.jobs) == [kept]
@@ -497,9 +501,9 @@ async def test_a_shutdown_keeps_running_jobs_but_a_cancel_asked_for_wins(
 
     states = [await state_of(journal, j.id) for j in (cancelled, kept, waiting)]
     assert states == ["cancelled", "queued", "queued"]
-    by_moderator = messages.cancelled(messages.mention(OTHER), own=False)
+    by_moderator = messages.later(messages.cancelled, messages.mention(OTHER), own=False).dumps()
     assert outbox_rows(journal) == [(cancelled.id, "status", by_moderator, "delivered", 1001, None)]
-    restarting = (messages.restarting(engine_broken=False), False)
+    restarting = (messages.restarting(EN, engine_broken=False), False)
     assert world.frontend.statuses[kept.id].notices == [restarting]
     assert world.frontend.statuses[waiting.id].notices == [restarting]
     assert world.frontend.statuses[cancelled.id].notices == []

@@ -16,7 +16,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot import messages
+from bot import i18n, messages
 from bot.errors import Refusal
 from bot.jobs.policy import PolicyBook
 from bot.journal import RoleLimit, SpoilerMode
@@ -65,12 +65,13 @@ class Admin(
         if remove is not None:
             current.discard(remove.id)
         if add is None and remove is None and not everywhere:
-            raise Refusal(messages.channels_usage())
+            raise Refusal(messages.later(messages.channels_usage))
         policy = await self.policies.set_channels(guild_id, frozenset(current))
+        lang = i18n.lang(interaction.locale)
         text = (
-            messages.channels_set(sorted(policy.channels))
+            messages.channels_set(lang, sorted(policy.channels))
             if policy.channels
-            else messages.channels_everywhere()
+            else messages.channels_everywhere(lang)
         )
         await interaction.response.send_message(text, ephemeral=True)
 
@@ -90,11 +91,14 @@ class Admin(
         guild_id = _manager_guild(interaction)
         policy = await self.policies.set_role_limit(guild_id, RoleLimit(role.id, daily, max_size))
         name = messages.role_mention(role.id, guild_id)
+        lang = i18n.lang(interaction.locale)
         if daily is None and max_size is None:
-            text = messages.limits_removed(name)
+            text = messages.limits_removed(lang, name)
         else:
             everyone = policy.limit_of(guild_id)
-            text = messages.limits_set(name, daily, max_size, everyone_limited=everyone is not None)
+            text = messages.limits_set(
+                lang, name, daily, max_size, everyone_limited=everyone is not None
+            )
         await interaction.response.send_message(text, ephemeral=True)
 
     @app_commands.command(name="block", description="Stop a member from using the bot here")
@@ -103,7 +107,8 @@ class Admin(
         guild_id = _manager_guild(interaction)
         await self.policies.set_blocked(guild_id, member.id, True)
         await interaction.response.send_message(
-            messages.member_blocked_now(member.mention), ephemeral=True
+            messages.member_blocked_now(i18n.lang(interaction.locale), member.mention),
+            ephemeral=True,
         )
 
     @app_commands.command(name="unblock", description="Let a blocked member use the bot again")
@@ -112,7 +117,7 @@ class Admin(
         guild_id = _manager_guild(interaction)
         await self.policies.set_blocked(guild_id, member.id, False)
         await interaction.response.send_message(
-            messages.member_unblocked(member.mention), ephemeral=True
+            messages.member_unblocked(i18n.lang(interaction.locale), member.mention), ephemeral=True
         )
 
     @app_commands.command(name="spoiler", description="Post results as spoilers")
@@ -125,13 +130,16 @@ class Admin(
         guild_id = _manager_guild(interaction)
         chosen: SpoilerMode = mode
         await self.policies.set_spoiler(guild_id, chosen)
-        await interaction.response.send_message(messages.spoiler_set(mode), ephemeral=True)
+        await interaction.response.send_message(
+            messages.spoiler_set(i18n.lang(interaction.locale), mode), ephemeral=True
+        )
 
     @app_commands.command(name="status", description="The queue, the engine and today's jobs")
     async def status(self, interaction: discord.Interaction) -> None:
         guild_id = _manager_guild(interaction)
         status = await self.bot.jobs.status(guild_id)
         text = messages.service_status(
+            i18n.lang(interaction.locale),
             waiting=status.waiting,
             running=status.running,
             capacity=status.capacity,
@@ -150,9 +158,13 @@ class Admin(
         await interaction.response.defer(ephemeral=True, thinking=True)
         forgotten = await self.bot.jobs.forget(member.id, guild_id, by_member=False)
         text = messages.forgotten(
-            forgotten.jobs, forgotten.files, forgotten.bytes, forgotten.styles,
+            i18n.lang(interaction.locale),
+            forgotten.jobs,
+            forgotten.files,
+            forgotten.bytes,
+            forgotten.styles,
             who=member.mention,
-        )  # fmt: skip
+        )
         await interaction.edit_original_response(content=text)
 
     @app_commands.command(name="show", description="Show how the bot is set up in this server")
@@ -160,6 +172,7 @@ class Admin(
         guild_id = _manager_guild(interaction)
         policy = self.policies.policy(guild_id)
         text = messages.server_policy(
+            i18n.lang(interaction.locale),
             guild_id,
             sorted(policy.channels),
             [(limit.role_id, limit.daily, limit.max_size) for limit in policy.limits],
@@ -175,7 +188,7 @@ def _manager_guild(interaction: discord.Interaction) -> int:
     if interaction.guild_id is None:
         raise app_commands.NoPrivateMessage()
     if not interaction.permissions.manage_guild:
-        raise Refusal(messages.admin_needs_manage_server())
+        raise Refusal(messages.later(messages.admin_needs_manage_server))
     return interaction.guild_id
 
 

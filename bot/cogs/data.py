@@ -9,7 +9,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot import messages
+from bot import i18n, messages
 from bot.buttons import forget_view
 
 if TYPE_CHECKING:
@@ -30,8 +30,11 @@ class Data(
     )
     async def forget(self, interaction: discord.Interaction) -> None:
         # Nothing is deleted yet: the member confirms with the button, which only they see.
+        lang = i18n.lang(interaction.locale)
         await interaction.response.send_message(
-            messages.forget_confirm(), view=forget_view(interaction.user.id), ephemeral=True
+            messages.forget_confirm(lang),
+            view=forget_view(interaction.user.id, lang),
+            ephemeral=True,
         )
 
 

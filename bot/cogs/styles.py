@@ -17,7 +17,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot import gallery, intake, messages
+from bot import gallery, i18n, intake, messages
 from bot.errors import Refusal
 from bot.journal import Journal
 
@@ -30,11 +30,19 @@ if TYPE_CHECKING:
 class Styles(commands.GroupCog, group_name="styles", group_description="Saved styles"):
     def __init__(self, bot: StylizeBot) -> None:
         self.bot = bot
-        self.journal = bot.journal
-        self.gate = bot.intake_gate
         config = bot.settings
         self.limits = gallery.Limits(config.stylize_gallery_max_styles, config.gallery_max_bytes)
         super().__init__()
+
+    # Borrowed from the bot when used (the tree can be built before they exist).
+
+    @property
+    def journal(self) -> Journal:
+        return self.bot.journal
+
+    @property
+    def gate(self) -> intake.Gate:
+        return self.bot.intake_gate
 
     @app_commands.command(name="add", description="Save a painting as one of this server's styles")
     @app_commands.describe(
@@ -52,7 +60,7 @@ class Styles(commands.GroupCog, group_name="styles", group_description="Saved st
         config = self.bot.settings
         [picture] = await intake.receive(
             self.bot.http_session,
-            [intake.AttachmentRef("style image", image.url, image.size, image.content_type)],
+            [intake.AttachmentRef("style", image.url, image.size, image.content_type)],
             max_bytes=config.max_input_bytes,
             max_pixels=config.stylize_max_pixels,
             gate=self.gate,
@@ -66,7 +74,8 @@ class Styles(commands.GroupCog, group_name="styles", group_description="Saved st
             self.limits,
             gate=self.gate,
         )
-        await interaction.edit_original_response(content=messages.gallery_added(saved))
+        lang = i18n.lang(interaction.locale)
+        await interaction.edit_original_response(content=messages.gallery_added(lang, saved))
 
     @app_commands.command(name="remove", description="Remove one of this server's styles")
     @app_commands.describe(name="The style to remove")
@@ -75,8 +84,9 @@ class Styles(commands.GroupCog, group_name="styles", group_description="Saved st
     ) -> None:
         guild_id = _manager_guild(interaction)
         if not await self.journal.remove_style(guild_id, name):
-            raise Refusal(messages.gallery_no_such_style(name))
-        await interaction.response.send_message(messages.gallery_removed(messages.echo(name)))
+            raise Refusal(messages.later(messages.gallery_no_such_style, name))
+        text = messages.gallery_removed(i18n.lang(interaction.locale), messages.echo(name))
+        await interaction.response.send_message(text)
 
     @remove.autocomplete("name")
     async def remove_name(
@@ -94,8 +104,9 @@ class Styles(commands.GroupCog, group_name="styles", group_description="Saved st
         assert interaction.guild_id is not None
         await interaction.response.defer(thinking=True)
         styles = await self.journal.styles(interaction.guild_id)
+        lang = i18n.lang(interaction.locale)
         if not styles:
-            await interaction.edit_original_response(content=messages.gallery_empty())
+            await interaction.edit_original_response(content=messages.gallery_empty(lang))
             return
         shown, page, pages = gallery.page_of(styles, page or 1)
         embeds, files = [], []
@@ -105,7 +116,7 @@ class Styles(commands.GroupCog, group_name="styles", group_description="Saved st
             )
             embed = discord.Embed(
                 title=style.name,
-                description=messages.style_entry(style.added_by, style.size),
+                description=messages.style_entry(lang, style.added_by, style.size),
             )
             if thumbnail is not None:
                 filename = f"style-{index}.jpg"
@@ -113,7 +124,7 @@ class Styles(commands.GroupCog, group_name="styles", group_description="Saved st
                 embed.set_thumbnail(url=f"attachment://{filename}")
             embeds.append(embed)
         await interaction.edit_original_response(
-            content=messages.gallery_page(page, pages, len(styles)), embeds=embeds,
+            content=messages.gallery_page(lang, page, pages, len(styles)), embeds=embeds,
             attachments=files,
         )  # fmt: skip
 
@@ -124,7 +135,7 @@ def _manager_guild(interaction: discord.Interaction) -> int:
     if interaction.guild_id is None:
         raise app_commands.NoPrivateMessage()
     if not interaction.permissions.manage_guild:
-        raise Refusal(messages.gallery_needs_manage_server())
+        raise Refusal(messages.gallery_needs_manage_server)
     return interaction.guild_id
 
 

@@ -15,13 +15,14 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot import gallery, intake, messages, permissions
+from bot import gallery, i18n, intake, messages, permissions
 from bot.buttons import CancelButton, DeleteButton, FollowUpButton, ForgetButton, has_handler
 from bot.cogs.styles import choices
 from bot.errors import Refusal
 from bot.jobs.service import Submission
 from bot.jobs.settings import MAX_SEED, MAX_STRENGTH, MIN_STRENGTH, build_settings
 from bot.reply import conversation_of, describe
+from bot.translator import command_text
 from engine.jobs import new_job_id
 from engine.settings import MIN_SIZE
 
@@ -63,7 +64,8 @@ class Stylize(commands.Cog):
         log.info("user %s clicked an unknown button %r", interaction.user.id,
                  messages.echo(custom_id))  # fmt: skip
         try:
-            await interaction.response.send_message(messages.unknown_button(), ephemeral=True)
+            text = messages.unknown_button(i18n.lang(interaction.locale))
+            await interaction.response.send_message(text, ephemeral=True)
         except discord.HTTPException as error:
             log.info("cannot answer a click on an unknown button (%s)", describe(error))
 
@@ -75,7 +77,9 @@ class Stylize(commands.Cog):
             style="The painting whose style to take (or pick a saved_style)",
             saved_style="One of this server's saved styles (see /styles list)",
             strength="Style against content: 1 is the default balance, higher is more style",
-            size=f"Longest side of the result in pixels (at most {max_size})",
+            size=command_text(
+                "Longest side of the result in pixels (at most {max_size})", max_size=max_size
+            ),
             quality="Fewer or more optimisation steps: draft is quick, high is finest",
             preserve_colors="Keep the photo's colours (take only the brushwork)",
             seed="For a reproducible result; the result always shows the seed used",
@@ -131,7 +135,7 @@ class Stylize(commands.Cog):
         seed: Optional[int],  # noqa: UP045
     ) -> None:
         if (style is None) == (saved_style is None):  # refused at once, to the user alone
-            raise Refusal(messages.style_one_or_other())
+            raise Refusal(messages.style_one_or_other)
         permissions.require(interaction)
         jobs = self.bot.jobs
         # The server's policy (blocked, channel, daily quota) is in memory: checked before
@@ -153,10 +157,10 @@ class Stylize(commands.Cog):
                 assert interaction.guild_id is not None  # the command is guild-only
                 image = await gallery.image_for(self.bot.journal, interaction.guild_id,
                                                 saved_style)  # fmt: skip
-                kept.append(("saved style", image))
-            uploads = [_ref("photo (content)", content)]
+                kept.append(("saved_style", image))
+            uploads = [_ref("content", content)]
             if style is not None:
-                uploads.append(_ref("style image", style))
+                uploads.append(_ref("style", style))
             job_id = new_job_id()
             # The inputs go to disk while they are decoded, so that writing the job's record
             # after the checks costs only its row. The saved style is decoded inside the gate
@@ -187,7 +191,7 @@ class Stylize(commands.Cog):
             # the cap, as the default is no request).
             note = None
             if size is not None and size > max_size:
-                note = messages.size_lowered(max_size)
+                note = messages.later(messages.size_lowered, max_size)
             submission = Submission(job_id, conversation, pictures[0].data,
                                     (pictures[1].data,), settings, note=note,
                                     spoiler=admission.spoiler)  # fmt: skip

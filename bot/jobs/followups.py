@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bot import messages
+from bot.i18n import Lang
 from bot.jobs.settings import MAX_SEED, MAX_STRENGTH, MIN_STRENGTH
 from bot.journal import Derivation
 
@@ -23,14 +24,15 @@ SeedSource = Callable[[], int]
 
 @dataclass(frozen=True)
 class FollowUpRule:
-    label: str
+    label: Callable[[Lang], str]
     emoji: str
     derive: Callable[[dict[str, Any], int], dict[str, Any]]
     """(the earlier job's settings, a new seed) → the settings this kind changes."""
     applies: Callable[[float], bool]
     """Whether the button would change anything for a job of this strength."""
-    headline: Callable[[float, int], str]
-    """(the new job's strength, the earlier job's seed) → what the new job is."""
+    headline: Callable[[Lang, float, int], str]
+    """(a language, the new job's strength, the earlier job's seed) → what the new job is: a
+    function of ``bot.messages``."""
 
 
 def strength_of(settings: dict[str, Any]) -> float:
@@ -41,21 +43,21 @@ RULES: dict[str, FollowUpRule] = {
     # Re-roll keeps everything but the seed; Stronger and Weaker keep the seed, so that only
     # the strength differs from the picture the member is looking at.
     "reroll": FollowUpRule(
-        messages.REROLL_LABEL,
+        messages.reroll_label,
         messages.REROLL_EMOJI,
         derive=lambda settings, seed: {"seed": seed},
         applies=lambda strength: True,
         headline=messages.reroll_headline,
     ),
     "stronger": FollowUpRule(
-        messages.STRONGER_LABEL,
+        messages.stronger_label,
         messages.STRONGER_EMOJI,
         derive=lambda settings, seed: {"strength": min(MAX_STRENGTH, strength_of(settings) * 2)},
         applies=lambda strength: strength < MAX_STRENGTH,
         headline=messages.stronger_headline,
     ),
     "weaker": FollowUpRule(
-        messages.WEAKER_LABEL,
+        messages.weaker_label,
         messages.WEAKER_EMOJI,
         derive=lambda settings, seed: {"strength": max(MIN_STRENGTH, strength_of(settings) / 2)},
         applies=lambda strength: strength > MIN_STRENGTH,
@@ -103,6 +105,7 @@ def new_seed(old: int, source: SeedSource = random_seed) -> int:
             return seed
 
 
-def headline(derivation: Derivation, strength: float) -> str:
+def headline(derivation: Derivation, strength: float) -> messages.Text:
     """What a follow-up job is, on its status and its result."""
-    return RULES[derivation.kind].headline(strength, derivation.parent_seed)
+    rule = RULES[derivation.kind]
+    return messages.later(rule.headline, strength, derivation.parent_seed)

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+from bot.i18n import Words
 from bot.journal import JobRecord, OutboxItem, StatusMessage
 from engine.jobs import JobProgress, Started
 
@@ -23,8 +24,9 @@ class StatusContext:
     """What the core tells the front end about a job whose status it is to show."""
 
     job_id: str
-    headline: str | None
-    """A first line for every status (what a follow-up job derives from), or None."""
+    headline: Words | None
+    """A first line for every status (what a follow-up job derives from), or None; written in
+    the language of each status's route."""
     keep_message: Callable[[StatusMessage], None]
     """Call with the status message whenever it changes: the journal keeps it, so that the
     same message is edited after a restart."""
@@ -46,9 +48,10 @@ class JobStatus(Protocol):
         """No more updates: drop those waiting and let one under way land, so that what the
         core shows next (``notice``) or the outbox delivers is the last word."""
 
-    async def notice(self, text: str, *, tell: bool) -> None:
-        """Show ``text`` as the final state of the status message; if that message is gone
-        and ``tell``, post it. Raises ``Retry`` or ``Undeliverable``."""
+    async def notice(self, text: Words, *, tell: bool) -> None:
+        """Show ``text`` (written in its route's language) as the final state of the status
+        message; if that message is gone and ``tell``, post it. Raises ``Retry`` or
+        ``Undeliverable``."""
 
     async def post_result(self, record: JobRecord, image: bytes) -> None:
         """Post a result held in memory (the journal could not keep it), as the outbox would

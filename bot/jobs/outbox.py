@@ -66,6 +66,13 @@ class Outbox:
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._pending = 0
+
+    @property
+    def pending(self) -> int:
+        """Items not delivered (nor given up) when the loop last looked, less those it has
+        delivered since: what is due now and what waits for a retry."""
+        return self._pending
 
     def start(self) -> None:
         if self._task is None:
@@ -115,12 +122,16 @@ class Outbox:
     async def _deliver_due(self) -> float | None:
         """Deliver every item that is due, in order; returns when the next one is due."""
         next_due: float | None = None
-        for item in await self._journal.outbox_pending():
+        items = await self._journal.outbox_pending()
+        self._pending = len(items)
+        for item in items:
             if item.next_at > self._clock():
                 next_due = item.next_at if next_due is None else min(next_due, item.next_at)
                 continue
             retry_at = await self._attempt(item)
-            if retry_at is not None:
+            if retry_at is None:
+                self._pending -= 1
+            else:
                 next_due = retry_at if next_due is None else min(next_due, retry_at)
         return next_due
 

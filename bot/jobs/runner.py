@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from bot.jobs.observer import NO_OBSERVER, JobObserver, JobOutcome
 from bot.jobs.queue import FairQueue, QueueRefusal
 from engine.backend import Backend, JobHandle
 from engine.jobs import (
@@ -70,6 +72,8 @@ class Request:
     last_position: int | None = None
     ended: asyncio.Event = field(default_factory=asyncio.Event)
     """Set once its end has been reported."""
+    queued_at: float = field(default_factory=time.monotonic)
+    started_at: float | None = None
 
 
 class JobRunner:
@@ -81,11 +85,14 @@ class JobRunner:
         max_waiting: int,
         on_engine_broken: Callable[[], None] | None = None,
         on_order: Callable[[list[str]], None] | None = None,
+        observer: JobObserver = NO_OBSERVER,
     ) -> None:
         """``on_engine_broken`` is called once if the engine refuses jobs for good (it can no
         longer start workers): the job it refused is kept for after a restart. ``on_order`` is
-        told the waiting jobs' ids, in the order they will start, whenever that changes."""
+        told the waiting jobs' ids, in the order they will start, whenever that changes.
+        ``observer`` hears each job's wait, run time and outcome."""
         self._backend = backend
+        self._observer = observer
         self._on_engine_broken = on_engine_broken
         self._on_order = on_order
         self._last_order: list[str] = []
@@ -137,6 +144,16 @@ class JobRunner:
     @property
     def busy(self) -> bool:
         return bool(self._tasks) or len(self._queue) > 0
+
+    @property
+    def waiting(self) -> int:
+        """Jobs in the fair queue, not yet handed to the engine."""
+        return len(self._queue) - self.running
+
+    @property
+    def running(self) -> int:
+        """Jobs handed to the engine that have not ended yet."""
+        return len(self._queue.running())
 
     # Changes
 
@@ -231,6 +248,8 @@ class JobRunner:
                 failed = Failed(entry.job_id, FailureKind.INTERNAL, str(error))
                 self._spawn(self._finish(request, failed))
                 continue
+            request.started_at = time.monotonic()
+            self._observer.job_started(request.started_at - request.queued_at)
             self._spawn(self._run(request, request.handle))
         self._announce_positions()
 
@@ -293,6 +312,11 @@ class JobRunner:
                 return
             if isinstance(event, Cancelled) and request.cancel_reason is not None:
                 event = Cancelled(event.job_id, request.cancel_reason)
+            started = request.started_at
+            self._observer.job_ended(
+                JobOutcome.of(event, cancel_requested=request.cancel_reason == ON_REQUEST),
+                None if started is None else time.monotonic() - started,
+            )
             try:
                 await request.reporter.finished(event)
             except Exception:

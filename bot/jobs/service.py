@@ -26,9 +26,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from bot import messages
+from bot.i18n import Words
 from bot.jobs import followups
 from bot.jobs.followups import SeedSource
 from bot.jobs.frontend import Frontend, JobStatus, StatusContext, StatusFactory
+from bot.jobs.observer import NO_OBSERVER, JobObserver, JobOutcome
 from bot.jobs.outbox import Outbox
 from bot.jobs.policy import Admission, MemberContext, PolicyBook, day_start
 from bot.jobs.queue import QueueRefusal, Reservations
@@ -80,7 +82,7 @@ class Submission:
     settings: StylizeSettings
     """Resolved: its seed is fixed, so a job resumed after a restart paints the same picture."""
     derivation: Derivation | None = None
-    note: str | None = None
+    note: Words | None = None
     """A line for its status, under the headline."""
     spoiler: bool = False
     """Post its result as a spoiler (``Admission.spoiler``)."""
@@ -103,13 +105,15 @@ class ServiceStatus:
     """The server's jobs and failures since UTC midnight."""
 
 
-async def rebuild_job(journal: Journal, record: JobRecord, *, preview_interval: float) -> Job | str:
+async def rebuild_job(
+    journal: Journal, record: JobRecord, *, preview_interval: float
+) -> Job | messages.Text:
     """The engine job of an unfinished journal record, or why it can't run again (words for
     its user): its inputs are gone, or the bot died while running it too often."""
     if record.runs >= MAX_RUNS:
         log.error("job %s: the bot died %d times while running it; giving up", record.id,
                   record.runs)  # fmt: skip
-        return messages.keeps_crashing()
+        return messages.later(messages.keeps_crashing)
     try:
         content, styles = await journal.inputs(record.id, record.style_count)
         return Job(
@@ -122,7 +126,7 @@ async def rebuild_job(journal: Journal, record: JobRecord, *, preview_interval: 
         )
     except (OSError, ValueError, TypeError) as error:  # EngineError is a ValueError
         log.error("job %s: cannot be resumed (%s)", record.id, type(error).__name__)
-        return messages.inputs_lost()
+        return messages.later(messages.inputs_lost)
 
 
 class JobService:
@@ -136,13 +140,16 @@ class JobService:
         on_engine_broken: Callable[[], None] | None = None,
         seeds: SeedSource = followups.random_seed,
         policies: PolicyBook | None = None,
+        observer: JobObserver = NO_OBSERVER,
     ) -> None:
         """``on_engine_broken``: called once if the backend refuses jobs for good (the bot
         must stop; the jobs are kept). ``seeds``: where re-rolls draw their seeds.
-        ``policies``: the servers' policies (by default, the journal's)."""
+        ``policies``: the servers' policies (by default, the journal's). ``observer``: hears
+        each job's wait, run time and outcome (``bot.metrics``)."""
         self.journal = journal
         self.backend = backend
         self.policies = policies if policies is not None else PolicyBook(journal)
+        self._observer = observer
         self.frontend = frontend
         self.policy = policy
         self._seeds = seeds
@@ -152,6 +159,7 @@ class JobService:
             max_waiting=policy.max_waiting,
             on_engine_broken=on_engine_broken,
             on_order=lambda job_ids: self._spawn(self.journal.set_order(job_ids)),
+            observer=observer,
         )
         self.outbox = Outbox(journal, frontend.deliver)
         self.reservations = Reservations(policy.per_user)
@@ -182,11 +190,12 @@ class JobService:
             rebuilt = await rebuild_job(
                 self.journal, record, preview_interval=self.policy.preview_interval
             )
-            if isinstance(rebuilt, str):
+            if isinstance(rebuilt, messages.Text):
                 await self.journal.finish(
                     record.id, "failed", outcome={"kind": "not_resumed"}, deliver="notice",
-                    text=rebuilt,
+                    text=rebuilt.dumps(),
                 )  # fmt: skip
+                self._observer.job_ended(JobOutcome.NOT_RESUMED, None)
                 self.outbox.kick()
                 continue
             context = self._context(rebuilt.id, _headline(record.derivation, rebuilt.settings))
@@ -288,7 +297,7 @@ class JobService:
         )  # fmt: skip
         headline = _headline(submission.derivation, settings)
         if submission.note is not None:
-            headline = submission.note if headline is None else f"{headline}\n{submission.note}"
+            headline = _lines(headline, submission.note)
         status = make_status(self._context(job.id, headline))
         tracker = self._tracker(job.id, conversation.user_id, status)
         try:
@@ -338,7 +347,7 @@ class JobService:
         settings = StylizeSettings.from_dict(derived)
         note = None
         if followups.lowered(parent.settings, derived):
-            note = messages.follow_up_lowered(settings.size, settings.steps)
+            note = messages.later(messages.follow_up_lowered, settings.size, settings.steps)
         submission = Submission(job_id, conversation, content, styles, settings,
                                 Derivation(parent.id, kind, parent.seed), note,
                                 admission.spoiler)  # fmt: skip
@@ -429,7 +438,7 @@ class JobService:
 
     # Internals
 
-    def _context(self, job_id: str, headline: str | None) -> StatusContext:
+    def _context(self, job_id: str, headline: Words | None) -> StatusContext:
         return StatusContext(
             job_id,
             headline,
@@ -454,5 +463,11 @@ class JobService:
         task.add_done_callback(self._writes.discard)
 
 
-def _headline(derivation: Derivation | None, settings: StylizeSettings) -> str | None:
+def _headline(derivation: Derivation | None, settings: StylizeSettings) -> Words | None:
     return None if derivation is None else followups.headline(derivation, settings.strength)
+
+
+def _lines(first: Words | None, second: Words) -> Words:
+    if first is None:
+        return second
+    return lambda lang: f"{first(lang)}\n{second(lang)}"

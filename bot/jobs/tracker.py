@@ -38,7 +38,8 @@ class Ending:
     state: Literal["done", "failed", "cancelled"]
     outcome: dict[str, Any]
     deliver: OutboxKind
-    text: str = ""
+    text: messages.Text | None = None
+    """The notice or final status, written out in its reader's language when delivered."""
     result: Done | None = None
 
 
@@ -51,13 +52,14 @@ def ending_for(
     if isinstance(event, Done) and cancelled_by is None:
         return Ending("done", {"kind": "done"}, "result", result=event)
     if isinstance(event, Failed):
-        text = messages.failure(event.kind, event.message, timeout=job_timeout)
+        text = messages.later(messages.failure, str(event.kind), event.message,
+                              timeout=job_timeout)  # fmt: skip
         return Ending("failed", {"kind": str(event.kind)}, "notice", text)
     own = cancelled_by is None or cancelled_by == user_id
     by = None if cancelled_by is None else messages.mention(cancelled_by)
     reason = event.reason if isinstance(event, Cancelled) else ON_REQUEST
     outcome = {"kind": "cancelled", "by": cancelled_by, "reason": reason}
-    return Ending("cancelled", outcome, "status", messages.cancelled(by, own=own))
+    return Ending("cancelled", outcome, "status", messages.later(messages.cancelled, by, own=own))
 
 
 class JobTracker:
@@ -121,7 +123,7 @@ class JobTracker:
                 ending.state,
                 outcome=ending.outcome,
                 deliver=ending.deliver,
-                text=ending.text,
+                text=ending.text.dumps() if ending.text else "",
                 result=done.image if done else None,
                 result_format=done.format if done else None,
                 result_stats=dataclasses.asdict(done.stats) if done else None,
@@ -141,7 +143,9 @@ class JobTracker:
         await self._settle()
         await self._journal.requeue(self.job_id)
         try:
-            await self.status.notice(messages.restarting(engine_broken=engine_broken), tell=False)
+            await self.status.notice(
+                messages.later(messages.restarting, engine_broken=engine_broken), tell=False
+            )
         except (Retry, Undeliverable) as error:
             # The status is set right when the job resumes.
             log.info("job %s: 'restarting' status edit failed (%s)", self.job_id, error)
@@ -173,7 +177,8 @@ class JobTracker:
     async def _deliver_unkept(self, ending: Ending) -> None:
         """What the outbox would have delivered, from memory, with a few tries."""
         if ending.result is None:
-            await self._notice(ending.text, tell=ending.deliver == "notice")
+            if ending.text is not None:
+                await self._notice(ending.text, tell=ending.deliver == "notice")
             return
         try:
             record = await self._journal.get(self.job_id)
@@ -202,9 +207,10 @@ class JobTracker:
                 except Exception:
                     log.exception("job %s: posting the result from memory failed", self.job_id)
                     break
-        await self._notice(messages.result_lost(messages.mention(self.user_id)), tell=True)
+        lost = messages.later(messages.result_lost, messages.mention(self.user_id))
+        await self._notice(lost, tell=True)
 
-    async def _notice(self, text: str, *, tell: bool) -> None:
+    async def _notice(self, text: messages.Text, *, tell: bool) -> None:
         try:
             await self.status.notice(text, tell=tell)
         except (Retry, Undeliverable) as error:

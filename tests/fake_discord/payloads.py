@@ -301,6 +301,7 @@ def guild(
     owner_id: int,
     roles: list[dict[str, Any]],
     system_channel_id: int | None,
+    preferred_locale: str = "en-US",
 ) -> dict[str, Any]:
     """The guild object (GET /guilds/{id})."""
     return {
@@ -333,7 +334,7 @@ def guild(
         "banner": None,
         "premium_tier": 0,
         "premium_subscription_count": 0,
-        "preferred_locale": "en-US",
+        "preferred_locale": preferred_locale,
         "public_updates_channel_id": None,
         "max_video_channel_users": 25,
         "max_stage_video_channel_users": 50,

@@ -434,6 +434,19 @@ def _check_command(command: Any, index: int | None = None) -> dict[str, Any]:
 # Discord's limits on a chat-input command: name 1-32, description 1-100, 25 options, and
 # 25 choices per option (each named 1-100).
 _NAME, _DESCRIPTION, _MANY = 32, 100, 25
+# A chat-input command's or an option's name, in any language: Discord's
+# ^[-_\p{L}\p{N}\p{sc=Deva}\p{sc=Thai}]{1,32}$ (Python's \w is letters, digits and _), in
+# lower case where the script has cases.
+_NAME_RULE = re.compile(r"^[-\w\u0900-\u097f\u0e00-\u0e7f]{1,32}$")
+LOCALES = frozenset(
+    {
+        "id", "da", "de", "en-GB", "en-US", "es-ES", "es-419", "fr", "hr", "it", "lt", "hu",
+        "nl", "no", "pl", "pt-BR", "ro", "fi", "sv-SE", "vi", "tr", "cs", "el", "bg", "ru", "uk",
+        "hi", "th", "zh-CN", "ja", "zh-TW", "ko",
+    }
+)  # fmt: skip
+"""The locales Discord accepts as keys of ``name_localizations`` and
+``description_localizations``."""
 
 
 def _length_error(value: Any, low: int, high: int) -> dict[str, Any] | None:
@@ -443,15 +456,60 @@ def _length_error(value: Any, low: int, high: int) -> dict[str, Any] | None:
     return {"_errors": [{"code": "BASE_TYPE_BAD_LENGTH", "message": message}]}
 
 
+def _name_error(name: Any, *, ruled: bool) -> dict[str, Any] | None:
+    """A name's error: its length, and for a chat-input command or an option (``ruled``)
+    Discord's name rule."""
+    if (bad := _length_error(name, 1, _NAME)) is not None:
+        return bad
+    text = str(name)
+    if ruled and not (_NAME_RULE.fullmatch(text) and text == text.lower()):
+        invalid = {"code": "APPLICATION_COMMAND_INVALID_NAME", "message": "Command name is invalid"}
+        return {"_errors": [invalid]}
+    return None
+
+
+def _localization_errors(
+    localizations: Any, check: Callable[[Any], dict[str, Any] | None]
+) -> dict[str, Any] | None:
+    """Errors of a ``*_localizations`` map: unknown locales, and each value by ``check``."""
+    if localizations is None:
+        return None
+    if not isinstance(localizations, dict):
+        return {
+            "_errors": [{"code": "DICT_TYPE_CONVERT", "message": "Only dictionaries may be used"}]
+        }
+    errors: dict[str, Any] = {}
+    for locale, value in localizations.items():
+        if locale not in LOCALES:
+            invalid = {
+                "code": "ENUM_TYPE_COERCE",
+                "message": f'Value "{locale}" is not a valid enum value.',
+            }
+            errors[str(locale)] = {"_errors": [invalid]}
+        elif (bad := check(value)) is not None:
+            errors[str(locale)] = bad
+    return errors or None
+
+
 def _command_errors(node: dict[str, Any], *, top: bool = True) -> dict[str, Any]:
     """Discord's error tree for a command (``top``) or one of its options; empty if valid."""
     errors: dict[str, Any] = {}
-    if (bad := _length_error(node.get("name"), 1, _NAME)) is not None:
+    ruled = not top or node.get("type", 1) == 1  # a context menu's name is free text
+    if (bad := _name_error(node.get("name"), ruled=ruled)) is not None:
         errors["name"] = bad
+    names = _localization_errors(node.get("name_localizations"),
+                                 lambda name: _name_error(name, ruled=ruled))  # fmt: skip
+    if names is not None:
+        errors["name_localizations"] = names
     # Options always have a description; of commands, only chat-input ones (type 1).
     described = not top or node.get("type", 1) == 1
     if described and (bad := _length_error(node.get("description"), 1, _DESCRIPTION)):
         errors["description"] = bad
+    descriptions = _localization_errors(
+        node.get("description_localizations"), lambda text: _length_error(text, 1, _DESCRIPTION)
+    )
+    if descriptions is not None:
+        errors["description_localizations"] = descriptions
     for key, limit in (("options", _MANY), ("choices", _MANY)):
         items = node.get(key) or []
         if len(items) > limit:
@@ -459,10 +517,16 @@ def _command_errors(node: dict[str, Any], *, top: bool = True) -> dict[str, Any]
             continue
         inner: dict[str, Any] = {}
         for i, item in enumerate(items):
-            if key == "choices":
-                bad = _length_error(item.get("name"), 1, 100) if isinstance(item, dict) else None
-                if bad is not None:
-                    inner[str(i)] = {"name": bad}
+            if key == "choices" and isinstance(item, dict):
+                choice: dict[str, Any] = {}
+                if (bad := _length_error(item.get("name"), 1, 100)) is not None:
+                    choice["name"] = bad
+                names = _localization_errors(item.get("name_localizations"),
+                                             lambda name: _length_error(name, 1, 100))  # fmt: skip
+                if names is not None:
+                    choice["name_localizations"] = names
+                if choice:
+                    inner[str(i)] = choice
             elif isinstance(item, dict) and (sub := _command_errors(item, top=False)):
                 inner[str(i)] = sub
         if inner:

@@ -80,6 +80,9 @@ class FakeDiscord:
         self.guild_id = payloads.snowflake()
         self.channel_id = payloads.snowflake()
         self.guild_name = "Fake Guild"
+        self.guild_locale = "en-US"
+        """The server's language (its "preferred_locale"), in every interaction's
+        ``guild_locale``; a test may change it at any time."""
         self.channel_name = "stylize"
         self.moderator_role_id = payloads.snowflake()
         self.bot_role_id = payloads.snowflake()
@@ -559,6 +562,7 @@ class FakeDiscord:
             app_permissions=self.permissions_of(self.bot_user),
             attachment_size_limit=self.upload_limit,
             locale=locale,
+            guild_locale=self.guild_locale,
             message_payload=None if source_message is None else source_message.payload(),
         )
         interaction = FakeInteraction(
@@ -664,6 +668,7 @@ class FakeDiscord:
             owner_id=self.owner.id,
             roles=self.roles_payload(),
             system_channel_id=self.channel_id,
+            preferred_locale=self.guild_locale,
         )
 
     def _guild_create_payload(self) -> dict[str, Any]:
