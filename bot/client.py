@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-EXTENSIONS = ("bot.cogs.stylize", "bot.cogs.styles")
+EXTENSIONS = ("bot.cogs.stylize", "bot.cogs.styles", "bot.cogs.admin", "bot.cogs.data")
 
 # Shutdown budget (SIGTERM to exit within 15 s): tell users, stop workers, close sessions.
 NOTIFY_GRACE = 4.0

@@ -16,7 +16,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot import gallery, i18n, intake, messages, permissions
-from bot.buttons import CancelButton, FollowUpButton, has_handler
+from bot.buttons import CancelButton, DeleteButton, FollowUpButton, ForgetButton, has_handler
 from bot.cogs.styles import choices
 from bot.errors import Refusal
 from bot.jobs.service import Submission
@@ -31,6 +31,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+BUTTONS = (CancelButton, FollowUpButton, DeleteButton, ForgetButton)
+
 
 class Stylize(commands.Cog):
     """Repaint a photo in the style of a painting."""
@@ -41,11 +43,11 @@ class Stylize(commands.Cog):
 
     async def cog_load(self) -> None:
         self.bot.tree.add_command(self.command)
-        self.bot.add_dynamic_items(CancelButton, FollowUpButton)
+        self.bot.add_dynamic_items(*BUTTONS)
 
     async def cog_unload(self) -> None:
         self.bot.tree.remove_command(self.command.name)
-        self.bot.remove_dynamic_items(CancelButton, FollowUpButton)
+        self.bot.remove_dynamic_items(*BUTTONS)
 
     @commands.Cog.listener()
     async def on_interaction(self, interaction: discord.Interaction) -> None:
@@ -135,14 +137,21 @@ class Stylize(commands.Cog):
         if (style is None) == (saved_style is None):  # refused at once, to the user alone
             raise Refusal(messages.style_one_or_other)
         permissions.require(interaction)
+        jobs = self.bot.jobs
+        # The server's policy (blocked, channel, daily quota) is in memory: checked before
+        # the acknowledgement, so that its refusal is private.
+        member = permissions.member_of(interaction)
+        admission = jobs.admit(member)
         # Acknowledge first, always: Discord drops an interaction not answered within 3 s.
         await interaction.response.defer(thinking=True)
         conversation = conversation_of(interaction)
         config = self.bot.settings
-        jobs = self.bot.jobs
+        max_size = config.stylize_max_size
+        if admission.allowance.max_size is not None:
+            max_size = min(max_size, admission.allowance.max_size)
         # The member's place is held from here, before any download: a burst of commands
         # can't all download and decode before all but a few are refused.
-        with jobs.place(interaction.user.id):
+        with jobs.place(interaction.user.id, member=member, admission=admission):
             kept: list[tuple[str, bytes]] = []
             if saved_style is not None:
                 assert interaction.guild_id is not None  # the command is guild-only
@@ -171,15 +180,21 @@ class Stylize(commands.Cog):
             settings = build_settings(
                 standard_steps=config.stylize_steps,
                 default_size=config.default_size,
-                max_size=config.stylize_max_size,
+                max_size=max_size,
                 size=size,
                 quality=quality,
                 strength=strength,
                 preserve_colors=preserve_colors,
                 seed=seed,
             ).resolved()
+            # Lowered by the member's roles: say so (a default size above the cap is quietly
+            # the cap, as the default is no request).
+            note = None
+            if size is not None and size > max_size:
+                note = messages.later(messages.size_lowered, max_size)
             submission = Submission(job_id, conversation, pictures[0].data,
-                                    (pictures[1].data,), settings)  # fmt: skip
+                                    (pictures[1].data,), settings, note=note,
+                                    spoiler=admission.spoiler)  # fmt: skip
             await jobs.accept(submission, self.bot.frontend.live(interaction, conversation))
         content_picture, style_picture = pictures
         log.info(
