@@ -1,6 +1,6 @@
 """A flood of /stylize commands against the fake Discord: does the bot keep answering?
 
-    python benchmarks/load_bench.py --commands 200 --users 50 --seconds 10
+    python benchmarks/load_bench.py --commands 200 --users 50 --seconds 10 [--policy]
 
 The real bot (discord.py, the journal, the local engine pool with one CPU worker and random
 weights) runs in this process against ``tests.fake_discord`` on 127.0.0.1, as in the
@@ -15,6 +15,11 @@ end-to-end tests. ``--commands`` commands from ``--users`` members arrive evenly
 - the peak RSS (``VmHWM``) of this process (the bot and the fake together: an upper bound for
   the bot) and of each engine worker;
 - the acknowledgement time of one fresh command sent right after the flood.
+
+With ``--policy`` the server has a policy set before the flood (``/stylize-admin``, through
+the bot's policy book): two allowed channels, daily quotas for @everyone and three other
+roles, spoilers outside NSFW channels, and every tenth member blocked; so every command
+passes the policy's checks, and some are refused by them (privately, before the deferral).
 
 The queued jobs are not run to the end: the bot shuts down after the fresh command, and they
 stay in its journal (in a temporary folder, deleted afterwards).
@@ -36,6 +41,7 @@ from PIL import Image
 
 from bot.client import StylizeBot
 from bot.config import load_settings
+from bot.journal import RoleLimit
 from tests.fake_discord import FakeDiscord, FakeInteraction, FakeUser, payloads
 
 TOKEN = "load-bench-token"
@@ -101,6 +107,16 @@ async def run(args: argparse.Namespace) -> None:
             pool = getattr(bot, "backend", None)
             users = [FakeUser(payloads.snowflake(), f"member{i}") for i in range(args.users)]
             fake.users.update({u.id: u for u in users})
+            if args.policy:
+                policies = bot.jobs.policies
+                guild = fake.guild_id
+                await policies.set_channels(guild, frozenset({fake.channel_id, 1, 2}))
+                await policies.set_spoiler(guild, "outside_nsfw")
+                await policies.set_role_limit(guild, RoleLimit(guild, 3, 48))
+                for role_id in (fake.moderator_role_id, fake.admin_role_id, 12345):
+                    await policies.set_role_limit(guild, RoleLimit(role_id, 20, None))
+                for user in users[::10]:
+                    await policies.set_blocked(guild, user.id, True)
 
             lags: list[float] = []
             stop = asyncio.Event()
@@ -143,6 +159,7 @@ async def run(args: argparse.Namespace) -> None:
             refused = [
                 i for i in interactions if i.original and i.original.content.startswith("❌")
             ]
+            privately = sum(1 for i in interactions if i.callbacks[0]["type"] == 4)
             worker_pids = [p for p in getattr(pool, "worker_pids", ()) if p]
             worker_rss = [peak_rss_mib(p) for p in worker_pids]
             bot_rss = peak_rss_mib()
@@ -166,7 +183,9 @@ async def run(args: argparse.Namespace) -> None:
         f"event-loop lag (50 ms ticker): p99 {percentile(lags, 0.99) * 1000:.1f} ms, "
         f"max {max(lags) * 1000:.1f} ms over {len(lags)} ticks"
     )
-    print(f"queued {len(interactions) - len(refused)}, refused {len(refused)}; "
+    print(f"policy set: {args.policy}")
+    print(f"queued {len(interactions) - len(refused)}, refused {len(refused)} "
+          f"({privately} privately, before the deferral); "
           f"every command answered: {every_answered}")  # fmt: skip
     for reason, count in sorted(reasons.items()):
         print(f"  refused {count}×: {reason}")
@@ -180,6 +199,9 @@ def main() -> None:
     parser.add_argument("--commands", type=int, default=200)
     parser.add_argument("--users", type=int, default=50)
     parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument(
+        "--policy", action="store_true", help="set a server policy (quotas, blocks) first"
+    )
     asyncio.run(run(parser.parse_args()))
 
 

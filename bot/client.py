@@ -35,7 +35,13 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-EXTENSIONS = ("bot.cogs.stylize", "bot.cogs.styles", "bot.cogs.menus")
+EXTENSIONS = (
+    "bot.cogs.stylize",
+    "bot.cogs.styles",
+    "bot.cogs.menus",
+    "bot.cogs.admin",
+    "bot.cogs.data",
+)
 
 # Shutdown budget (SIGTERM to exit within 15 s): tell users, stop workers, close sessions.
 NOTIFY_GRACE = 4.0
@@ -195,7 +201,7 @@ class StylizeBot(commands.Bot):
             self,
             journal,
             interval=config.stylize_progress_interval,
-            ceiling=lambda: self.jobs.ceiling,
+            ceiling=lambda: self.jobs.ceiling(),
         )
         self._jobs = JobService(
             journal,

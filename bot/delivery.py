@@ -99,7 +99,7 @@ class Delivery:
                 record.result_stats, fitted.format, len(fitted.data), refit=fitted.reencoded
             )
             content = _result_words(record, reply.mention, info, limit)
-            name = messages.result_filename(fitted.format, record.id)
+            name = messages.result_filename(fitted.format, record.id, spoiler=record.spoiler)
             try:
                 message = await post(
                     reply, content, (name, fitted.data), record.id, self._result_view(record)

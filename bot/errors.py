@@ -14,8 +14,10 @@ from discord import Forbidden, app_commands
 
 from bot import i18n, messages
 from bot.i18n import Lang, Words
+from bot.jobs.policy import ChannelNotAllowed, DailyQuotaReached, MemberBlocked, PolicyRefusal
 from bot.jobs.queue import QueueFull, UserLimitReached
 from bot.jobs.runner import ShuttingDown
+from bot.jobs.service import ResultDeleted
 from engine.errors import ImageError, SettingsError
 from engine.jobs import BackendError
 
@@ -44,6 +46,14 @@ def user_message(lang: Lang, error: BaseException) -> str:
         return messages.engine_words(lang, str(error))
     if isinstance(error, ShuttingDown):
         return messages.shutting_down(lang)
+    if isinstance(error, MemberBlocked):
+        return messages.member_blocked(lang)
+    if isinstance(error, ChannelNotAllowed):
+        return messages.channel_not_allowed(lang, list(error.channels))
+    if isinstance(error, DailyQuotaReached):
+        return messages.daily_quota_reached(lang, error.limit, error.resets_at)
+    if isinstance(error, ResultDeleted):
+        return messages.result_was_deleted(lang)
     if isinstance(error, UserLimitReached):
         return messages.user_limit_reached(lang, error.active, error.limit)
     if isinstance(error, QueueFull):
@@ -69,7 +79,8 @@ def is_expected(error: BaseException) -> bool:
     """Whether an error is an ordinary refusal (logged briefly) rather than a bug."""
     if isinstance(error, app_commands.CommandInvokeError):
         error = error.original
-    expected = (Refusal, ImageError, SettingsError, UserLimitReached, QueueFull, ShuttingDown)
+    expected = (Refusal, ImageError, SettingsError, UserLimitReached, QueueFull, ShuttingDown,
+                PolicyRefusal, ResultDeleted)  # fmt: skip
     return isinstance(error, (*expected, app_commands.AppCommandError))
 
 

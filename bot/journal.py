@@ -59,6 +59,12 @@ OutboxKind = Literal["result", "notice", "status"]
 """What an outbox item delivers: the result; a notice (shown on the status message, or posted
 if that is gone); or a final status (shown on the status message only)."""
 OutboxState = Literal["pending", "delivered", "failed"]
+SpoilerMode = Literal["off", "always", "outside_nsfw"]
+"""When a server's results are posted as spoilers: never, always, or outside NSFW channels."""
+SPOILER_MODES: tuple[SpoilerMode, ...] = ("off", "always", "outside_nsfw")
+FORMER_MEMBER = 0
+"""``styles.added_by`` of a style whose member asked the bot to forget them."""
+DAY_SECONDS = 86400
 
 ORPHAN_AGE = 3600.0
 """Seconds after which a job folder without a row (a crash between the two writes) is removed."""
@@ -138,7 +144,42 @@ MIGRATIONS: tuple[str, ...] = (
     UPDATE outbox SET text = json_object('text', 'verbatim', 'args', json_object('text', text))
         WHERE text != '';
     """,
-    # 5: more ways to a picture. A job made from a message's image in the Apps menu records
+    # 5: each server's policy (where the bot works, per-role daily quotas and size caps,
+    # blocked members, spoilers), the jobs each member started per UTC day (the quota's count,
+    # kept across restarts), and per job: whether its result is a spoiler, and whether it was
+    # deleted (its files gone, its row kept so that a later follow-up click can say so).
+    """
+    CREATE TABLE server_policy (
+        guild_id INTEGER PRIMARY KEY,
+        channels TEXT NOT NULL DEFAULT '[]',
+        spoiler TEXT NOT NULL DEFAULT 'off',
+        updated_at REAL NOT NULL
+    );
+    CREATE TABLE role_limits (
+        guild_id INTEGER NOT NULL,
+        role_id INTEGER NOT NULL,
+        daily INTEGER,
+        max_size INTEGER,
+        PRIMARY KEY (guild_id, role_id)
+    );
+    CREATE TABLE blocked_members (
+        guild_id INTEGER NOT NULL,
+        user_id INTEGER NOT NULL,
+        created_at REAL NOT NULL,
+        PRIMARY KEY (guild_id, user_id)
+    );
+    CREATE TABLE daily_usage (
+        guild_id INTEGER NOT NULL,
+        user_id INTEGER NOT NULL,
+        day INTEGER NOT NULL,
+        jobs INTEGER NOT NULL,
+        PRIMARY KEY (guild_id, user_id, day)
+    );
+    CREATE INDEX jobs_by_user ON jobs (user_id, guild_id);
+    ALTER TABLE jobs ADD COLUMN spoiler INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE jobs ADD COLUMN deleted_at REAL;
+    """,
+    # 6: more ways to a picture. A job made from a message's image in the Apps menu records
     # where it came from (`origin`, JSON); a Bigger job starts from an earlier result, kept as
     # the file `initial` beside its inputs (`has_initial`); and a photo waits in `picks` (its
     # file is picks/<id>.photo) until its member picks a saved style for it.
@@ -215,6 +256,8 @@ class NewJob:
     content: bytes
     styles: tuple[bytes, ...]
     derivation: Derivation | None = None
+    spoiler: bool = False
+    """Post its result as a spoiler (the server's policy, decided when it was asked for)."""
     origin: Origin | None = None
     initial: bool = False
     """Whether the job starts from an image of its own (the file ``initial``, already there:
@@ -292,6 +335,56 @@ class JobRecord:
     origin: Origin | None = None
     has_initial: bool = False
     """The job starts from its ``initial`` file (``Journal.initial``)."""
+    spoiler: bool = False
+    deleted: bool = False
+    """Its result was deleted with the Delete button: its files are gone."""
+
+
+@dataclass(frozen=True)
+class RoleLimit:
+    """A role's allowance in one server; None: no limit on that."""
+
+    role_id: int
+    daily: int | None
+    """Jobs a member may start per UTC day."""
+    max_size: int | None
+    """Longest side of a result, px."""
+
+
+@dataclass(frozen=True)
+class ServerPolicy:
+    """What one server's admins decided (``/stylize-admin``); the default allows everything."""
+
+    guild_id: int
+    channels: frozenset[int] = frozenset()
+    """Where the bot works; empty: everywhere."""
+    limits: tuple[RoleLimit, ...] = ()
+    blocked: frozenset[int] = frozenset()
+    spoiler: SpoilerMode = "off"
+
+    def limit_of(self, role_id: int) -> RoleLimit | None:
+        return next((limit for limit in self.limits if limit.role_id == role_id), None)
+
+
+@dataclass(frozen=True)
+class Forgotten:
+    """What ``Journal.forget`` deleted."""
+
+    jobs: int
+    """Job records of the member (their tokens with them)."""
+    files: int
+    bytes: int
+    """Pictures (inputs and results), theirs or made from theirs, and their size."""
+    styles: int
+    """Saved styles now attributed to "a former member"."""
+
+
+@dataclass(frozen=True)
+class DayCount:
+    """Jobs and failures of one server on one UTC day."""
+
+    jobs: int
+    failures: int
 
 
 class StyleAdded(enum.Enum):
@@ -535,6 +628,61 @@ class Journal:
         """False if there was no such style."""
         return await self._call(self._remove_style, guild_id, name)
 
+    # --- server policy, daily usage, deletion ------------------------------------------------
+
+    async def policies(self) -> list[ServerPolicy]:
+        """Every server's policy that differs from the default."""
+        return await self._call(self._policies)
+
+    async def set_channels(self, guild_id: int, channels: frozenset[int]) -> ServerPolicy:
+        return await self._call(self._set_policy, guild_id, channels=sorted(channels))
+
+    async def set_spoiler(self, guild_id: int, mode: SpoilerMode) -> ServerPolicy:
+        return await self._call(self._set_policy, guild_id, spoiler=mode)
+
+    async def set_role_limit(self, guild_id: int, limit: RoleLimit) -> ServerPolicy:
+        """Set a role's limits; a limit with neither a daily quota nor a size removes it."""
+        return await self._call(self._set_role_limit, guild_id, limit)
+
+    async def set_blocked(self, guild_id: int, user_id: int, blocked: bool) -> ServerPolicy:
+        return await self._call(self._set_blocked, guild_id, user_id, blocked)
+
+    async def usage_on(self, day: int) -> dict[tuple[int, int], int]:
+        """Jobs started on a UTC day (days since the epoch), by (guild, member)."""
+        return await self._call(self._usage_on, day)
+
+    async def add_usage(self, guild_id: int, user_id: int, day: int) -> None:
+        """Count one job against a member's quota of that day."""
+        await self._call(self._add_usage, guild_id, user_id, day)
+
+    async def day_count(self, guild_id: int, since: float) -> DayCount:
+        """A server's jobs asked for since ``since`` (wall-clock), and how many failed."""
+        return await self._call(self._day_count, guild_id, since)
+
+    async def outbox_backlog(self) -> int:
+        """Items still to deliver."""
+        return await self._call(lambda: self.db.execute(
+            "SELECT COUNT(*) FROM outbox WHERE state = 'pending'").fetchone()[0])  # fmt: skip
+
+    async def unfinished_of(self, user_id: int, guild_id: int | None) -> list[str]:
+        """The member's waiting or running jobs (in ``guild_id``; None: in every server), and
+        those of others that derive from the member's (their follow-ups)."""
+        return await self._call(self._unfinished_of, user_id, guild_id)
+
+    async def delete_result(self, job_id: str) -> bool:
+        """The Delete button: remove a finished job's files (inputs and result) and mark it
+        deleted; False if there is no such job."""
+        return await self._call(self._delete_result, job_id)
+
+    async def forget(self, user_id: int, guild_id: int | None, *, keep_blocks: bool) -> Forgotten:
+        """Delete what the journal keeps about a member (in ``guild_id``; None: in every
+        server): their job rows (tokens included) and outbox items, their daily counts, the
+        files of their jobs and of the follow-ups made from them (those jobs' rows stay, as
+        the other members' records, without pictures); unless ``keep_blocks``, the blocks on
+        them. Their saved styles stay, attributed to a former member (``FORMER_MEMBER``).
+        Cancel their unfinished jobs first: a job still running would write its end later."""
+        return await self._call(self._forget, user_id, guild_id, keep_blocks)
+
     # --- the outbox ---------------------------------------------------------------------------
 
     async def outbox_pending(self) -> list[OutboxItem]:
@@ -619,6 +767,9 @@ class Journal:
             # FULL: a commit survives a power cut, not only a crash of the process.
             db.execute("PRAGMA synchronous=FULL")
             db.execute("PRAGMA foreign_keys=ON")
+            # A deleted row's bytes are overwritten, not left in free pages: forgetting a
+            # member must leave no token or id of theirs in the file.
+            db.execute("PRAGMA secure_delete=ON")
             check = db.execute("PRAGMA quick_check").fetchone()
             if check is None or check[0] != "ok":
                 raise sqlite3.DatabaseError(f"integrity check failed: {check and check[0]}")
@@ -775,8 +926,9 @@ class Journal:
                 """INSERT INTO jobs (id, user_id, guild_id, channel_id, application_id,
                    interaction_id, interaction_token, token_expires_at, upload_limit, settings,
                    seed, style_count, state, created_at, updated_at, parent_id, derivation,
-                   origin, has_initial, locale, guild_locale)
-                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?)""",
+                   locale, guild_locale, spoiler, origin, has_initial)
+                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued',
+                           ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
                 (
                     job.id, c.user_id, c.guild_id, c.channel_id, c.application_id,
                     c.interaction_id, c.interaction_token, c.token_expires_at, c.upload_limit,
@@ -784,8 +936,8 @@ class Journal:
                     None if d is None else d.parent_id,
                     None if d is None else json.dumps({"kind": d.kind,
                                                        "parent_seed": d.parent_seed}),
+                    c.locale, c.guild_locale, int(job.spoiler),
                     None if job.origin is None else job.origin.to_json(), int(job.initial),
-                    c.locale, c.guild_locale,
                 ),
             )  # fmt: skip
 
@@ -977,6 +1129,177 @@ class Journal:
             (self._styles_dir(guild_id) / f"{file}.{suffix}").unlink(missing_ok=True)
         return True
 
+    def _policies(self) -> list[ServerPolicy]:
+        guilds = {row[0] for row in self.db.execute(
+            "SELECT guild_id FROM server_policy UNION SELECT guild_id FROM role_limits "
+            "UNION SELECT guild_id FROM blocked_members")}  # fmt: skip
+        return [self._policy(guild_id) for guild_id in sorted(guilds)]
+
+    def _policy(self, guild_id: int) -> ServerPolicy:
+        row = self.db.execute(
+            "SELECT channels, spoiler FROM server_policy WHERE guild_id = ?", (guild_id,)
+        ).fetchone()
+        channels, spoiler = row if row is not None else ("[]", "off")
+        limits = tuple(
+            RoleLimit(*limit)
+            for limit in self.db.execute(
+                "SELECT role_id, daily, max_size FROM role_limits WHERE guild_id = ? "
+                "ORDER BY role_id",
+                (guild_id,),
+            )
+        )
+        blocked = frozenset(
+            user for (user,) in self.db.execute(
+                "SELECT user_id FROM blocked_members WHERE guild_id = ?", (guild_id,))
+        )  # fmt: skip
+        mode: SpoilerMode = spoiler if spoiler in SPOILER_MODES else "off"
+        return ServerPolicy(guild_id, frozenset(json.loads(channels)), limits, blocked, mode)
+
+    def _set_policy(self, guild_id: int, **fields: Any) -> ServerPolicy:
+        if "channels" in fields:
+            fields["channels"] = json.dumps(fields["channels"])
+        fields["updated_at"] = self._clock()
+        names = ", ".join(fields)
+        marks = ", ".join("?" for _ in fields)
+        updates = ", ".join(f"{name} = excluded.{name}" for name in fields)
+        with self._transaction() as db:
+            db.execute(
+                f"INSERT INTO server_policy (guild_id, {names}) VALUES (?, {marks}) "
+                f"ON CONFLICT (guild_id) DO UPDATE SET {updates}",
+                (guild_id, *fields.values()),
+            )
+        return self._policy(guild_id)
+
+    def _set_role_limit(self, guild_id: int, limit: RoleLimit) -> ServerPolicy:
+        with self._transaction() as db:
+            if limit.daily is None and limit.max_size is None:
+                db.execute(
+                    "DELETE FROM role_limits WHERE guild_id = ? AND role_id = ?",
+                    (guild_id, limit.role_id),
+                )
+            else:
+                db.execute(
+                    "INSERT OR REPLACE INTO role_limits (guild_id, role_id, daily, max_size) "
+                    "VALUES (?, ?, ?, ?)",
+                    (guild_id, limit.role_id, limit.daily, limit.max_size),
+                )
+        return self._policy(guild_id)
+
+    def _set_blocked(self, guild_id: int, user_id: int, blocked: bool) -> ServerPolicy:
+        with self._transaction() as db:
+            if blocked:
+                db.execute(
+                    "INSERT OR IGNORE INTO blocked_members (guild_id, user_id, created_at) "
+                    "VALUES (?, ?, ?)",
+                    (guild_id, user_id, self._clock()),
+                )
+            else:
+                db.execute(
+                    "DELETE FROM blocked_members WHERE guild_id = ? AND user_id = ?",
+                    (guild_id, user_id),
+                )
+        return self._policy(guild_id)
+
+    def _usage_on(self, day: int) -> dict[tuple[int, int], int]:
+        rows = self.db.execute(
+            "SELECT guild_id, user_id, jobs FROM daily_usage WHERE day = ?", (day,)
+        )
+        return {(guild, user): jobs for guild, user, jobs in rows}
+
+    def _add_usage(self, guild_id: int, user_id: int, day: int) -> None:
+        with self._transaction() as db:
+            db.execute(
+                "INSERT INTO daily_usage (guild_id, user_id, day, jobs) VALUES (?, ?, ?, 1) "
+                "ON CONFLICT (guild_id, user_id, day) DO UPDATE SET jobs = jobs + 1",
+                (guild_id, user_id, day),
+            )
+
+    def _day_count(self, guild_id: int, since: float) -> DayCount:
+        jobs, failures = self.db.execute(
+            "SELECT COUNT(*), COALESCE(SUM(state = 'failed'), 0) FROM jobs "
+            "WHERE guild_id = ? AND created_at >= ?",
+            (guild_id, since),
+        ).fetchone()
+        return DayCount(jobs, failures)
+
+    def _member_jobs(self, user_id: int, guild_id: int | None) -> tuple[list[str], list[str]]:
+        """(the member's jobs, the other members' jobs derived from them)."""
+        where = "user_id = ?" + ("" if guild_id is None else " AND guild_id = ?")
+        params = (user_id,) if guild_id is None else (user_id, guild_id)
+        rows = self.db.execute(
+            f"""WITH RECURSIVE tree (id) AS (
+                    SELECT id FROM jobs WHERE {where}
+                    UNION SELECT jobs.id FROM jobs JOIN tree ON jobs.parent_id = tree.id)
+                SELECT jobs.id, jobs.user_id = ? AND ({where}) FROM jobs JOIN tree
+                ON jobs.id = tree.id""",
+            (*params, user_id, *params),
+        ).fetchall()
+        own = [job_id for job_id, mine in rows if mine]
+        derived = [job_id for job_id, mine in rows if not mine]
+        return own, derived
+
+    def _unfinished_of(self, user_id: int, guild_id: int | None) -> list[str]:
+        own, derived = self._member_jobs(user_id, guild_id)
+        ids = own + derived
+        if not ids:
+            return []
+        marks = ", ".join("?" for _ in ids)
+        return [
+            job_id
+            for (job_id,) in self.db.execute(
+                f"SELECT id FROM jobs WHERE id IN ({marks}) AND state IN ('queued', 'running')",
+                ids,
+            )
+        ]
+
+    def _delete_result(self, job_id: str) -> bool:
+        folder = self._job_dir(job_id)
+        with self._transaction() as db:
+            found = db.execute(
+                "UPDATE jobs SET deleted_at = ?, updated_at = ? WHERE id = ?",
+                (self._clock(), self._clock(), job_id),
+            ).rowcount
+        shutil.rmtree(folder, ignore_errors=True)
+        return bool(found)
+
+    def _forget(self, user_id: int, guild_id: int | None, keep_blocks: bool) -> Forgotten:
+        own, derived = self._member_jobs(user_id, guild_id)
+        files = size = 0
+        for job_id in own + derived:
+            folder = self._job_dir(job_id)
+            for path in folder.glob("*") if folder.is_dir() else ():
+                with contextlib.suppress(OSError):
+                    size += path.stat().st_size
+                    files += 1
+            shutil.rmtree(folder, ignore_errors=True)
+        in_guild = "" if guild_id is None else " AND guild_id = ?"
+        params = (user_id,) if guild_id is None else (user_id, guild_id)
+        # Photos taken from messages, still waiting for the member to pick a style.
+        picks = [
+            row[0]
+            for row in self.db.execute(f"SELECT id FROM picks WHERE user_id = ?{in_guild}", params)
+        ]
+        for pick_id in picks:
+            photo = self._pick_file(pick_id)
+            with contextlib.suppress(OSError):
+                size += photo.stat().st_size
+                photo.unlink()
+                files += 1
+        with self._transaction() as db:
+            db.executemany("DELETE FROM jobs WHERE id = ?", [(job_id,) for job_id in own])
+            db.executemany("DELETE FROM picks WHERE id = ?", [(p,) for p in picks])
+            db.execute(f"DELETE FROM daily_usage WHERE user_id = ?{in_guild}", params)
+            if not keep_blocks:
+                db.execute(f"DELETE FROM blocked_members WHERE user_id = ?{in_guild}", params)
+            styles = db.execute(
+                f"UPDATE styles SET added_by = {FORMER_MEMBER} WHERE added_by = ?{in_guild}",
+                params,
+            ).rowcount
+        # The write-ahead log still holds the pages as they were: copy them back now (their
+        # old bytes overwritten, by secure_delete) and empty it.
+        self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        return Forgotten(len(own), files, size, styles)
+
     def _outbox_pending(self) -> list[OutboxItem]:
         rows = self.db.execute(
             "SELECT id, job_id, kind, text, attempts, next_at FROM outbox "
@@ -1020,6 +1343,8 @@ class Journal:
                 "AND interaction_token != ''",
                 (now,),
             )
+            # Only today's count matters; yesterday's is kept for a clock a little behind.
+            db.execute("DELETE FROM daily_usage WHERE day < ?", (int(now // DAY_SECONDS) - 1,))
         known = {row[0] for row in self.db.execute("SELECT id FROM jobs")}
         for folder in self.files_dir.iterdir():
             if folder.name in known:
@@ -1086,6 +1411,8 @@ def _record(cursor: sqlite3.Cursor, row: Sequence[Any]) -> JobRecord:
         derivation=_derivation(r["parent_id"], r["derivation"]),
         origin=None if r["origin"] is None else Origin.from_json(r["origin"]),
         has_initial=bool(r["has_initial"]),
+        spoiler=bool(r["spoiler"]),
+        deleted=r["deleted_at"] is not None,
     )
 
 

@@ -207,8 +207,10 @@ def result_stem(job_id: str) -> str:
     return f"stylized-{job_id[:12]}"
 
 
-def result_filename(fmt: str, job_id: str) -> str:
-    return f"{result_stem(job_id)}.{format_extension(fmt)}"
+def result_filename(fmt: str, job_id: str, *, spoiler: bool = False) -> str:
+    """``spoiler``: Discord blurs an attachment whose name starts with ``SPOILER_``."""
+    prefix = SPOILER_PREFIX if spoiler else ""
+    return f"{prefix}{result_stem(job_id)}.{format_extension(fmt)}"
 
 
 def result(lang: Lang, mention: str, info: ResultInfo, *, upload_limit: int) -> str:
@@ -788,6 +790,308 @@ def result_lost(lang: Lang, mention: str) -> str:
 def verbatim(lang: Lang, text: str) -> str:
     """A text already written (an outbox item kept before texts waited for their reader)."""
     return text
+
+
+# Server policy (/stylize-admin), the Delete button, and forgetting a member
+
+DELETE_EMOJI = "🗑️"
+SPOILER_PREFIX = "SPOILER_"
+"""Discord shows an attachment whose file name starts so as a spoiler."""
+
+
+def delete_label(lang: Lang) -> str:
+    return lang.gettext("Delete")
+
+
+def forget_confirm_label(lang: Lang) -> str:
+    return lang.gettext("Yes, delete everything")
+
+
+def former_member(lang: Lang) -> str:
+    return lang.gettext("a former member")
+
+
+def channel_mention(channel_id: int) -> str:
+    return f"<#{channel_id}>"
+
+
+def role_mention(role_id: int, guild_id: int) -> str:
+    """@everyone's id is the server's; Discord shows ``<@&guild id>`` oddly, so name it."""
+    return "@everyone" if role_id == guild_id else f"<@&{role_id}>"
+
+
+def timestamp(unix: int, style: str = "R") -> str:
+    """A Discord timestamp: each member sees it in their own time zone (``R``: "in 3 hours")."""
+    return f"<t:{unix}:{style}>"
+
+
+def added_by(lang: Lang, user_id: int) -> str:
+    """Who saved a style: a mention, or "a former member" once they asked to be forgotten."""
+    return former_member(lang) if user_id == 0 else mention(user_id)
+
+
+def style_entry(lang: Lang, user_id: int, size: int) -> str:
+    return gallery_entry(lang, added_by(lang, user_id), size)
+
+
+def channel_not_allowed(lang: Lang, channel_ids: list[int]) -> str:
+    where = lang.list([channel_mention(c) for c in channel_ids])
+    return lang.gettext(
+        "In this server, the bot paints only in {channels}. Try it there.", channels=where
+    )
+
+
+def daily_quota_reached(lang: Lang, limit: int, resets_at: int) -> str:
+    if limit == 0:
+        return lang.gettext(
+            "Your roles in this server don't include any pictures a day. Ask the server's "
+            "moderators if you think they should."
+        )
+    return lang.ngettext(
+        "You've had your {limit} picture for today in this server. You can ask again "
+        "{when} (at {time}), or ask the server's moderators for a role with a higher limit.",
+        "You've had your {limit} pictures for today in this server. You can ask again "
+        "{when} (at {time}), or ask the server's moderators for a role with a higher limit.",
+        limit,
+        limit=lang.integer(limit),
+        when=timestamp(resets_at),
+        time=timestamp(resets_at, "t"),
+    )
+
+
+def member_blocked(lang: Lang) -> str:
+    return lang.gettext(
+        "The moderators of this server have stopped you from using the bot here. Ask them "
+        "if you think that's a mistake."
+    )
+
+
+def size_lowered(lang: Lang, max_size: int) -> str:
+    return lang.gettext(
+        "📏 Your roles here allow pictures up to {size} px: this one is that size.",
+        size=max_size,
+    )
+
+
+def admin_needs_manage_server(lang: Lang) -> str:
+    return lang.gettext(
+        "Only members with the **Manage Server** permission can change the bot's settings here."
+    )
+
+
+def channels_everywhere(lang: Lang) -> str:
+    return lang.gettext("📍 The bot now works in every channel of this server.")
+
+
+def channels_set(lang: Lang, channel_ids: list[int]) -> str:
+    where = lang.list([channel_mention(c) for c in channel_ids])
+    return lang.gettext(
+        "📍 The bot now works only in {channels}. Add more with `/stylize-admin channels "
+        "add:`, or allow every channel again with `everywhere:True`.",
+        channels=where,
+    )
+
+
+def channels_usage(lang: Lang) -> str:
+    return lang.gettext(
+        "Name a channel to `add` or `remove`, or set `everywhere:True` to allow every channel."
+    )
+
+
+def limit_text(lang: Lang, daily: int | None, max_size: int | None) -> str:
+    per_day = (
+        lang.gettext("no daily limit")
+        if daily is None
+        else lang.gettext("{daily} a day", daily=lang.integer(daily))
+    )
+    size = (
+        lang.gettext("any size")
+        if max_size is None
+        else lang.gettext("up to {size} px", size=max_size)
+    )
+    return lang.gettext("{per_day}, {size}", per_day=per_day, size=size)
+
+
+def limits_set(
+    lang: Lang, role: str, daily: int | None, max_size: int | None, *, everyone_limited: bool
+) -> str:
+    text = lang.gettext("📏 {role}: {limits}.", role=role, limits=limit_text(lang, daily, max_size))
+    if not everyone_limited:
+        text += " " + lang.gettext(
+            "Note: @everyone has no limits, and a member gets the most generous of their "
+            "roles, so this binds only once @everyone has limits too "
+            "(`/stylize-admin limits role:@everyone`)."
+        )
+    return text
+
+
+def limits_removed(lang: Lang, role: str) -> str:
+    return lang.gettext("📏 {role} no longer has limits of its own.", role=role)
+
+
+def member_blocked_now(lang: Lang, member: str) -> str:
+    return lang.gettext(
+        "⛔ {member} can no longer use the bot in this server (commands and buttons).",
+        member=member,
+    )
+
+
+def member_unblocked(lang: Lang, member: str) -> str:
+    return lang.gettext("✅ {member} can use the bot in this server again.", member=member)
+
+
+def spoiler_words(lang: Lang, mode: str) -> str:
+    if mode == "off":
+        return lang.gettext("never posted as spoilers")
+    if mode == "always":
+        return lang.gettext("always posted as spoilers")
+    if mode == "outside_nsfw":
+        return lang.gettext("posted as spoilers outside age-restricted channels")
+    return mode
+
+
+def spoiler_set(lang: Lang, mode: str) -> str:
+    return lang.gettext(
+        "🙈 From now on, results are {spoilers}.", spoilers=spoiler_words(lang, mode)
+    )
+
+
+def server_policy(
+    lang: Lang,
+    guild_id: int,
+    channel_ids: list[int],
+    limits: list[tuple[int, int | None, int | None]],
+    blocked: list[int],
+    spoiler: str,
+) -> str:
+    """``/stylize-admin show``; ``limits``: (role id, daily, max size)."""
+    where = (
+        lang.gettext("every channel")
+        if not channel_ids
+        else lang.list([channel_mention(c) for c in channel_ids])
+    )
+    lines = [
+        lang.gettext("⚙️ **The bot in this server**"),
+        lang.gettext("Channels: {channels}", channels=where),
+    ]
+    if limits:
+        lines.append(lang.gettext("Limits per role (a member gets the most generous of theirs):"))
+        lines += [f"• {role_mention(r, guild_id)}: {limit_text(lang, d, s)}" for r, d, s in limits]
+    else:
+        lines.append(lang.gettext("Limits: none (anyone may paint as often as the queue allows)"))
+    who = lang.list([mention(u) for u in blocked]) if blocked else lang.gettext("nobody")
+    lines.append(lang.gettext("Blocked: {members}", members=who))
+    lines.append(
+        lang.gettext("Spoilers: results are {spoilers}", spoilers=spoiler_words(lang, spoiler))
+    )
+    return clip("\n".join(lines))
+
+
+def service_status(
+    lang: Lang,
+    *,
+    waiting: int,
+    running: int,
+    capacity: int,
+    devices: list[str],
+    outbox_backlog: int,
+    jobs_today: int,
+    failures_today: int,
+) -> str:
+    painters = ", ".join(devices) if devices else lang.gettext("none up")
+    return "\n".join(
+        [
+            lang.gettext("📊 **The bot now**"),
+            lang.gettext(
+                "Waiting: {waiting} · Running: {running}",
+                waiting=lang.integer(waiting),
+                running=lang.integer(running),
+            ),
+            lang.gettext(
+                "Engine capacity: {capacity} at once ({painters})",
+                capacity=lang.integer(capacity),
+                painters=painters,
+            ),
+            lang.gettext(
+                "Results and notices still to deliver: {backlog}",
+                backlog=lang.integer(outbox_backlog),
+            ),
+            lang.gettext(
+                "This server today (UTC): {jobs} pictures asked for, {failures} failed",
+                jobs=lang.integer(jobs_today),
+                failures=lang.integer(failures_today),
+            ),
+        ]
+    )
+
+
+def forgotten(lang: Lang, jobs: int, files: int, size: int, styles: int, *, who: str | None) -> str:
+    """What forgetting a member deleted; ``who``: the member (an admin's request), None for
+    the member themselves."""
+    records = lang.ngettext(
+        "{jobs} job record", "{jobs} job records", jobs, jobs=lang.integer(jobs)
+    )
+    pictures = lang.ngettext(
+        "{files} picture", "{files} pictures", files, files=lang.integer(files)
+    )
+    if who is None:
+        text = lang.gettext(
+            "🧹 Deleted your {records} (with their interaction tokens) and {pictures} ({size}).",
+            records=records,
+            pictures=pictures,
+            size=lang.file_size(size),
+        )
+    else:
+        text = lang.gettext(
+            "🧹 Deleted {member}'s {records} (with their interaction tokens) and {pictures} "
+            "({size}).",
+            member=who,
+            records=records,
+            pictures=pictures,
+            size=lang.file_size(size),
+        )
+    if styles:
+        text += " " + lang.ngettext(
+            "{styles} saved style stays in the gallery, now credited to {former}.",
+            "{styles} saved styles stay in the gallery, now credited to {former}.",
+            styles,
+            styles=lang.integer(styles),
+            former=former_member(lang),
+        )
+    return text
+
+
+def forget_confirm(lang: Lang) -> str:
+    return lang.gettext(
+        "This deletes what the bot keeps about you in every server: your pictures, results "
+        "and job records, and cancels your pictures still waiting. Styles you saved stay in "
+        "their server's gallery, credited to {former}. This can't be undone.",
+        former=former_member(lang),
+    )
+
+
+def forget_not_yours(lang: Lang) -> str:
+    return lang.gettext(
+        "Only the member who asked can confirm this. Use `/stylize-data forget` yourself."
+    )
+
+
+def result_deleted_now(lang: Lang) -> str:
+    return lang.gettext("🗑️ Deleted the picture, and the photos the bot kept for it.")
+
+
+def not_yours_to_delete(lang: Lang) -> str:
+    return lang.gettext(
+        "Only the person who asked for this picture, or a moderator (Manage Messages), can "
+        "delete it."
+    )
+
+
+def result_was_deleted(lang: Lang) -> str:
+    return lang.gettext(
+        "This picture was deleted, with the photos it was made from, so this button can't "
+        "make another version. Run `/stylize` again with them."
+    )
 
 
 # Texts that wait for their reader

@@ -11,6 +11,7 @@ import discord
 
 from bot import messages
 from bot.errors import Refusal
+from bot.jobs.policy import MemberContext
 
 NEEDED: tuple[str, ...] = ("send_messages", "attach_files")
 """Permission flags (``bot.messages.permission_name`` names them as Discord's settings do).
@@ -46,3 +47,20 @@ def require(interaction: discord.Interaction) -> None:
     lacking = missing(interaction.app_permissions, in_thread=in_thread(interaction.channel))
     if lacking:
         raise Refusal(messages.later(messages.missing_permissions, lacking))
+
+
+def member_of(interaction: discord.Interaction) -> MemberContext:
+    """Who asks and where, for the server's policy: their roles (from the bot's cache of the
+    server, @everyone included) and whether the channel is age-restricted."""
+    assert interaction.channel_id is not None
+    user = interaction.user
+    roles = tuple(role.id for role in user.roles) if isinstance(user, discord.Member) else ()
+    is_nsfw = getattr(interaction.channel, "is_nsfw", None)
+    return MemberContext(
+        user_id=user.id,
+        guild_id=interaction.guild_id,
+        channel_id=interaction.channel_id,
+        role_ids=roles,
+        nsfw=bool(is_nsfw()) if callable(is_nsfw) else False,
+        parent_id=getattr(interaction.channel, "parent_id", None),
+    )

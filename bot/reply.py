@@ -29,6 +29,7 @@ from discord.utils import MISSING
 from bot import i18n
 from bot.i18n import Lang, Words
 from bot.journal import Conversation, StatusMessage
+from bot.messages import SPOILER_PREFIX
 
 log = logging.getLogger(__name__)
 
@@ -307,8 +308,9 @@ class Reply:
 
     async def find_posted(self, filename_prefix: str) -> discord.Message | None:
         """A message by the bot in the channel, posted since the command, with an attachment
-        whose name starts so: what an attempt cut short by a crash may have left. ``None`` if
-        there is none, or if the bot may not read the channel's history."""
+        whose name starts so (after a spoiler's ``SPOILER_``): what an attempt cut short by a
+        crash may have left. ``None`` if there is none, or if the bot may not read the
+        channel's history."""
         bot_user = self._client.user
         since = discord.Object(self.conversation.interaction_id)
         try:
@@ -317,7 +319,10 @@ class Reply:
             ):
                 if bot_user is not None and message.author.id != bot_user.id:
                     continue
-                if any(a.filename.startswith(filename_prefix) for a in message.attachments):
+                if any(
+                    a.filename.removeprefix(SPOILER_PREFIX).startswith(filename_prefix)
+                    for a in message.attachments
+                ):
                     return message
         except discord.HTTPException as error:
             log.warning(

@@ -15,7 +15,8 @@ from typing import Any
 
 from PIL import Image, ImageDraw, ImageFont
 
-from bot import buttons, messages
+from bot import buttons, i18n, messages
+from bot.jobs.followups import Ceiling
 
 HERE = Path(__file__).resolve().parent
 FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"
@@ -33,8 +34,12 @@ def result_payload() -> tuple[str, list[dict[str, Any]]]:
         width=512, height=512, steps=500, strength=1.0, seed=1234567, seconds=41.0,
         format="png", size_bytes=412_000,
     )  # fmt: skip
-    content = messages.result("@Requester", info, upload_limit=10 * 1024 * 1024)
-    view = buttons.result_view("0123456789abcdef0123456789abcdef", info.strength)
+    english = i18n.english()
+    content = messages.result(english, "@Requester", info, upload_limit=10 * 1024 * 1024)
+    settings = {"size": info.width, "steps": info.steps, "strength": info.strength}
+    view = buttons.result_view(
+        "0123456789abcdef0123456789abcdef", settings, Ceiling(size=1024, steps=1000), english
+    )
     return content, view.to_components()
 
 
@@ -71,7 +76,7 @@ def render(out: Path) -> None:
     x = 72
     for row in components:
         for button in row["components"]:
-            label = button["label"]
+            label = button["label"].removeprefix("⤢ ")  # a symbol DejaVu Sans lacks
             width = int(draw.textlength(label, font=font)) + 32
             fill = BUTTON if not button.get("disabled") else (60, 62, 68)
             draw.rounded_rectangle((x, y, x + width, y + 32), 4, fill=fill)

@@ -30,13 +30,14 @@ TESTS = Path(__file__).parent
 E2E_MODULES = frozenset({
     "test_bot_e2e", "test_bot_followups_e2e", "test_bot_durability", "test_bot_startup",
     "test_bot_full_disk", "test_bot_ray_e2e", "test_bot_menus_e2e", "test_bot_ops_e2e",
+    "test_bot_policy_e2e",
 })  # fmt: skip
 RAY_MODULES = frozenset({"test_ray_cluster", "test_ray_lifecycle", "test_bot_ray_e2e"})
 SLOW_MODULES = frozenset({
     "test_backends", "test_pool", "test_pool_start", "test_worker_signals",
     "test_ray_cluster", "test_ray_lifecycle", "test_bot_ray_e2e",
     "test_bot_e2e", "test_bot_followups_e2e", "test_bot_durability", "test_bot_menus_e2e",
-    "test_bot_ops_e2e",
+    "test_bot_ops_e2e", "test_bot_policy_e2e",
 })  # fmt: skip
 SLOW_TESTS: dict[str, frozenset[str]] = {
     "test_transfer": frozenset({

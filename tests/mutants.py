@@ -432,7 +432,117 @@ I18N_MUTANTS = tuple(
     )
 )
 
-MUTANTS = ENGINE_MUTANTS + JOURNAL_MUTANTS + FOLLOWUP_MUTANTS + I18N_MUTANTS
+POLICY_TESTS = ("tests/test_policy.py", "tests/test_bot_journal_policy.py")
+PICTURE_WAYS_TESTS = (
+    "tests/test_bot_journal_picture_ways.py",
+    "tests/test_bot_sources.py",
+    "tests/test_followups.py",
+)
+POLICY_MUTANTS = tuple(
+    Mutant(name, path, before, after, tests)
+    for name, path, before, after, tests in (
+        (
+            "policy: a blocked member let through",
+            "bot/jobs/policy.py",
+            "if member.user_id in policy.blocked:",
+            "if member.user_id in policy.blocked and False:",
+            POLICY_TESTS,
+        ),
+        (
+            "policy: a thread of an allowed channel refused",
+            "bot/jobs/policy.py",
+            "not {member.channel_id, member.parent_id} & policy.channels",
+            "not {member.channel_id} & policy.channels",
+            POLICY_TESTS,
+        ),
+        (
+            "policy: the quota off by one",
+            "bot/jobs/policy.py",
+            "if granted.daily is not None and used_today >= granted.daily:",
+            "if granted.daily is not None and used_today > granted.daily:",
+            POLICY_TESTS,
+        ),
+        (
+            "policy: the least generous role wins",
+            "bot/jobs/policy.py",
+            "else max(v for v in values if v is not None)",
+            "else min(v for v in values if v is not None)",
+            POLICY_TESTS,
+        ),
+        (
+            "policy: places held don't count",
+            "bot/jobs/policy.py",
+            "used = self.used_today(*key) + self._held[key]",
+            "used = self.used_today(*key)",
+            POLICY_TESTS,
+        ),
+        (
+            "policy: the count never starts again at midnight",
+            "bot/jobs/policy.py",
+            "            self._used.clear()",
+            "            pass",
+            POLICY_TESTS,
+        ),
+        (
+            "policy: spoilers inside age-restricted channels too",
+            "bot/jobs/policy.py",
+            'return mode == "always" or (mode == "outside_nsfw" and not nsfw)',
+            'return mode != "off"',
+            POLICY_TESTS,
+        ),
+        (
+            "journal: forget keeps the member's jobs",
+            "bot/journal.py",
+            'db.executemany("DELETE FROM jobs WHERE id = ?", [(job_id,) for job_id in own])',
+            "pass",
+            POLICY_TESTS,
+        ),
+        (
+            "journal: forget leaves the old pages in the log",
+            "bot/journal.py",
+            'self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")',
+            "pass",
+            POLICY_TESTS,
+        ),
+        (
+            "journal: forget keeps the photos waiting for a style",
+            "bot/journal.py",
+            'db.executemany("DELETE FROM picks WHERE id = ?", [(p,) for p in picks])',
+            "pass",
+            PICTURE_WAYS_TESTS,
+        ),
+        (
+            "menus: a picture stored anywhere is fetched",
+            "bot/sources.py",
+            "if not storage.holds(found.url):",
+            "if False:",
+            PICTURE_WAYS_TESTS,
+        ),
+        (
+            "menus: a link's thumbnail not taken",
+            "bot/sources.py",
+            'for media in (embed.image, embed.thumbnail if embed.type == "image" else None):',
+            "for media in (embed.image,):",
+            PICTURE_WAYS_TESTS,
+        ),
+        (
+            "bigger: enabled at the cap",
+            "bot/jobs/followups.py",
+            "applies=lambda settings, ceiling: size_of(settings) < ceiling.size,",
+            "applies=lambda settings, ceiling: True,",
+            PICTURE_WAYS_TESTS,
+        ),
+        (
+            "bigger: starts from the photo, not the earlier result",
+            "bot/journal.py",
+            'result = self._job_dir(source_id) / f"result.{result_format}"',
+            'result = self._job_dir(source_id) / "content"',
+            PICTURE_WAYS_TESTS,
+        ),
+    )
+)
+
+MUTANTS = ENGINE_MUTANTS + JOURNAL_MUTANTS + FOLLOWUP_MUTANTS + I18N_MUTANTS + POLICY_MUTANTS
 
 
 def run_tests(tree: Path, files: tuple[str, ...], timeout: float) -> tuple[str | None, float]:

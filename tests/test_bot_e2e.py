@@ -791,8 +791,8 @@ async def test_each_member_follows_their_job_in_their_own_language(h: Harness) -
     assert "시드 11" in ko_result.content and "걸림 (PNG, " in ko_result.content
     assert en_result.content.startswith(f"<@{english.id}>, here is your picture: 32×24 px, ")
     assert "seed 12" in en_result.content
-    assert _labels(ko_result) == ["다시 그리기", "더 강하게", "더 약하게", "⤢ 더 크게"]
-    assert _labels(en_result) == ["Re-roll", "Stronger", "Weaker", "⤢ Bigger"]
+    assert _labels(ko_result) == ["다시 그리기", "더 강하게", "더 약하게", "⤢ 더 크게", "삭제"]
+    assert _labels(en_result) == ["Re-roll", "Stronger", "Weaker", "⤢ Bigger", "Delete"]
     assert ko.original is not None and "만에 완성했어요: http" in ko.original.content
     assert en.original is not None and en.original.content.startswith("✅ Done in ")
 
@@ -821,12 +821,17 @@ async def test_each_member_is_refused_in_their_own_language(h: Harness) -> None:
 @pytest.mark.parametrize(
     ("member", "server", "expected", "labels"),
     [
-        ("ko", "en-US", ", here is your picture: ", ["Re-roll", "Stronger", "Weaker", "⤢ Bigger"]),
+        (
+            "ko",
+            "en-US",
+            ", here is your picture: ",
+            ["Re-roll", "Stronger", "Weaker", "⤢ Bigger", "Delete"],
+        ),
         (
             "en-US",
             "ko",
             " 님, 그림이 완성됐어요: ",
-            ["다시 그리기", "더 강하게", "더 약하게", "⤢ 더 크게"],
+            ["다시 그리기", "더 강하게", "더 약하게", "⤢ 더 크게", "삭제"],
         ),
     ],
 )

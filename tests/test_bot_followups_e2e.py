@@ -33,7 +33,8 @@ pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.timeout(900)
 TOKEN = "fake-token-XYZ.followups-SECRET"
 EPHEMERAL = 1 << 6
 GALLERY_MAX = 2
-FOLLOW_UP_ID = re.compile(r"^stylize:(reroll|stronger|weaker|bigger):([0-9a-f]{32})$")
+# The buttons under a result: the follow-ups, then Delete.
+FOLLOW_UP_ID = re.compile(r"^stylize:(reroll|stronger|weaker|bigger|delete):([0-9a-f]{32})$")
 
 
 def settings_for(fake: FakeDiscord, data_dir: Path) -> BotSettings:
@@ -76,11 +77,12 @@ def derivation(data_dir: Path, job_id: str) -> tuple[str | None, str | None]:
     return row[0], row[1]
 
 
-async def test_a_result_carries_the_four_buttons(h: Harness) -> None:
+async def test_a_result_carries_the_four_follow_ups_and_delete(h: Harness) -> None:
     result = await h.result_of_command(h.fake.requester, seed=5)
     await h.idle()
     [row] = result.components
-    assert [b["label"] for b in row["components"]] == ["Re-roll", "Stronger", "Weaker", "⤢ Bigger"]
+    labels = [b["label"] for b in row["components"]]
+    assert labels == ["Re-roll", "Stronger", "Weaker", "⤢ Bigger", "Delete"]
     ids = [FOLLOW_UP_ID.match(c) for c in result.custom_ids]
     assert all(ids) and len({m.group(2) for m in ids if m}) == 1
     assert all(len(c) <= 100 for c in result.custom_ids)
@@ -119,8 +121,8 @@ async def test_each_button_gives_a_new_result(
     else:
         assert after["seed"] == before["seed"]
     # The new result has buttons of its own, for its own job.
-    [own_id] = {FOLLOW_UP_ID.match(c).group(2) for c in result.custom_ids}  # type: ignore[union-attr]
-    [parent_id] = {FOLLOW_UP_ID.match(c).group(2) for c in original.custom_ids}  # type: ignore[union-attr]
+    [own_id] = {c.rsplit(":", 1)[1] for c in result.custom_ids}
+    [parent_id] = {c.rsplit(":", 1)[1] for c in original.custom_ids}
     assert own_id != parent_id
     # The journal records the derivation, and the job has its own copy of the inputs.
     recorded_parent, text = derivation(h.data_dir, own_id)
@@ -292,7 +294,8 @@ async def styles(
     h: Harness, sub: str, user: FakeUser, **options: object
 ) -> tuple[FakeInteraction, dict[str, Any]]:
     """Run ``/styles sub``; returns the interaction and its first callback."""
-    interaction = await h.fake.invoke(f"styles {sub}", options, user=user)
+    # Admins may open the group to everyone (Integrations settings): the bot checks again.
+    interaction = await h.fake.invoke(f"styles {sub}", options, user=user, opened_to_everyone=True)
     callback = await interaction.wait_callback(timeout=5)
     assert interaction.ack_latency is not None and interaction.ack_latency < 3.0
     return interaction, callback

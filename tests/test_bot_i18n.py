@@ -213,6 +213,18 @@ SAMPLES: dict[str, tuple[Any, ...]] = {
         {"pixels": 0, "limit": 10_000},
         None,
     ),
+    "channel_ids": ([5], [5, 6], [5, 6, 7]),
+    "blocked": ([], [7], [7, 8]),
+    # Roles other than @everyone (``<@&id>``; Discord writes "@everyone" the same everywhere).
+    "guild_id": (1,),
+    "limits": ([], [(9, 3, None)], [(9, None, 512), (10, 0, 256)]),
+    # The engine's devices are named as they are (cuda:0): not words to translate.
+    "devices": ([],),
+    "mode": ("off", "always", "outside_nsfw"),
+    "spoiler": ("off", "always", "outside_nsfw"),
+    "who": ("<@5>", None),
+    "member": ("<@5>",),
+    "role": ("<@&9>",),
 }
 VARIANTS = 5
 """Each text is written with this many sets of arguments, so that each of its branches is."""
@@ -252,7 +264,8 @@ def unmarked(text: str) -> str:
         text = re.sub(r"⟦[^⟦⟧]*⟧", "", text)
     for word in ALLOWED_OUTSIDE:
         text = text.replace(word, "")
-    return text
+    # Discord's timestamps (<t:1700000000:R>): each reader's Discord writes them in its language.
+    return re.sub(r"<t:\d+(:[tTdDfFR])?>", "", text)
 
 
 TEXTS = sorted(

@@ -27,6 +27,7 @@ from bot.journal import (
     NewStyle,
     Origin,
     Pick,
+    RoleLimit,
     StatusMessage,
 )
 from engine.jobs import Job
@@ -229,6 +230,18 @@ EVERY_CALL: dict[str, Callable[[Journal], Awaitable[object]]] = {
     "styles": lambda j: j.styles(7),
     "style_image": lambda j: j.style_image(7, "starry"),
     "remove_style": lambda j: j.remove_style(7, "starry"),
+    "policies": lambda j: j.policies(),
+    "set_channels": lambda j: j.set_channels(7, frozenset({8})),
+    "set_spoiler": lambda j: j.set_spoiler(7, "always"),
+    "set_role_limit": lambda j: j.set_role_limit(7, RoleLimit(7, 3, None)),
+    "set_blocked": lambda j: j.set_blocked(7, 42, True),
+    "add_usage": lambda j: j.add_usage(7, 42, 1),
+    "usage_on": lambda j: j.usage_on(1),
+    "day_count": lambda j: j.day_count(7, 0.0),
+    "outbox_backlog": lambda j: j.outbox_backlog(),
+    "unfinished_of": lambda j: j.unfinished_of(42, None),
+    "delete_result": lambda j: j.delete_result(job_id(3)),
+    "forget": lambda j: j.forget(42, 7, keep_blocks=False),
     "purge": lambda j: j.purge(0),
 }
 

@@ -1,4 +1,4 @@
-"""The journal's migration "more ways to a picture" (schema 5 now): where a menu's job came
+"""The journal's migration "more ways to a picture" (schema 6): where a menu's job came
 from, the image a Bigger job starts from, and the photos waiting for a saved style."""
 
 from __future__ import annotations
@@ -53,12 +53,13 @@ async def journal(tmp_path: Path, clock: Clock) -> AsyncIterator[Journal]:
     await journal.close()
 
 
-@pytest.mark.parametrize("version", [3, 4])
+@pytest.mark.parametrize("version", [3, 4, 5])
 async def test_an_older_journal_is_migrated_and_keeps_its_jobs(
     tmp_path: Path, version: int
 ) -> None:
-    """From a schema before this one's migration (3: saved styles; 4: languages) with a job in
-    it, up to the latest ``SCHEMA_VERSION``, whatever number that is now."""
+    """From a schema before this one's migration (3: saved styles; 4: languages; 5: server
+    policy) with a job in it, up to the latest ``SCHEMA_VERSION``, whatever number that is
+    now."""
     with sqlite3.connect(tmp_path / "jobs.sqlite3") as db:
         for script in MIGRATIONS[:version]:
             db.executescript(script)
@@ -151,3 +152,20 @@ async def test_a_pick_file_without_a_row_goes_after_an_hour(
     clock.now += ORPHAN_AGE + 1
     await journal.purge(DAY)
     assert not orphan.exists()
+
+
+@pytest.mark.parametrize(("guild_id", "gone"), [(7, True), (None, True), (8, False)])
+async def test_forgetting_a_member_deletes_their_waiting_photos(
+    journal: Journal, tmp_path: Path, guild_id: int | None, gone: bool
+) -> None:
+    """In the server forgotten in (an admin's ``forget``) or in all (the member's own)."""
+    await journal.add_pick(Pick(PICK, 42, 7, ORIGIN, 1.0), b"photo")
+    await journal.add_pick(Pick("d" * 32, 43, 7, ORIGIN, 1.0), b"another's")
+    forgotten = await journal.forget(42, guild_id, keep_blocks=True)
+    assert (await journal.pick(PICK) is None) == gone
+    with sqlite3.connect(tmp_path / "jobs.sqlite3") as db:
+        left = db.execute("SELECT COUNT(*) FROM picks WHERE user_id = 42").fetchone()[0]
+    assert left == (0 if gone else 1)  # the row (who took which message) too
+    assert (tmp_path / "picks" / f"{PICK}.photo").exists() != gone
+    assert (forgotten.files, forgotten.bytes) == ((1, len(b"photo")) if gone else (0, 0))
+    assert await journal.pick("d" * 32) is not None  # someone else's stays

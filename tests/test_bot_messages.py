@@ -15,8 +15,10 @@ from discord import app_commands
 from PIL import Image
 
 from bot import errors, i18n, intake, messages, uploads
+from bot.jobs.policy import ChannelNotAllowed, DailyQuotaReached, MemberBlocked
 from bot.jobs.queue import QueueFull, UserLimitReached
 from bot.jobs.runner import ShuttingDown
+from bot.jobs.service import ResultDeleted
 from bot.jobs.settings import build_settings, steps_for
 from bot.journal import Conversation, StatusMessage
 from bot.reply import TOKEN_LIFETIME, Reply
@@ -168,6 +170,13 @@ def test_clip_respects_discords_limit() -> None:
             errors.Refusal(messages.later(messages.not_an_image, "content")),
             "photo (content) isn't an image",
         ),
+        (MemberBlocked(), "stopped you from using the bot here. Ask them"),
+        (ChannelNotAllowed((5, 6)), "only in <#5> and <#6>. Try it there."),
+        (DailyQuotaReached(3, 1_700_006_400), "your 3 pictures for today"),
+        (DailyQuotaReached(3, 1_700_006_400), "again <t:1700006400:R> (at <t:1700006400:t>)"),
+        (DailyQuotaReached(1, 1_700_006_400), "your 1 picture for today"),
+        (DailyQuotaReached(0, 1_700_006_400), "don't include any pictures a day. Ask"),
+        (ResultDeleted("x"), "was deleted"),
         (RuntimeError("boom: internal detail"), "Something went wrong"),
     ],
 )
@@ -175,6 +184,32 @@ def test_user_message(error: Exception, expected: str) -> None:
     text = errors.user_message(EN, error)
     assert expected in text
     assert "internal detail" not in text
+
+
+def test_policy_refusals_are_expected_not_bugs() -> None:
+    assert errors.is_expected(MemberBlocked())
+    assert errors.is_expected(DailyQuotaReached(1, 2))
+    assert errors.is_expected(ResultDeleted("x"))
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (messages.forgotten(EN, 3, 7, 3 * 1024 * 1024, 0, who=None), "Deleted your 3 job records"),
+        (messages.forgotten(EN, 1, 1, 10, 2, who="<@5>"), "<@5>'s 1 job record"),
+        (messages.forgotten(EN, 1, 1, 10, 2, who="<@5>"), "2 saved styles stay"),
+        (messages.forgotten(EN, 0, 0, 0, 0, who=None), "0 pictures (0 B)"),
+        (messages.style_entry(EN, 0, 2048), "Added by a former member, 2 KB"),
+        (messages.style_entry(EN, 9, 2048), "Added by <@9>"),
+        (messages.result_filename("png", "ab" * 16, spoiler=True), "SPOILER_stylized-abab"),
+        (messages.server_policy(EN, 1, [], [], [], "off"), "Limits: none"),
+        (messages.server_policy(EN, 1, [2], [(1, 3, None)], [4], "always"), "• @everyone: 3 a day"),
+        (messages.limits_set(EN, "<@&2>", 3, 256, everyone_limited=False), "binds only once"),
+    ],
+)
+def test_policy_texts(text: str, expected: str) -> None:
+    assert expected in text
+    assert len(text) <= messages.MAX_CONTENT
 
 
 def test_user_message_unwraps_command_invoke_errors() -> None:

@@ -94,8 +94,28 @@ class MiniBot(commands.Bot):
         ) -> None:
             await bot.errors.put(getattr(error, "original", error))
 
+        # A group for Manage Server with a subcommand group, taking a role, a channel and a
+        # member: what the fake resolves for such options, and whom it lets run them.
+        settings = app_commands.Group(
+            name="settings",
+            description="Server settings",
+            default_permissions=discord.Permissions(manage_guild=True),
+        )
+        per_role = app_commands.Group(name="role", description="Per role", parent=settings)
+
+        @per_role.command(name="limit", description="A role's limit")
+        async def limit(
+            interaction: discord.Interaction,
+            role: discord.Role,
+            channel: discord.TextChannel,
+            member: discord.Member,
+        ) -> None:
+            await bot.seen.put((interaction, {"role": role, "channel": channel, "member": member}))
+            await interaction.response.send_message("ok", ephemeral=True)
+
         guild = discord.Object(self.guild_id)
         self.tree.add_command(paint, guild=guild)
+        self.tree.add_command(settings, guild=guild)
         await self.tree.sync(guild=guild)
 
 
@@ -144,7 +164,7 @@ async def test_login_connect_and_sync(fake: FakeDiscord, bot: MiniBot) -> None:
     assert fake.find_requests("GET", "/users/@me")[0].authorization == f"Bot {fake.token}"
     identify = next(f for f in fake.gateway_frames if f["op"] == 2)
     assert identify["d"]["token"] == fake.token
-    assert [c["name"] for c in commands_] == ["paint"]
+    assert [c["name"] for c in commands_] == ["paint", "settings"]
     options = {o["name"]: o for o in commands_[0]["options"]}
     assert options["photo"]["type"] == 11 and options["photo"]["required"]
     assert options["strength"]["type"] == 10
@@ -334,6 +354,43 @@ async def test_invoke_checks_options_against_the_schema(fake: FakeDiscord, bot: 
         await fake.invoke("paint", {"photo": photo, "strength": 11.0})
     with pytest.raises(LookupError, match="not registered"):
         await fake.invoke("draw", {})
+
+
+async def test_subcommand_groups_roles_channels_and_default_permissions(
+    fake: FakeDiscord, bot: MiniBot
+) -> None:
+    commands_ = {c["name"]: c for c in await fake.wait_commands()}
+    assert int(commands_["settings"]["default_member_permissions"]) == payloads.MANAGE_GUILD
+    options = {
+        "role": fake.role_option(fake.artist_role_id),
+        "channel": fake.channel_option(fake.other_channel_id),
+        "member": fake.artist,
+    }
+    # Discord's client hides the command from a member without Manage Server...
+    with pytest.raises(PermissionError):
+        await fake.invoke("settings role limit", options, user=fake.requester)
+    # ...unless the server's admins opened it to everyone.
+    await fake.invoke("settings role limit", options, user=fake.requester, opened_to_everyone=True)
+    interaction, _ = await asyncio.wait_for(bot.seen.get(), 5)
+    assert not interaction.permissions.manage_guild
+    await fake.invoke("settings role limit", options, user=fake.admin)
+    interaction, seen = await asyncio.wait_for(bot.seen.get(), 5)
+    assert interaction.permissions.manage_guild
+    assert seen["role"].id == fake.artist_role_id and seen["role"].name == "Artist"
+    assert seen["channel"].id == fake.other_channel_id and seen["channel"].name == "gallery"
+    assert seen["member"].id == fake.artist.id
+    assert fake.artist_role_id in [r.id for r in seen["member"].roles]
+    user = interaction.user
+    assert isinstance(user, discord.Member)
+    assert [r.id for r in user.roles] == [fake.guild_id, fake.admin_role_id]
+    # The channel's age-restricted flag, as the bot's cache has it.
+    assert isinstance(interaction.channel, discord.TextChannel)
+    assert not interaction.channel.is_nsfw()
+    await fake.set_channel_nsfw(True)
+    await fake.invoke("settings role limit", options, user=fake.admin)
+    interaction, _ = await asyncio.wait_for(bot.seen.get(), 5)
+    assert isinstance(interaction.channel, discord.TextChannel)
+    assert interaction.channel.is_nsfw()
 
 
 # --- the raw protocol, without discord.py's client-side checks -----------------------------

@@ -89,19 +89,20 @@ def test_random_seeds_stay_within_what_the_seed_option_accepts() -> None:
     assert all(0 <= followups.random_seed() <= MAX_SEED for _ in range(200))
 
 
-def test_result_view_is_one_row_of_four_with_short_ids() -> None:
+def test_result_view_is_one_row_of_the_follow_ups_then_delete_with_short_ids() -> None:
     view = buttons.result_view(JOB_ID, BASE, ROOMY, EN)
     [row] = view.to_components()
     made = row["components"]
-    assert len(made) == 4 <= 5
-    assert [b["label"] for b in made] == ["Re-roll", "Stronger", "Weaker", "⤢ Bigger"]
-    assert [b.get("emoji", {}).get("name") for b in made] == ["🎲", "➕", "➖", None]
+    assert len(made) == 5  # Discord's most to a row
+    assert [b["label"] for b in made] == ["Re-roll", "Stronger", "Weaker", "⤢ Bigger", "Delete"]
+    assert [b.get("emoji", {}).get("name") for b in made] == ["🎲", "➕", "➖", None, "🗑️"]
     assert all(len(b["custom_id"]) <= 100 for b in made)
     assert [b["custom_id"] for b in made] == [
         f"stylize:reroll:{JOB_ID}",
         f"stylize:stronger:{JOB_ID}",
         f"stylize:weaker:{JOB_ID}",
         f"stylize:bigger:{JOB_ID}",
+        f"stylize:delete:{JOB_ID}",
     ]
     assert not any(b.get("disabled") for b in made)
 
@@ -112,6 +113,7 @@ def test_the_buttons_pattern_is_made_from_the_table() -> None:
         match = pattern.fullmatch(f"stylize:{kind}:{JOB_ID}")
         assert match is not None and match["kind"] == kind
     assert pattern.fullmatch(f"stylize:cancel:{JOB_ID}") is None
+    assert pattern.fullmatch(f"stylize:delete:{JOB_ID}") is None
     assert pattern.fullmatch(f"stylize:retry:{JOB_ID}") is None
 
 

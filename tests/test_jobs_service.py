@@ -601,3 +601,72 @@ async def test_an_item_to_retry_waits_and_an_undeliverable_one_is_recorded_so(
         second.id, "result", "", "failed", None, "every route refused"
     )  # fmt: skip
     assert [i.job_id for i in world.frontend.delivered] == [first.id, second.id]
+
+
+# --- server policy: quotas, deletion, forgetting a member --------------------------------------
+
+
+async def test_accepted_jobs_count_against_the_days_quota(world: World) -> None:
+    from bot.jobs.policy import DailyQuotaReached, MemberContext
+    from bot.journal import RoleLimit
+
+    member = MemberContext(OWNER, 7, 8, (7,))
+    await world.service.policies.set_role_limit(7, RoleLimit(7, 1, None))
+    admission = world.service.admit(member)
+    with world.service.place(OWNER, member=member, admission=admission):
+        # While this one is prepared, another command of theirs can't take the same place.
+        with (
+            pytest.raises(DailyQuotaReached),
+            world.service.place(OWNER, member=member, admission=admission),
+        ):
+            pass
+        await accept(world)
+    with pytest.raises(DailyQuotaReached):
+        world.service.admit(member)
+    # Another member, and the same member in another server, are not affected.
+    assert world.service.admit(dataclasses.replace(member, user_id=OTHER))
+    assert world.service.admit(dataclasses.replace(member, guild_id=70))
+
+
+async def test_a_deleted_result_refuses_its_follow_ups(world: World) -> None:
+    from bot.jobs.service import ResultDeleted
+
+    job = await accept(world)
+    world.backend.done(job.id)
+    await settled(world)
+    assert await world.service.parent(job.id) is not None
+    assert await world.service.delete_result(job.id)
+    assert not world.journal.job_dir(job.id).exists()
+    with pytest.raises(ResultDeleted):
+        await world.service.parent(job.id)
+    assert not await world.service.delete_result(new_job_id())
+
+
+async def test_forget_cancels_the_members_jobs_before_deleting_them(journal: Journal) -> None:
+    async with started(make_world(journal, hold_cancels=True)) as world:
+        running = await accept(world)
+        waiting = await accept(world)
+        others = await accept(world, OTHER)
+        world.backend.run(running.id)
+        forgetting = asyncio.create_task(world.service.forget(OWNER, 7, by_member=True))
+        await asyncio.sleep(0)
+        # The running job stops at its next step: until then, nothing is deleted.
+        await asyncio.wait_for(_until(lambda: running.id in world.backend.cancels), 5)
+        assert not forgetting.done() and await journal.get(running.id) is not None
+        world.backend.stopped(running.id)
+        forgotten = await asyncio.wait_for(forgetting, 5)
+        assert forgotten.jobs == 2
+        for job in (running, waiting):
+            assert await journal.get(job.id) is None
+            assert not journal.job_dir(job.id).exists()
+        # Their "cancelled" statuses went out before the rows that hold them.
+        assert {item.job_id for item in world.frontend.delivered} == {running.id, waiting.id}
+        assert world.service.owner(others.id) == OTHER  # another member's job goes on
+        world.service.cancel(others.id, OTHER)
+        world.backend.stopped(others.id)
+        await settled(world)
+
+
+async def _until(condition: Callable[[], bool]) -> None:
+    while not condition():
+        await asyncio.sleep(0.01)

@@ -87,6 +87,10 @@ class Menus(commands.Cog):
         if not jobs.accepting:
             raise ShuttingDown("not accepting jobs")
         permissions.require(interaction)
+        # The server's policy first (in memory), so a blocked member or a closed channel is
+        # refused before anything is fetched; the quota is checked again at the choice.
+        member = permissions.member_of(interaction)
+        admission = jobs.admit(member)
         config = self.bot.settings
         picture = sources.message_picture(message, "photo", self.storage)
         intake.check_declared(picture, config.max_input_bytes)  # refused privately, at once
@@ -98,7 +102,7 @@ class Menus(commands.Cog):
             await interaction.response.send_message(text, ephemeral=True)
             return
         # As /stylize: the member's place is held before the download.
-        with jobs.place(interaction.user.id):
+        with jobs.place(interaction.user.id, member=member, admission=admission):
             await interaction.response.defer(ephemeral=True, thinking=True)
             [photo] = await intake.receive(
                 self.bot.http_session,
@@ -124,9 +128,12 @@ class Menus(commands.Cog):
         self, interaction: discord.Interaction, message: discord.Message
     ) -> None:
         """The member's avatar is the photo; the message's image is the style."""
-        if not self.bot.jobs.accepting:
+        jobs = self.bot.jobs
+        if not jobs.accepting:
             raise ShuttingDown("not accepting jobs")
         permissions.require(interaction)
+        member = permissions.member_of(interaction)
+        admission = jobs.admit(member)  # before the acknowledgement: a refusal is private
         style = sources.message_picture(message, "style", self.storage)
         intake.check_declared(style, self.bot.settings.max_input_bytes)  # refused privately
         asset = interaction.user.display_avatar.replace(size=sources.AVATAR_SIZE, format="png")
@@ -134,8 +141,10 @@ class Menus(commands.Cog):
         origin = Origin("avatar", interaction.guild_id, message.channel.id, message.id)
         # As /stylize: acknowledged at once, the place held before any download.
         await interaction.response.defer(thinking=True)
-        with self.bot.jobs.place(interaction.user.id):
-            await queue_job(self.bot, interaction, [avatar, style], origin=origin)
+        with jobs.place(interaction.user.id, member=member, admission=admission):
+            await queue_job(
+                self.bot, interaction, [avatar, style], admission=admission, origin=origin
+            )
 
 
 class PickStyleSelect(
@@ -190,12 +199,17 @@ class PickStyleSelect(
             return
         [name] = self.item.values
         assert pick.guild_id is not None  # the menu is guild-only
+        # The policy now, not at the menu: the member may have been blocked, or used their
+        # quota, since.
+        member = permissions.member_of(interaction)
+        admission = jobs.admit(member)
         style = await gallery.image_for(bot.journal, pick.guild_id, name)  # removed since?
-        with jobs.place(interaction.user.id):
+        with jobs.place(interaction.user.id, member=member, admission=admission):
             # "Thinking" in the channel: that message becomes the job's status, as /stylize's.
             await interaction.response.defer(thinking=True)
             kept = [("photo", photo), ("saved_style", style)]
-            await queue_job(bot, interaction, [], kept, origin=replace(pick.origin, style=name))
+            await queue_job(bot, interaction, [], kept, admission=admission,
+                            origin=replace(pick.origin, style=name))  # fmt: skip
 
 
 async def setup(bot: "StylizeBot") -> None:

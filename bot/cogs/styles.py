@@ -116,9 +116,7 @@ class Styles(commands.GroupCog, group_name="styles", group_description="Saved st
             )
             embed = discord.Embed(
                 title=style.name,
-                description=messages.gallery_entry(
-                    lang, messages.mention(style.added_by), style.size
-                ),
+                description=messages.style_entry(lang, style.added_by, style.size),
             )
             if thumbnail is not None:
                 filename = f"style-{index}.jpg"

@@ -17,9 +17,10 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot import gallery, i18n, intake, messages, permissions
-from bot.buttons import CancelButton, FollowUpButton, has_handler
+from bot.buttons import CancelButton, DeleteButton, FollowUpButton, ForgetButton, has_handler
 from bot.cogs.styles import choices
 from bot.errors import Refusal
+from bot.jobs.policy import Admission
 from bot.jobs.service import Submission
 from bot.jobs.settings import MAX_SEED, MAX_STRENGTH, MIN_STRENGTH, build_settings
 from bot.journal import Origin
@@ -33,6 +34,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+BUTTONS = (CancelButton, FollowUpButton, DeleteButton, ForgetButton)
+
 
 class Stylize(commands.Cog):
     """Repaint a photo in the style of a painting."""
@@ -43,11 +46,11 @@ class Stylize(commands.Cog):
 
     async def cog_load(self) -> None:
         self.bot.tree.add_command(self.command)
-        self.bot.add_dynamic_items(CancelButton, FollowUpButton)
+        self.bot.add_dynamic_items(*BUTTONS)
 
     async def cog_unload(self) -> None:
         self.bot.tree.remove_command(self.command.name)
-        self.bot.remove_dynamic_items(CancelButton, FollowUpButton)
+        self.bot.remove_dynamic_items(*BUTTONS)
 
     @commands.Cog.listener()
     async def on_interaction(self, interaction: discord.Interaction) -> None:
@@ -137,11 +140,16 @@ class Stylize(commands.Cog):
         if (style is None) == (saved_style is None):  # refused at once, to the user alone
             raise Refusal(messages.style_one_or_other)
         permissions.require(interaction)
+        jobs = self.bot.jobs
+        # The server's policy (blocked, channel, daily quota) is in memory: checked before
+        # the acknowledgement, so that its refusal is private.
+        member = permissions.member_of(interaction)
+        admission = jobs.admit(member)
         # Acknowledge first, always: Discord drops an interaction not answered within 3 s.
         await interaction.response.defer(thinking=True)
         # The member's place is held from here, before any download: a burst of commands
         # can't all download and decode before all but a few are refused.
-        with self.bot.jobs.place(interaction.user.id):
+        with jobs.place(interaction.user.id, member=member, admission=admission):
             kept: list[tuple[str, bytes]] = []
             if saved_style is not None:
                 assert interaction.guild_id is not None  # the command is guild-only
@@ -152,8 +160,8 @@ class Stylize(commands.Cog):
             if style is not None:
                 uploads.append(_ref("style", style))
             await queue_job(
-                self.bot, interaction, uploads, kept, size=size, quality=quality,
-                strength=strength, preserve_colors=preserve_colors, seed=seed,
+                self.bot, interaction, uploads, kept, admission=admission, size=size,
+                quality=quality, strength=strength, preserve_colors=preserve_colors, seed=seed,
             )  # fmt: skip
 
 
@@ -163,6 +171,7 @@ async def queue_job(
     uploads: list[intake.AttachmentRef],
     kept: Sequence[tuple[str, bytes]] = (),
     *,
+    admission: Admission,
     origin: Optional[Origin] = None,  # noqa: UP045
     size: Optional[int] = None,  # noqa: UP045
     quality: Optional[str] = None,  # noqa: UP045
@@ -172,12 +181,16 @@ async def queue_job(
 ) -> None:
     """The path every way to a picture shares (``/stylize``, the message menus): download
     and check the pictures (the photo first, then the style: ``uploads``, then the ``kept``
-    pictures the bot already holds), then journal and queue the job. For an interaction
-    acknowledged with "thinking" (its response becomes the status), while its member's place
-    is held (``jobs.place``)."""
+    pictures the bot already holds), then journal and queue the job, within the member's
+    ``admission`` (their size cap; a spoiler or not). For an interaction acknowledged with
+    "thinking" (its response becomes the status), while its member's place is held
+    (``jobs.place``)."""
     config = bot.settings
     jobs = bot.jobs
     conversation = conversation_of(interaction)
+    max_size = config.stylize_max_size
+    if admission.allowance.max_size is not None:
+        max_size = min(max_size, admission.allowance.max_size)
     job_id = new_job_id()
     # The inputs go to disk while they are decoded, so that writing the job's record after
     # the checks costs only its row. A kept picture (a saved style) is decoded inside the gate
@@ -197,16 +210,22 @@ async def queue_job(
     settings = build_settings(
         standard_steps=config.stylize_steps,
         default_size=config.default_size,
-        max_size=config.stylize_max_size,
+        max_size=max_size,
         size=size,
         quality=quality,
         strength=strength,
         preserve_colors=preserve_colors,
         seed=seed,
     ).resolved()
+    # Lowered by the member's roles: say so (a default size above the cap is quietly the cap,
+    # as the default is no request).
+    note = None
+    if size is not None and size > max_size:
+        note = messages.later(messages.size_lowered, max_size)
     content_picture, style_picture = pictures
     submission = Submission(job_id, conversation, content_picture.data, (style_picture.data,),
-                            settings, origin=origin)  # fmt: skip
+                            settings, note=note, origin=origin,
+                            spoiler=admission.spoiler)  # fmt: skip
     await jobs.accept(submission, bot.frontend.live(interaction, conversation))
     log.info(
         "job %s: queued for user %s%s (%d×%d, style %d×%d, size %d, %d steps)",

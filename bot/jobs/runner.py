@@ -70,6 +70,8 @@ class Request:
     handle: JobHandle | None = None
     cancel_reason: str | None = None
     last_position: int | None = None
+    ended: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set once its end has been reported."""
     queued_at: float = field(default_factory=time.monotonic)
     started_at: float | None = None
 
@@ -119,6 +121,25 @@ class JobRunner:
 
     def position(self, job_id: str) -> int | None:
         return self._queue.position(job_id)
+
+    def counts(self) -> tuple[int, int]:
+        """(jobs waiting, jobs running)."""
+        return len(self._queue.waiting()), len(self._queue.running())
+
+    async def cancel_and_wait(self, job_ids: list[str], by_user_id: int, timeout: float) -> bool:
+        """Cancel these jobs (those here) and wait until their ends have been reported; False
+        if some had not within ``timeout`` s."""
+        events = [e.payload.ended for j in job_ids if (e := self._queue.get(j)) is not None]
+        for job_id in job_ids:
+            self.cancel(job_id, by_user_id)
+        if not events:
+            return True
+        _, pending = await asyncio.wait(
+            [asyncio.ensure_future(event.wait()) for event in events], timeout=timeout
+        )
+        for task in pending:
+            task.cancel()
+        return not pending
 
     @property
     def busy(self) -> bool:
@@ -284,21 +305,24 @@ class JobRunner:
             log.exception("job %s: telling its user about the restart failed", request.job.id)
 
     async def _finish(self, request: Request, event: FinalEvent) -> None:
-        # The backend cancels on its own only when it shuts down.
-        if isinstance(event, Cancelled) and request.cancel_reason in (None, RESTART):
-            await self._interrupt(request)
-            return
-        if isinstance(event, Cancelled) and request.cancel_reason is not None:
-            event = Cancelled(event.job_id, request.cancel_reason)
-        started = request.started_at
-        self._observer.job_ended(
-            JobOutcome.of(event, cancel_requested=request.cancel_reason == ON_REQUEST),
-            None if started is None else time.monotonic() - started,
-        )
         try:
-            await request.reporter.finished(event)
-        except Exception:
-            log.exception("job %s: reporting its end failed", request.job.id)
+            # The backend cancels on its own only when it shuts down.
+            if isinstance(event, Cancelled) and request.cancel_reason in (None, RESTART):
+                await self._interrupt(request)
+                return
+            if isinstance(event, Cancelled) and request.cancel_reason is not None:
+                event = Cancelled(event.job_id, request.cancel_reason)
+            started = request.started_at
+            self._observer.job_ended(
+                JobOutcome.of(event, cancel_requested=request.cancel_reason == ON_REQUEST),
+                None if started is None else time.monotonic() - started,
+            )
+            try:
+                await request.reporter.finished(event)
+            except Exception:
+                log.exception("job %s: reporting its end failed", request.job.id)
+        finally:
+            request.ended.set()
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(coro)

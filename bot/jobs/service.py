@@ -33,11 +33,21 @@ from bot.jobs.followups import Ceiling, SeedSource
 from bot.jobs.frontend import Frontend, JobStatus, StatusContext, StatusFactory
 from bot.jobs.observer import NO_OBSERVER, JobObserver, JobOutcome
 from bot.jobs.outbox import Outbox
+from bot.jobs.policy import Admission, MemberContext, PolicyBook, day_start
 from bot.jobs.queue import QueueRefusal, Reservations
 from bot.jobs.runner import JobRunner, ShuttingDown
 from bot.jobs.settings import steps_for
 from bot.jobs.tracker import JobTracker
-from bot.journal import Conversation, Derivation, JobRecord, Journal, NewJob, Origin
+from bot.journal import (
+    Conversation,
+    DayCount,
+    Derivation,
+    Forgotten,
+    JobRecord,
+    Journal,
+    NewJob,
+    Origin,
+)
 from engine.backend import Backend
 from engine.jobs import Job, new_job_id
 from engine.settings import StylizeSettings
@@ -88,6 +98,25 @@ class Submission:
     """The message menu whose picture it paints, if one did."""
     initial: bytes | None = None
     """The image it starts from (an earlier result, continued larger), already staged."""
+    spoiler: bool = False
+    """Post its result as a spoiler (``Admission.spoiler``)."""
+
+
+class ResultDeleted(Exception):
+    """A follow-up of a result that was deleted with its Delete button."""
+
+
+@dataclass(frozen=True)
+class ServiceStatus:
+    """What ``/stylize-admin status`` shows."""
+
+    waiting: int
+    running: int
+    capacity: int
+    devices: tuple[str, ...]
+    outbox_backlog: int
+    today: DayCount
+    """The server's jobs and failures since UTC midnight."""
 
 
 async def rebuild_job(
@@ -126,12 +155,16 @@ class JobService:
         *,
         on_engine_broken: Callable[[], None] | None = None,
         seeds: SeedSource = followups.random_seed,
+        policies: PolicyBook | None = None,
         observer: JobObserver = NO_OBSERVER,
     ) -> None:
         """``on_engine_broken``: called once if the backend refuses jobs for good (the bot
         must stop; the jobs are kept). ``seeds``: where re-rolls draw their seeds.
-        ``observer``: hears each job's wait, run time and outcome (``bot.metrics``)."""
+        ``policies``: the servers' policies (by default, the journal's). ``observer``: hears
+        each job's wait, run time and outcome (``bot.metrics``)."""
         self.journal = journal
+        self.backend = backend
+        self.policies = policies if policies is not None else PolicyBook(journal)
         self._observer = observer
         self.frontend = frontend
         self.policy = policy
@@ -155,6 +188,7 @@ class JobService:
     async def start(self) -> None:
         """The backend is running: purge what expired, resume the journal's unfinished jobs,
         and start delivering and sweeping."""
+        await self.policies.load()
         await self.purge()
         await self.resume()
         self.outbox.start()
@@ -213,15 +247,28 @@ class JobService:
     def accepting(self) -> bool:
         return self.runner.accepting
 
+    def admit(self, member: MemberContext) -> Admission:
+        """Check a member against their server's policy (in memory: call it before the
+        acknowledgement, so a refusal can be private); raises a ``PolicyRefusal``."""
+        return self.policies.admit(member)
+
     @contextlib.contextmanager
-    def place(self, user_id: int) -> Iterator[None]:
-        """Hold the member's place in the per-user limit while their job is prepared (before
-        any download), so a burst of commands can't all download before all but a few are
-        refused. Raises ``ShuttingDown``, ``UserLimitReached`` or ``QueueFull``."""
+    def place(
+        self, user_id: int, *, member: MemberContext | None = None,
+        admission: Admission | None = None,
+    ) -> Iterator[None]:  # fmt: skip
+        """Hold the member's place in the per-user limit (and, with ``member`` and the
+        ``admission`` it got, in their daily quota) while their job is prepared (before any
+        download), so a burst of commands can't all download before all but a few are
+        refused. Raises ``ShuttingDown``, ``UserLimitReached``, ``QueueFull`` or
+        ``DailyQuotaReached``."""
         if not self.runner.accepting:
             raise ShuttingDown("not accepting jobs")
         self.runner.check(user_id)
-        with self.reservations.reserve(user_id, self.runner.active(user_id)):
+        with contextlib.ExitStack() as stack:
+            if member is not None and admission is not None:
+                stack.enter_context(self.policies.hold(member, admission))
+            stack.enter_context(self.reservations.reserve(user_id, self.runner.active(user_id)))
             yield
 
     @contextlib.asynccontextmanager
@@ -262,8 +309,8 @@ class JobService:
         # Durable before the member hears it is queued.
         await self.journal.add(
             NewJob(job.id, conversation, settings.to_dict(), settings.seed, job.content,
-                   job.styles, submission.derivation, submission.origin,
-                   initial=job.initial is not None),
+                   job.styles, submission.derivation, submission.spoiler,
+                   submission.origin, initial=job.initial is not None),
             inputs_staged=True,
         )  # fmt: skip
         headline: Words | None = origins.headline(
@@ -279,23 +326,28 @@ class JobService:
         except QueueRefusal:
             await self.journal.discard(job.id)
             raise
+        self.policies.record(conversation.guild_id, conversation.user_id)
         return job
 
-    @property
-    def ceiling(self) -> Ceiling:
-        """The most a follow-up may ask for under the policy now."""
-        return Ceiling(
-            size=self.policy.max_size, steps=steps_for("high", self.policy.standard_steps)
-        )
+    def ceiling(self, admission: Admission | None = None) -> Ceiling:
+        """The most a follow-up may ask for under the policy now: the server's limits, and
+        the size that the clicker's roles allow (``admission``) if known."""
+        size = self.policy.max_size
+        if admission is not None and admission.allowance.max_size:
+            size = min(size, admission.allowance.max_size)
+        return Ceiling(size=size, steps=steps_for("high", self.policy.standard_steps))
 
-    def applies(self, parent: JobRecord, kind: str) -> bool:
+    def applies(self, parent: JobRecord, kind: str, admission: Admission | None = None) -> bool:
         """Whether a ``kind`` follow-up of ``parent`` would change anything under the policy
-        now (its button may have been drawn under another)."""
-        return followups.RULES[kind].applies(parent.settings, self.ceiling)
+        now (its button may have been drawn under another), for a clicker of ``admission``."""
+        return followups.RULES[kind].applies(parent.settings, self.ceiling(admission))
 
     async def parent(self, job_id: str) -> JobRecord | None:
-        """The earlier job a follow-up derives from, if its pictures are still kept."""
+        """The earlier job a follow-up derives from, if its pictures are still kept; raises
+        ``ResultDeleted`` if its result was deleted."""
         record = await self.journal.get(job_id)
+        if record is not None and record.deleted:
+            raise ResultDeleted(job_id)
         if record is None or not await self.journal.has_inputs(job_id, record.style_count):
             return None
         return record
@@ -306,10 +358,13 @@ class JobService:
         kind: str,
         conversation: Conversation,
         make_status: StatusFactory,
+        admission: Admission | None = None,
     ) -> Job | None:
         """Queue the job that a ``kind`` button (a key of ``followups.RULES``) makes of
-        ``parent``; None if the parent's pictures (or its result, for a kind that continues
-        it) went meanwhile."""
+        ``parent``, within the clicker's ``admission`` (their size cap; a spoiler or not);
+        None if the parent's pictures (or its result, for a kind that continues it) went
+        meanwhile."""
+        admission = admission or Admission()
         job_id = new_job_id()
         initial = None
         try:
@@ -325,14 +380,16 @@ class JobService:
             return None
         # The server's limits now, not those of when the earlier job ran.
         seed = followups.new_seed(parent.seed, self._seeds)
-        derived = followups.derive(parent.settings, kind, new_seed=seed, ceiling=self.ceiling)
+        derived = followups.derive(
+            parent.settings, kind, new_seed=seed, ceiling=self.ceiling(admission)
+        )
         settings = StylizeSettings.from_dict(derived)
         note = None
         if followups.lowered(parent.settings, derived):
             note = messages.later(messages.follow_up_lowered, settings.size, settings.steps)
         submission = Submission(job_id, conversation, content, styles, settings,
                                 Derivation(parent.id, kind, parent.seed), note,
-                                initial=initial)  # fmt: skip
+                                spoiler=admission.spoiler, initial=initial)  # fmt: skip
         try:
             job = await self.accept(submission, make_status)
         except BaseException:
@@ -351,6 +408,46 @@ class JobService:
     def cancel(self, job_id: str, by_user_id: int) -> bool:
         """Cancel a waiting or running job; False if it is not (or no longer) here."""
         return self.runner.cancel(job_id, by_user_id)
+
+    async def delete_result(self, job_id: str) -> bool:
+        """The Delete button: the job's files go, and its row says it was deleted."""
+        deleted = await self.journal.delete_result(job_id)
+        if deleted:
+            log.info("job %s: result deleted", job_id)
+        return deleted
+
+    async def forget(
+        self, user_id: int, guild_id: int | None, *, by_member: bool, limit: float = 10.0
+    ) -> Forgotten:
+        """Delete what the bot keeps about a member (in ``guild_id``; None: everywhere).
+        Their unfinished jobs (and follow-ups of them) are cancelled first, and their ends
+        awaited for up to ``limit`` s, so that nothing writes a row of theirs afterwards.
+        ``by_member``: they asked themselves (blocks and today's count stay)."""
+        unfinished = await self.journal.unfinished_of(user_id, guild_id)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + limit
+        await self.runner.cancel_and_wait(unfinished, user_id, limit)
+        if unfinished:  # their "cancelled" statuses go out before the rows that hold them go
+            await self.outbox.wait_idle(max(0.0, deadline - loop.time()))
+        await self.policies.drain()
+        await asyncio.gather(*self._writes, return_exceptions=True)
+        forgotten = await self.journal.forget(user_id, guild_id, keep_blocks=by_member)
+        self.policies.forget(user_id, guild_id, by_member=by_member)
+        log.info("forgot user %s (%s): %d job(s), %d file(s), %d style(s) reattributed",
+                 user_id, "every server" if guild_id is None else f"server {guild_id}",
+                 forgotten.jobs, forgotten.files, forgotten.styles)  # fmt: skip
+        return forgotten
+
+    async def status(self, guild_id: int) -> ServiceStatus:
+        waiting, running = self.runner.counts()
+        return ServiceStatus(
+            waiting=waiting,
+            running=running,
+            capacity=self.backend.capacity,
+            devices=tuple(self.backend.devices),
+            outbox_backlog=await self.journal.outbox_backlog(),
+            today=await self.journal.day_count(guild_id, day_start(time.time())),
+        )
 
     # Shutdown
 

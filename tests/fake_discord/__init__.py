@@ -20,7 +20,22 @@ sessions), `rest` (REST routes and message semantics), `commands` (registered co
 invocation options), `cdn` (attachment downloads), `models` (what the fake records).
 """
 
-from .models import FakeInteraction, FakeMessage, FakeUser, RecordedRequest
+from .models import (
+    FakeChannel,
+    FakeInteraction,
+    FakeMessage,
+    FakeRole,
+    FakeUser,
+    RecordedRequest,
+)
 from .server import FakeDiscord
 
-__all__ = ["FakeDiscord", "FakeInteraction", "FakeMessage", "FakeUser", "RecordedRequest"]
+__all__ = [
+    "FakeChannel",
+    "FakeDiscord",
+    "FakeInteraction",
+    "FakeMessage",
+    "FakeRole",
+    "FakeUser",
+    "RecordedRequest",
+]

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import payloads
-from .models import FakeUser
+from .models import FakeChannel, FakeRole, FakeUser
 
 # A user option resolves to the user and their member object (without "user").
 ResolveMember = Callable[[FakeUser], dict[str, Any]]
@@ -21,6 +21,8 @@ _PYTHON_TYPES: dict[int, tuple[type, ...]] = {
     payloads.OPTION_BOOLEAN: (bool,),
     payloads.OPTION_NUMBER: (int, float),
     payloads.OPTION_USER: (FakeUser,),
+    payloads.OPTION_CHANNEL: (FakeChannel,),
+    payloads.OPTION_ROLE: (FakeRole,),
     payloads.OPTION_ATTACHMENT: (Mapping,),
 }
 
@@ -157,6 +159,12 @@ def _wire_value(value: object, resolved: dict[str, Any], resolve_member: Resolve
         resolved.setdefault("users", {})[str(value.id)] = value.payload()
         resolved.setdefault("members", {})[str(value.id)] = resolve_member(value)
         return str(value.id)
+    if isinstance(value, FakeRole):
+        resolved.setdefault("roles", {})[str(value.id)] = dict(value.payload)
+        return str(value.id)
+    if isinstance(value, FakeChannel):
+        resolved.setdefault("channels", {})[str(value.id)] = dict(value.payload)
+        return str(value.id)
     return value
 
 
@@ -169,6 +177,10 @@ def _infer_type(value: object) -> int:
         return payloads.OPTION_NUMBER
     if isinstance(value, FakeUser):
         return payloads.OPTION_USER
+    if isinstance(value, FakeRole):
+        return payloads.OPTION_ROLE
+    if isinstance(value, FakeChannel):
+        return payloads.OPTION_CHANNEL
     if isinstance(value, Mapping):
         return payloads.OPTION_ATTACHMENT
     return payloads.OPTION_STRING

@@ -29,6 +29,22 @@ class FakeUser:
 
 
 @dataclass(frozen=True)
+class FakeRole:
+    """A role of the guild, as a value for a role option (its payload goes under `resolved`)."""
+
+    id: int
+    payload: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class FakeChannel:
+    """A channel of the guild, as a value for a channel option (resolved like a role)."""
+
+    id: int
+    payload: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
 class RecordedRequest:
     """One REST (or CDN) call as the fake received and answered it."""
 

@@ -106,6 +106,8 @@ OPTION_INTEGER = 4
 OPTION_BOOLEAN = 5
 OPTION_USER = 6
 OPTION_NUMBER = 10
+OPTION_CHANNEL = 7
+OPTION_ROLE = 8
 OPTION_ATTACHMENT = 11
 
 # JSON error codes (https://discord.com/developers/docs/topics/opcodes-and-status-codes).
@@ -274,6 +276,8 @@ def text_channel(
     *,
     last_message_id: int | None = None,
     permissions: int | None = None,
+    nsfw: bool = False,
+    position: int = 0,
 ) -> dict[str, Any]:
     """A GUILD_TEXT channel; `permissions` (the invoker's) appears only in interaction payloads."""
     payload: dict[str, Any] = {
@@ -281,10 +285,10 @@ def text_channel(
         "type": CHANNEL_GUILD_TEXT,
         "guild_id": str(guild_id),
         "name": name,
-        "position": 0,
+        "position": position,
         "permission_overwrites": [],
         "topic": None,
-        "nsfw": False,
+        "nsfw": nsfw,
         "last_message_id": None if last_message_id is None else str(last_message_id),
         "rate_limit_per_user": 0,
         "parent_id": None,

@@ -833,7 +833,7 @@ async def _get_guild(fake: FakeDiscord, call: Call) -> Any:
 @_routes.add("GET", "/guilds/{guild_id}/channels")
 async def _get_guild_channels(fake: FakeDiscord, call: Call) -> Any:
     _check_guild(fake, call)
-    return [fake.channel_payload()]
+    return fake.channels_payload()
 
 
 @_routes.add("GET", "/guilds/{guild_id}/roles")

@@ -31,7 +31,7 @@ from . import payloads, rest
 from .cdn import Cdn
 from .commands import CommandRegistry, autocomplete_data, command_data
 from .gateway import Gateway, GatewayHooks, GatewaySession
-from .models import FakeInteraction, FakeMessage, FakeUser, RecordedRequest
+from .models import FakeChannel, FakeInteraction, FakeMessage, FakeRole, FakeUser, RecordedRequest
 
 
 @dataclass
@@ -86,11 +86,20 @@ class FakeDiscord:
         self.channel_name = "stylize"
         self.moderator_role_id = payloads.snowflake()
         self.bot_role_id = payloads.snowflake()
+        self.admin_role_id = payloads.snowflake()
+        self.artist_role_id = payloads.snowflake()
         self.role_permissions: dict[int, int] = {
             self.guild_id: payloads.EVERYONE_PERMISSIONS,  # @everyone's id is the guild's
             self.moderator_role_id: payloads.EVERYONE_PERMISSIONS | payloads.MANAGE_MESSAGES,
             self.bot_role_id: payloads.EVERYONE_PERMISSIONS,
+            self.admin_role_id: payloads.EVERYONE_PERMISSIONS | payloads.MANAGE_GUILD,
+            self.artist_role_id: payloads.EVERYONE_PERMISSIONS,  # a role for quotas only
         }
+        # A second text channel, for channel options and /stylize-admin channels.
+        self.other_channel_id = payloads.snowflake()
+        self.other_channel_name = "gallery"
+        self.channel_nsfw = False
+        """The age-restricted flag of the main channel (see `set_channel_nsfw`)."""
 
         self.bot_user = FakeUser(
             self.bot_user_id, "stylize-bot", role_ids=(self.bot_role_id,), bot=True
@@ -105,9 +114,24 @@ class FakeDiscord:
             role_ids=(self.moderator_role_id,),
             global_name="Moderator",
         )
+        # Manage Server, without being the owner (who passes every check anyway).
+        self.admin = FakeUser(
+            payloads.snowflake(), "admin", role_ids=(self.admin_role_id,), global_name="Admin"
+        )
+        self.artist = FakeUser(
+            payloads.snowflake(), "artist", role_ids=(self.artist_role_id,), global_name="Artist"
+        )
         self.users: dict[int, FakeUser] = {
             u.id: u
-            for u in (self.bot_user, self.owner, self.requester, self.other_user, self.moderator)
+            for u in (
+                self.bot_user,
+                self.owner,
+                self.requester,
+                self.other_user,
+                self.moderator,
+                self.admin,
+                self.artist,
+            )
         }
         self._joined_at = payloads.iso_timestamp()
 
@@ -449,18 +473,30 @@ class FakeDiscord:
         user: FakeUser | None = None,
         locale: str = "en-US",
         validate: bool = True,
+        opened_to_everyone: bool = False,
     ) -> FakeInteraction:
-        """A member runs a registered slash command: "name", or "group sub" for subcommands.
+        """A member runs a registered slash command: "name", or "group sub" for subcommands
+        ("group sub sub" for a subcommand group's).
 
         options: plain values; an attachment dict from add_attachment; a FakeUser for user
-        options. With validate, they are checked against the registered schema (names,
-        types, required, choices, ranges), as Discord's client does.
+        options; a FakeRole or FakeChannel (from `role_option`, `channel_option`). With
+        validate, they are checked against the registered schema (names, types, required,
+        choices, ranges), as Discord's client does.
+        As on Discord, a member without the command's `default_member_permissions` can't run
+        it (PermissionError), unless the server's admins opened it to everyone in their
+        Integrations settings (`opened_to_everyone`).
         Returns once the interaction is sent (or queued for replay while disconnected).
         """
         await self.wait_ready()
         top, *path = name.split()
+        command = self.registry.find(top, self.guild_id)
+        required = command.get("default_member_permissions")
+        if required is not None and not opened_to_everyone:
+            needed = int(required)
+            if self.permissions_of(user or self.requester) & needed != needed:
+                raise PermissionError(f"/{top} is hidden from members without {needed:#x}")
         data = command_data(
-            self.registry.find(top, self.guild_id),
+            command,
             path,
             options,
             validate=validate,
@@ -698,6 +734,15 @@ class FakeDiscord:
                 managed=True,
                 bot_id=self.bot_user_id,
             ),
+            payloads.role(
+                self.admin_role_id, "Admin", self.role_permissions[self.admin_role_id], position=3
+            ),
+            payloads.role(
+                self.artist_role_id,
+                "Artist",
+                self.role_permissions[self.artist_role_id],
+                position=4,
+            ),
         ]
 
     def user_payload(self, user: FakeUser) -> dict[str, Any]:
@@ -705,6 +750,31 @@ class FakeDiscord:
         payload = user.payload()
         payload["avatar"] = self.avatars.get(user.id)
         return payload
+
+    def role_option(self, role_id: int) -> FakeRole:
+        """A role, as the value of a role option."""
+        payload = next(r for r in self.roles_payload() if int(r["id"]) == role_id)
+        return FakeRole(role_id, payload)
+
+    def channel_option(self, channel_id: int) -> FakeChannel:
+        """A channel, as the value of a channel option (with the invoker's permissions)."""
+        payload = next(c for c in self.channels_payload() if int(c["id"]) == channel_id)
+        payload = {**payload, "permissions": str(payloads.ALL_PERMISSIONS)}
+        return FakeChannel(channel_id, payload)
+
+    async def set_channel_nsfw(self, nsfw: bool) -> None:
+        """An admin marks the main channel age-restricted (or not): CHANNEL_UPDATE, which the
+        bot has read before any interaction sent after this returns."""
+        self.channel_nsfw = nsfw
+        session = self._ready_session()
+        assert session is not None, "wait_ready() first"
+        await session.dispatch("CHANNEL_UPDATE", self.channel_payload())
+
+    def channels_payload(self) -> list[dict[str, Any]]:
+        other = payloads.text_channel(
+            self.other_channel_id, self.guild_id, self.other_channel_name, position=1
+        )
+        return [self.channel_payload(), other]
 
     def member_payload(self, user: FakeUser, *, permissions: int | None = None) -> dict:
         return payloads.member(
@@ -720,6 +790,7 @@ class FakeDiscord:
             self.channel_name,
             last_message_id=last,
             permissions=permissions,
+            nsfw=self.channel_nsfw,
         )
 
     def guild_payload(self) -> dict[str, Any]:
@@ -736,7 +807,7 @@ class FakeDiscord:
         return payloads.guild_create(
             self.guild_payload(),
             joined_at=self._joined_at,
-            channels=[self.channel_payload()],
+            channels=self.channels_payload(),
             members=[self.member_payload(u) for u in self.users.values()],
         )
 
