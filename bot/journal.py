@@ -655,6 +655,10 @@ class Journal:
         """Count one job against a member's quota of that day."""
         await self._call(self._add_usage, guild_id, user_id, day)
 
+    async def take_back_usage(self, guild_id: int, user_id: int, day: int) -> None:
+        """Give one job of a member's quota of that day back (never below none)."""
+        await self._call(self._take_back_usage, guild_id, user_id, day)
+
     async def day_count(self, guild_id: int, since: float) -> DayCount:
         """A server's jobs asked for since ``since`` (wall-clock), and how many failed."""
         return await self._call(self._day_count, guild_id, since)
@@ -1211,6 +1215,14 @@ class Journal:
             db.execute(
                 "INSERT INTO daily_usage (guild_id, user_id, day, jobs) VALUES (?, ?, ?, 1) "
                 "ON CONFLICT (guild_id, user_id, day) DO UPDATE SET jobs = jobs + 1",
+                (guild_id, user_id, day),
+            )
+
+    def _take_back_usage(self, guild_id: int, user_id: int, day: int) -> None:
+        with self._transaction() as db:
+            db.execute(
+                "UPDATE daily_usage SET jobs = jobs - 1 "
+                "WHERE guild_id = ? AND user_id = ? AND day = ? AND jobs > 0",
                 (guild_id, user_id, day),
             )
 

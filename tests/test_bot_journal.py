@@ -236,6 +236,7 @@ EVERY_CALL: dict[str, Callable[[Journal], Awaitable[object]]] = {
     "set_role_limit": lambda j: j.set_role_limit(7, RoleLimit(7, 3, None)),
     "set_blocked": lambda j: j.set_blocked(7, 42, True),
     "add_usage": lambda j: j.add_usage(7, 42, 1),
+    "take_back_usage": lambda j: j.take_back_usage(7, 42, 1),
     "usage_on": lambda j: j.usage_on(1),
     "day_count": lambda j: j.day_count(7, 0.0),
     "outbox_backlog": lambda j: j.outbox_backlog(),

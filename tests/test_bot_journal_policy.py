@@ -171,6 +171,19 @@ async def test_counts_add_up_per_day_and_old_days_are_swept(journal: Journal) ->
     assert await journal.usage_on(1) == {} and await journal.usage_on(2) == {}
 
 
+async def test_a_count_given_back_goes_down_to_none_and_no_further(journal: Journal) -> None:
+    await journal.add_usage(GUILD, MEMBER, 1)
+    await journal.add_usage(GUILD, MEMBER, 1)
+    await journal.add_usage(OTHER_GUILD, MEMBER, 1)
+    await journal.take_back_usage(GUILD, MEMBER, 1)
+    assert await journal.usage_on(1) == {(GUILD, MEMBER): 1, (OTHER_GUILD, MEMBER): 1}
+    for _ in range(2):
+        await journal.take_back_usage(GUILD, MEMBER, 1)
+    await journal.take_back_usage(GUILD, MEMBER, 2)  # a day with no count: nothing happens
+    assert await journal.usage_on(1) == {(GUILD, MEMBER): 0, (OTHER_GUILD, MEMBER): 1}
+    assert await journal.usage_on(2) == {}
+
+
 async def add(journal: Journal, n: int, user_id: int, guild_id: int, token: str,
               parent: int | None = None) -> str:  # fmt: skip
     derivation = None if parent is None else Derivation(job_id(parent), "reroll", 1)

@@ -22,12 +22,23 @@ from bot.i18n import Words
 from bot.jobs.followups import RULES
 from bot.jobs.frontend import StatusContext
 from bot.jobs.outbox import Retry, Undeliverable
+from bot.jobs.policy import PolicyBook, utc_day
 from bot.jobs.queue import UserLimitReached
 from bot.jobs.runner import ShuttingDown
 from bot.jobs.service import MAX_RUNS, JobPolicy, JobService, Submission, rebuild_job
 from bot.journal import Conversation, Derivation, JobRecord, Journal, NewJob, OutboxItem
 from engine.backend import JobHandle, JobStream
-from engine.jobs import Cancelled, Done, Job, JobProgress, JobStats, Started, new_job_id
+from engine.jobs import (
+    Cancelled,
+    Done,
+    Failed,
+    FailureKind,
+    Job,
+    JobProgress,
+    JobStats,
+    Started,
+    new_job_id,
+)
 from engine.settings import StylizeSettings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -97,6 +108,9 @@ class FakeBackend:
     def done(self, job_id: str) -> None:
         stats = JobStats(1.0, 1, 16, 12, self.jobs[job_id].settings.seed or 0, {})
         self.streams[job_id].emit(Done(job_id, b"picture", "png", stats))
+
+    def fail(self, job_id: str, kind: FailureKind) -> None:
+        self.streams[job_id].emit(Failed(job_id, kind, "it went wrong"))
 
     def stopped(self, job_id: str) -> None:
         if not self.streams[job_id].ended:
@@ -317,6 +331,29 @@ async def test_a_refused_job_is_forgotten_and_places_count(world: World) -> None
         pass
 
 
+async def test_a_job_that_fails_through_no_fault_of_its_member_is_not_counted(
+    journal: Journal, clock: Clock
+) -> None:
+    guild = conversation().guild_id
+    assert guild is not None
+    book = PolicyBook(journal, clock=clock)
+    async with started(make_world(journal, policies=book)) as world:
+        crashed, bad = await accept(world), await accept(world)
+        assert book.used_today(guild, OWNER) == 2
+        world.backend.run(crashed.id)
+        world.backend.fail(crashed.id, FailureKind.WORKER_CRASHED)
+        await settled(world)
+        assert book.used_today(guild, OWNER) == 1  # "try again" costs no job
+        world.backend.run(bad.id)
+        world.backend.fail(bad.id, FailureKind.BAD_INPUT)  # the member's own picture
+        await settled(world)
+        assert book.used_today(guild, OWNER) == 1
+        await book.drain()
+    again = PolicyBook(journal, clock=clock)  # after a restart, too
+    await again.load()
+    assert again.used_today(guild, OWNER) == 1
+
+
 async def test_staged_inputs_of_a_failed_intake_are_removed(world: World) -> None:
     job_id = new_job_id()
     with pytest.raises(RuntimeError):
@@ -484,11 +521,14 @@ async def test_unfinished_jobs_resume_in_their_old_order(journal: Journal) -> No
 
 @pytest.mark.parametrize("why", ["crashed too often", "pictures lost"])
 async def test_a_job_that_cannot_run_again_is_given_up_with_a_notice(
-    journal: Journal, why: str
+    journal: Journal, clock: Clock, why: str
 ) -> None:
     kept, lost = f"{1:032x}", f"{2:032x}"
-    await add(journal, lost)
-    await add(journal, kept)
+    guild = conversation().guild_id
+    assert guild is not None
+    for job_id in (lost, kept):  # both counted against the member's quota when accepted
+        await add(journal, job_id)
+        await journal.add_usage(guild, OWNER, utc_day(clock.now))
     if why == "crashed too often":
         for _ in range(MAX_RUNS):  # each time the bot died while running it
             await journal.mark_running(lost)
@@ -496,11 +536,13 @@ async def test_a_job_that_cannot_run_again_is_given_up_with_a_notice(
     else:
         shutil.rmtree(journal.job_dir(lost))
         words = messages.later(messages.inputs_lost).dumps()
-    async with started(make_world(journal)) as world:
+    book = PolicyBook(journal, clock=clock)
+    async with started(make_world(journal, policies=book)) as world:
         assert await world.service.outbox.wait_idle(5)
         assert list(world.backend.jobs) == [kept]
         assert await state_of(journal, lost) == "failed"
         assert outbox_rows(journal) == [(lost, "notice", words, "delivered", 1001, None)]
+        assert book.used_today(guild, OWNER) == 1  # the lost one is given back
 
 
 # --- retention ------------------------------------------------------------------------------

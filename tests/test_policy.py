@@ -18,11 +18,13 @@ from bot.jobs.policy import (
     PolicyBook,
     allowance,
     check,
+    gives_back,
     next_reset,
     spoiler_for,
     utc_day,
 )
 from bot.journal import Journal, RoleLimit, ServerPolicy
+from engine.jobs import FailureKind
 
 GUILD = 100  # @everyone's role id is the guild's
 ARTIST, NEWBIE = 200, 300
@@ -156,6 +158,35 @@ async def test_the_book_counts_holds_and_starts_again_at_midnight(journal: Journ
         again.admit(who)
     clock.now += DAY / 2  # midnight UTC
     assert again.admit(who).allowance.daily == 2
+
+
+@pytest.mark.parametrize("kind", list(FailureKind))
+def test_only_a_failure_of_the_members_own_picture_costs_a_job(kind: FailureKind) -> None:
+    assert gives_back(kind) == (kind is not FailureKind.BAD_INPUT)
+
+
+async def test_a_job_given_back_frees_its_place_today_only(journal: Journal) -> None:
+    clock = Clock(NOON)
+    book = PolicyBook(journal, clock=clock)
+    await book.load()
+    await book.set_role_limit(GUILD, RoleLimit(GUILD, 1, None))
+    who = member()
+    book.record(GUILD, who.user_id)
+    accepted_at = book.now()
+    with pytest.raises(DailyQuotaReached):
+        book.admit(who)
+    book.give_back(GUILD, who.user_id, accepted_at)
+    book.give_back(GUILD, who.user_id, accepted_at)  # twice: never below none
+    assert book.admit(who).allowance.daily == 1
+    await book.drain()
+    again = PolicyBook(journal, clock=clock)  # a restart: the journal gave it back too
+    await again.load()
+    assert again.used_today(GUILD, who.user_id) == 0
+    # A job of yesterday that fails today gives nothing of today's back.
+    again.record(GUILD, who.user_id)
+    again.give_back(GUILD, who.user_id, accepted_at - DAY)
+    with pytest.raises(DailyQuotaReached):
+        again.admit(who)
 
 
 async def test_changes_apply_at_once_and_are_kept(journal: Journal) -> None:

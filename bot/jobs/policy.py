@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bot.journal import DAY_SECONDS, Journal, RoleLimit, ServerPolicy, SpoilerMode
+from engine.jobs import FailureKind
 
 
 class PolicyRefusal(Exception):
@@ -112,6 +113,12 @@ def spoiler_for(mode: SpoilerMode, nsfw: bool) -> bool:
     return mode == "always" or (mode == "outside_nsfw" and not nsfw)
 
 
+def gives_back(kind: FailureKind) -> bool:
+    """Whether a job that failed this way gives its place in the day's quota back: any failure
+    but the member's own picture's (the "try again" of the others must not cost a job)."""
+    return kind is not FailureKind.BAD_INPUT
+
+
 def check(policy: ServerPolicy, member: MemberContext, used_today: int, now: float) -> Admission:
     """Let the member through, or raise the refusal that says what they can do: blocked
     first (nothing else would help), then the channel, then the day's quota."""
@@ -146,6 +153,10 @@ class PolicyBook:
         self._policies = {p.guild_id: p for p in await self._journal.policies()}
         self._day = utc_day(self._clock())
         self._used = Counter(await self._journal.usage_on(self._day))
+
+    def now(self) -> float:
+        """The time by the book's clock (wall-clock: the quota's days are UTC days)."""
+        return self._clock()
 
     def policy(self, guild_id: int) -> ServerPolicy:
         return self._policies.get(guild_id) or ServerPolicy(guild_id)
@@ -189,6 +200,19 @@ class PolicyBook:
         self._roll()
         self._used[(guild_id, user_id)] += 1
         self._spawn(self._journal.add_usage(guild_id, user_id, self._day))
+
+    def give_back(self, guild_id: int | None, user_id: int, accepted_at: float) -> None:
+        """Take back one job counted at ``accepted_at`` (a job that failed through no fault
+        of the member's). A job of an earlier day changes nothing: that day's count is over."""
+        if guild_id is None:
+            return
+        self._roll()
+        day = utc_day(accepted_at)
+        key = (guild_id, user_id)
+        if day != self._day or self._used[key] <= 0:
+            return
+        self._used[key] -= 1
+        self._spawn(self._journal.take_back_usage(guild_id, user_id, day))
 
     def forget(self, user_id: int, guild_id: int | None, *, by_member: bool) -> None:
         """What ``Journal.forget`` deleted, in memory. ``by_member`` (they asked themselves):

@@ -33,7 +33,7 @@ from bot.jobs.followups import Ceiling, SeedSource
 from bot.jobs.frontend import Frontend, JobStatus, StatusContext, StatusFactory
 from bot.jobs.observer import NO_OBSERVER, JobObserver, JobOutcome
 from bot.jobs.outbox import Outbox
-from bot.jobs.policy import Admission, MemberContext, PolicyBook, day_start
+from bot.jobs.policy import Admission, MemberContext, PolicyBook, day_start, gives_back
 from bot.jobs.queue import QueueRefusal, Reservations
 from bot.jobs.runner import JobRunner, ShuttingDown
 from bot.jobs.settings import steps_for
@@ -49,7 +49,7 @@ from bot.journal import (
     Origin,
 )
 from engine.backend import Backend
-from engine.jobs import Job, new_job_id
+from engine.jobs import Failed, Job, new_job_id
 from engine.settings import StylizeSettings
 
 log = logging.getLogger(__name__)
@@ -212,13 +212,14 @@ class JobService:
                     text=rebuilt.dumps(),
                 )  # fmt: skip
                 self._observer.job_ended(JobOutcome.NOT_RESUMED, None)
+                self.policies.give_back(record.conversation.guild_id,
+                                        record.conversation.user_id, record.created_at)  # fmt: skip
                 self.outbox.kick()
                 continue
             context = self._context(rebuilt.id, origins.headline_of(record))
             status = self.frontend.status(record, context)
-            user_id = record.conversation.user_id
-            self.runner.submit(rebuilt, user_id, self._tracker(rebuilt.id, user_id, status),
-                               resumed=True)  # fmt: skip
+            tracker = self._tracker(rebuilt.id, record.conversation, record.created_at, status)
+            self.runner.submit(rebuilt, record.conversation.user_id, tracker, resumed=True)
             resumed += 1
         if records:
             log.info("resumed %d job(s) from the journal in %.0f ms", resumed,
@@ -320,7 +321,7 @@ class JobService:
         if submission.note is not None:
             headline = _lines(headline, submission.note)
         status = make_status(self._context(job.id, headline))
-        tracker = self._tracker(job.id, conversation.user_id, status)
+        tracker = self._tracker(job.id, conversation, self.policies.now(), status)
         try:
             self.runner.submit(job, conversation.user_id, tracker)
         except QueueRefusal:
@@ -486,14 +487,21 @@ class JobService:
             ),
         )
 
-    def _tracker(self, job_id: str, user_id: int, status: JobStatus) -> JobTracker:
+    def _tracker(
+        self, job_id: str, conversation: Conversation, accepted_at: float, status: JobStatus
+    ) -> JobTracker:
+        def failed(event: Failed) -> None:
+            if gives_back(event.kind):
+                self.policies.give_back(conversation.guild_id, conversation.user_id, accepted_at)
+
         return JobTracker(
             status,
             job_id=job_id,
-            user_id=user_id,
+            user_id=conversation.user_id,
             journal=self.journal,
             outbox=self.outbox,
             job_timeout=self.policy.job_timeout,
+            on_failed=failed,
         )
 
     def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -72,13 +72,16 @@ class JobTracker:
         journal: Journal,
         outbox: Outbox,
         job_timeout: float,
+        on_failed: Callable[[Failed], None] | None = None,
     ) -> None:
+        """``on_failed``: told of a failure as it ends the job (the quota gives it back)."""
         self.status = status
         self.job_id = job_id
         self.user_id = user_id
         self._journal = journal
         self._outbox = outbox
         self._job_timeout = job_timeout
+        self._on_failed = on_failed
         self._cancelled_by: int | None = None
         self._writes: set[asyncio.Task[None]] = set()
 
@@ -117,6 +120,8 @@ class JobTracker:
             job_timeout=self._job_timeout,
         )
         done = ending.result
+        if isinstance(event, Failed) and self._on_failed is not None:
+            self._on_failed(event)
         try:
             await self._journal.finish(
                 self.job_id,
