@@ -491,6 +491,20 @@ POLICY_MUTANTS = tuple(
             POLICY_TESTS,
         ),
         (
+            "policy: a crashed job still costs its member a job",
+            "bot/jobs/policy.py",
+            "return kind is not FailureKind.BAD_INPUT",
+            "return False",
+            POLICY_TESTS,
+        ),
+        (
+            "policy: a job of yesterday given back from today's count",
+            "bot/jobs/policy.py",
+            "if day != self._day or self._used[key] <= 0:",
+            "if self._used[key] <= 0:",
+            POLICY_TESTS,
+        ),
+        (
             "journal: forget keeps the member's jobs",
             "bot/journal.py",
             'db.executemany("DELETE FROM jobs WHERE id = ?", [(job_id,) for job_id in own])',
