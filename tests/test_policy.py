@@ -133,11 +133,18 @@ async def journal(tmp_path: Path) -> AsyncIterator[Journal]:
     await journal.close()
 
 
-async def test_the_book_counts_holds_and_starts_again_at_midnight(journal: Journal) -> None:
-    clock = Clock(NOON)
+async def opened(journal: Journal, clock: Clock, *, daily: int | None = None) -> PolicyBook:
+    """A book over the journal, loaded (as at start-up); ``daily``: @everyone's quota, set."""
     book = PolicyBook(journal, clock=clock)
     await book.load()
-    await book.set_role_limit(GUILD, RoleLimit(GUILD, 2, None))
+    if daily is not None:
+        await book.set_role_limit(GUILD, RoleLimit(GUILD, daily, None))
+    return book
+
+
+async def test_the_book_counts_holds_and_starts_again_at_midnight(journal: Journal) -> None:
+    clock = Clock(NOON)
+    book = await opened(journal, clock, daily=2)
     who = member()
     admission = book.admit(who)
     # Two places held at once (a burst) fill the quota before either job is accepted.
@@ -152,8 +159,7 @@ async def test_the_book_counts_holds_and_starts_again_at_midnight(journal: Journ
         book.admit(who)
     await book.drain()
     # A new book over the same journal (a restart) knows today's count.
-    again = PolicyBook(journal, clock=clock)
-    await again.load()
+    again = await opened(journal, clock)
     with pytest.raises(DailyQuotaReached):
         again.admit(who)
     clock.now += DAY / 2  # midnight UTC
@@ -167,9 +173,7 @@ def test_only_a_failure_of_the_members_own_picture_costs_a_job(kind: FailureKind
 
 async def test_a_job_given_back_frees_its_place_today_only(journal: Journal) -> None:
     clock = Clock(NOON)
-    book = PolicyBook(journal, clock=clock)
-    await book.load()
-    await book.set_role_limit(GUILD, RoleLimit(GUILD, 1, None))
+    book = await opened(journal, clock, daily=1)
     who = member()
     book.record(GUILD, who.user_id)
     accepted_at = book.now()
@@ -179,8 +183,7 @@ async def test_a_job_given_back_frees_its_place_today_only(journal: Journal) -> 
     book.give_back(GUILD, who.user_id, accepted_at)  # twice: never below none
     assert book.admit(who).allowance.daily == 1
     await book.drain()
-    again = PolicyBook(journal, clock=clock)  # a restart: the journal gave it back too
-    await again.load()
+    again = await opened(journal, clock)  # a restart: the journal gave it back too
     assert again.used_today(GUILD, who.user_id) == 0
     # A job of yesterday that fails today gives nothing of today's back.
     again.record(GUILD, who.user_id)
@@ -190,16 +193,14 @@ async def test_a_job_given_back_frees_its_place_today_only(journal: Journal) -> 
 
 
 async def test_changes_apply_at_once_and_are_kept(journal: Journal) -> None:
-    book = PolicyBook(journal, clock=Clock(NOON))
-    await book.load()
+    book = await opened(journal, Clock(NOON))
     await book.set_blocked(GUILD, 1, True)
     with pytest.raises(MemberBlocked):
         book.admit(member())
     await book.set_channels(GUILD, frozenset({20}))
     await book.set_spoiler(GUILD, "always")
     await book.set_role_limit(GUILD, RoleLimit(ARTIST, None, 512))
-    reloaded = PolicyBook(journal, clock=Clock(NOON))
-    await reloaded.load()
+    reloaded = await opened(journal, Clock(NOON))
     assert reloaded.policy(GUILD) == ServerPolicy(
         GUILD, frozenset({20}), (RoleLimit(ARTIST, None, 512),), frozenset({1}), "always"
     )
@@ -212,9 +213,7 @@ async def test_changes_apply_at_once_and_are_kept(journal: Journal) -> None:
 async def test_a_member_forgetting_themselves_keeps_their_block_and_count(
     journal: Journal,
 ) -> None:
-    book = PolicyBook(journal, clock=Clock(NOON))
-    await book.load()
-    await book.set_role_limit(GUILD, RoleLimit(GUILD, 1, None))
+    book = await opened(journal, Clock(NOON), daily=1)
     book.record(GUILD, 1)
     await book.set_blocked(GUILD, 2, True)
     book.forget(1, None, by_member=True)
@@ -230,7 +229,6 @@ async def test_a_member_forgetting_themselves_keeps_their_block_and_count(
 
 
 async def test_outside_a_server_nothing_applies(journal: Journal) -> None:
-    book = PolicyBook(journal, clock=Clock(NOON))
-    await book.load()
+    book = await opened(journal, Clock(NOON))
     await book.set_blocked(GUILD, 1, True)
     assert book.admit(member(guild_id=None)) == Admission()
