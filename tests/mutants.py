@@ -493,8 +493,15 @@ POLICY_MUTANTS = tuple(
         (
             "policy: a crashed job still costs its member a job",
             "bot/jobs/policy.py",
-            "return kind is not FailureKind.BAD_INPUT",
+            "return kind in (FailureKind.WORKER_CRASHED, FailureKind.INTERNAL)",
             "return False",
+            POLICY_TESTS,
+        ),
+        (
+            "policy: a job that ran out of time is given back",
+            "bot/jobs/policy.py",
+            "return kind in (FailureKind.WORKER_CRASHED, FailureKind.INTERNAL)",
+            "return kind is not FailureKind.BAD_INPUT",
             POLICY_TESTS,
         ),
         (

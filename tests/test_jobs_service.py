@@ -331,8 +331,11 @@ async def test_a_refused_job_is_forgotten_and_places_count(world: World) -> None
         pass
 
 
+@pytest.mark.parametrize(
+    "counted", [FailureKind.BAD_INPUT, FailureKind.TIMEOUT, FailureKind.OUT_OF_MEMORY]
+)
 async def test_a_job_that_fails_through_no_fault_of_its_member_is_not_counted(
-    journal: Journal, clock: Clock
+    journal: Journal, clock: Clock, counted: FailureKind
 ) -> None:
     guild = conversation().guild_id
     assert guild is not None
@@ -345,7 +348,7 @@ async def test_a_job_that_fails_through_no_fault_of_its_member_is_not_counted(
         await settled(world)
         assert book.used_today(guild, OWNER) == 1  # "try again" costs no job
         world.backend.run(bad.id)
-        world.backend.fail(bad.id, FailureKind.BAD_INPUT)  # the member's own picture
+        world.backend.fail(bad.id, counted)  # the member is told to ask for less
         await settled(world)
         assert book.used_today(guild, OWNER) == 1
         await book.drain()

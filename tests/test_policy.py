@@ -167,8 +167,8 @@ async def test_the_book_counts_holds_and_starts_again_at_midnight(journal: Journ
 
 
 @pytest.mark.parametrize("kind", list(FailureKind))
-def test_only_a_failure_of_the_members_own_picture_costs_a_job(kind: FailureKind) -> None:
-    assert gives_back(kind) == (kind is not FailureKind.BAD_INPUT)
+def test_only_a_failure_of_the_bots_own_costs_no_job(kind: FailureKind) -> None:
+    assert gives_back(kind) == (kind in {FailureKind.WORKER_CRASHED, FailureKind.INTERNAL})
 
 
 async def test_a_job_given_back_frees_its_place_today_only(journal: Journal) -> None:

@@ -114,9 +114,12 @@ def spoiler_for(mode: SpoilerMode, nsfw: bool) -> bool:
 
 
 def gives_back(kind: FailureKind) -> bool:
-    """Whether a job that failed this way gives its place in the day's quota back: any failure
-    but the member's own picture's (the "try again" of the others must not cost a job)."""
-    return kind is not FailureKind.BAD_INPUT
+    """Whether a job that failed this way gives its place in the day's quota back: a crash or
+    an internal error is the bot's doing, and the "please try again" it answers must not cost
+    a job. A picture that could not be read, or that ran out of time or memory, counts: its
+    member is told to ask for less, and the quota is what rations the GPU's time (given back,
+    a member could spend it on jobs that always time out)."""
+    return kind in (FailureKind.WORKER_CRASHED, FailureKind.INTERNAL)
 
 
 def check(policy: ServerPolicy, member: MemberContext, used_today: int, now: float) -> Admission:
